@@ -1,0 +1,418 @@
+//! Our Qwen2/Llama-family decoder on candle-core: RMSNorm, RoPE, grouped-query
+//! attention, SwiGLU, optional QKV bias, tied or separate output, reading
+//! quantized GGUF weights. Its KV cache can be truncated to any length, so a
+//! prompt sharing a prefix with the previous one only processes new tokens.
+
+use super::linear::{qtensor_from_raw, Linear};
+use crate::models::gguf::{GgufError, GgufFile};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Result as CResult, Tensor};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecoderError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{path}: {msg}")]
+    Shape { path: PathBuf, msg: String },
+    #[error("{path}: loading tensor '{tensor}': {msg}")]
+    Tensor { path: PathBuf, tensor: String, msg: String },
+    #[error("decoder: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("decoder: {needed} positions exceed the model's context of {max}")]
+    Context { needed: usize, max: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Rotate the two halves of each head (Qwen2, NeoX).
+    Halves,
+    /// Rotate adjacent pairs (llama.cpp's llama layout).
+    Interleaved,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    pub arch: String,
+    pub n_layer: usize,
+    pub hidden: usize,
+    pub ffn: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    pub rope_base: f32,
+    pub rms_eps: f64,
+    pub context: usize,
+    pub rope: RopeStyle,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Repack Q5_0 to Q8_0 (exact) so the CPU uses SIMD kernels.
+    pub repack: bool,
+    /// Keep f32 copies of layer weights for prefill (fast, 4 bytes a weight).
+    pub dense_prefill: bool,
+    /// Activation dtype: f32 on CPU; f16/bf16 on GPUs.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { repack: true, dense_prefill: false, dtype: DType::F32 }
+    }
+}
+
+/// Upper bound on positions we precompute RoPE tables for: a hostile header
+/// can't make us allocate gigabytes, and wick's prompts are far shorter.
+const MAX_POSITIONS: usize = 32768;
+
+struct Layer {
+    attn_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    cache: KvCache,
+}
+
+/// A preallocated, growable, truncatable KV cache for one layer.
+struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+    cap: usize,
+}
+
+impl KvCache {
+    fn append(&mut self, k: &Tensor, v: &Tensor, max: usize) -> CResult<(Tensor, Tensor)> {
+        let (b, h, t, d) = k.dims4()?;
+        let need = self.len + t;
+        if need > self.cap || self.k.is_none() {
+            let cap = need.max(self.cap * 2).max(256).min(max.max(need));
+            let nk = Tensor::zeros((b, h, cap, d), k.dtype(), k.device())?;
+            let nv = Tensor::zeros((b, h, cap, d), v.dtype(), v.device())?;
+            if let (Some(ok), Some(ov)) = (&self.k, &self.v) {
+                if self.len > 0 {
+                    nk.slice_set(&ok.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                    nv.slice_set(&ov.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+            }
+            self.k = Some(nk);
+            self.v = Some(nv);
+            self.cap = cap;
+        }
+        let (ck, cv) = (self.k.as_ref().unwrap(), self.v.as_ref().unwrap());
+        ck.slice_set(&k.contiguous()?, 2, self.len)?;
+        cv.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = need;
+        Ok((ck.narrow(2, 0, need)?, cv.narrow(2, 0, need)?))
+    }
+}
+
+pub struct Decoder {
+    pub cfg: DecoderConfig,
+    embed: QTensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: Linear,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    dtype: DType,
+    pos: usize,
+}
+
+impl Decoder {
+    pub fn load(file: &mut GgufFile, device: &Device, opts: &LoadOptions) -> Result<Self, DecoderError> {
+        let path = file.path.clone();
+        let arch = file.architecture()?;
+        let rope = match arch.as_str() {
+            "qwen2" => RopeStyle::Halves,
+            "llama" => RopeStyle::Interleaved,
+            _ => return Err(GgufError::Architecture { path, arch }.into()),
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let n_layer = file.meta_u32(&key("block_count"))? as usize;
+        let hidden = file.meta_u32(&key("embedding_length"))? as usize;
+        let ffn = file.meta_u32(&key("feed_forward_length"))? as usize;
+        let n_head = file.meta_u32(&key("attention.head_count"))? as usize;
+        let n_kv_head = file.meta_u32(&key("attention.head_count_kv")).unwrap_or(n_head as u32) as usize;
+        let context = file.meta_u32(&key("context_length")).unwrap_or(4096) as usize;
+        let rope_base = file.meta_f32(&key("rope.freq_base")).unwrap_or(10000.0);
+        let rms_eps = file.meta_f32(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f64;
+        let shape_err = |msg: String| DecoderError::Shape { path: path.clone(), msg };
+        if n_layer == 0 || n_layer > 1024 || hidden == 0 || hidden > 65536 || ffn == 0 || ffn > 262144 {
+            return Err(shape_err(format!(
+                "implausible dimensions: {n_layer} layers, hidden {hidden}, ffn {ffn}"
+            )));
+        }
+        if n_head == 0 || n_kv_head == 0 || hidden % n_head != 0 || n_head % n_kv_head != 0 {
+            return Err(shape_err(format!(
+                "inconsistent heads: hidden {hidden}, {n_head} heads, {n_kv_head} kv heads"
+            )));
+        }
+        let head_dim = hidden / n_head;
+        if head_dim % 2 != 0 {
+            return Err(shape_err(format!("odd head dimension {head_dim}")));
+        }
+        let embed_dims = file
+            .tensor_dims("token_embd.weight")
+            .ok_or_else(|| shape_err("missing tensor 'token_embd.weight'".into()))?;
+        let vocab = match embed_dims.as_slice() {
+            [v, h] if *h == hidden => *v,
+            d => return Err(shape_err(format!("token_embd.weight has shape {d:?}, expected [vocab, {hidden}]"))),
+        };
+        let cfg = DecoderConfig {
+            arch: arch.clone(),
+            n_layer,
+            hidden,
+            ffn,
+            n_head,
+            n_kv_head,
+            head_dim,
+            vocab,
+            rope_base,
+            rms_eps,
+            context,
+            rope,
+        };
+        let kv = n_kv_head * head_dim;
+        let mut w = Weights { file, device, repack: opts.repack && device.is_cpu() };
+        let dt = opts.dtype;
+
+        // The embedding is only ever gathered row by row: keep it compact.
+        let embed = w.load("token_embd.weight", &[vocab, hidden], false)?;
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let linear = |w: &mut Weights, name: &str, out: usize, inp: usize| -> Result<Linear, DecoderError> {
+                let q = w.load(&p(&format!("{name}.weight")), &[out, inp], true)?;
+                let bias_name = p(&format!("{name}.bias"));
+                let bias = if w.has(&bias_name) {
+                    Some(w.dense(&bias_name, &[out], dt)?)
+                } else {
+                    None
+                };
+                let mut l = Linear::new(q, bias)?;
+                if opts.dense_prefill {
+                    l.keep_dense()?;
+                }
+                Ok(l)
+            };
+            let q = linear(&mut w, "attn_q", hidden, hidden)?;
+            let k = linear(&mut w, "attn_k", kv, hidden)?;
+            let v = linear(&mut w, "attn_v", kv, hidden)?;
+            let o = linear(&mut w, "attn_output", hidden, hidden)?;
+            let gate = linear(&mut w, "ffn_gate", ffn, hidden)?;
+            let up = linear(&mut w, "ffn_up", ffn, hidden)?;
+            let down = linear(&mut w, "ffn_down", hidden, ffn)?;
+            let attn_norm = w.dense(&p("attn_norm.weight"), &[hidden], dt)?;
+            let ffn_norm = w.dense(&p("ffn_norm.weight"), &[hidden], dt)?;
+            layers.push(Layer {
+                attn_norm,
+                q,
+                k,
+                v,
+                o,
+                ffn_norm,
+                gate,
+                up,
+                down,
+                cache: KvCache { k: None, v: None, len: 0, cap: 0 },
+            });
+        }
+        let norm = w.dense("output_norm.weight", &[hidden], dt)?;
+        let output = if w.has("output.weight") {
+            Linear::new(w.load("output.weight", &[vocab, hidden], true)?, None)?
+        } else {
+            // Tied embeddings: a second, repacked copy for the matmul.
+            Linear::new(w.load("token_embd.weight", &[vocab, hidden], true)?, None)?
+        };
+        let positions = context.clamp(1, MAX_POSITIONS);
+        let (cos, sin) = rope_tables(head_dim, rope_base, positions, device, dt)?;
+        Ok(Decoder {
+            cfg,
+            embed,
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            device: device.clone(),
+            dtype: dt,
+            pos: 0,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of positions held in the KV cache.
+    pub fn cache_len(&self) -> usize {
+        self.pos
+    }
+
+    /// Positions the RoPE tables cover: the longest sequence we run.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Forgets cached positions from `len` on; the next forward continues there.
+    pub fn truncate(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+        for l in &mut self.layers {
+            l.cache.len = l.cache.len.min(len);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Runs `tokens` at the end of the cached sequence and returns the logits
+    /// of the last position, as f32 on the CPU.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, DecoderError> {
+        let logits = self.forward_tensor(tokens)?;
+        Ok(logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// As `forward`, returning the logits tensor [vocab] on the device.
+    pub fn forward_tensor(&mut self, tokens: &[u32]) -> Result<Tensor, DecoderError> {
+        let t = tokens.len();
+        if t == 0 {
+            return Err(DecoderError::Candle(candle_core::Error::Msg("empty input".into())));
+        }
+        let pos = self.pos;
+        let max = self.max_positions();
+        if pos + t > max {
+            return Err(DecoderError::Context { needed: pos + t, max });
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.embedding(&ids)?.to_dtype(self.dtype)?.unsqueeze(0)?;
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        let group = self.cfg.n_head / self.cfg.n_kv_head;
+        let mask = if t > 1 { Some(causal_mask(t, pos, group, &self.device, self.dtype)?) } else { None };
+        let eps = self.cfg.rms_eps as f32;
+        let cfg = &self.cfg;
+        for layer in &mut self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = layer.q.forward(&h)?;
+            let k = layer.k.forward(&h)?;
+            let v = layer.v.forward(&h)?;
+            let q = q.reshape((1, t, cfg.n_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let k = k.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let (q, k) = match cfg.rope {
+                RopeStyle::Halves => (
+                    candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+                ),
+                RopeStyle::Interleaved => (
+                    candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+                ),
+            };
+            let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
+            // Grouped-query attention without copying K/V per head: the
+            // query heads sharing one KV head become extra query rows.
+            let q = q.reshape((1, cfg.n_kv_head, group * t, cfg.head_dim))?;
+            let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+            let mut att = (q.matmul(&k_all.t()?)? * scale)?;
+            if let Some(m) = &mask {
+                att = att.broadcast_add(m)?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v_all)?;
+            let y = y
+                .reshape((1, cfg.n_head, t, cfg.head_dim))?
+                .transpose(1, 2)?
+                .reshape((1, t, cfg.hidden))?;
+            let y = layer.o.forward(&y)?;
+            x = (x + y)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let g = layer.gate.forward(&h)?;
+            let u = layer.up.forward(&h)?;
+            let y = layer.down.forward(&(candle_nn::ops::silu(&g)? * u)?)?;
+            x = (x + y)?;
+        }
+        self.pos = pos + t;
+        let last = x.narrow(1, t - 1, 1)?.contiguous()?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
+        let logits = self.output.forward(&last)?;
+        Ok(logits.flatten_all()?)
+    }
+}
+
+struct Weights<'a> {
+    file: &'a mut GgufFile,
+    device: &'a Device,
+    repack: bool,
+}
+
+impl Weights<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.file.has_tensor(name)
+    }
+
+    fn load(&mut self, name: &str, want: &[usize], repack: bool) -> Result<QTensor, DecoderError> {
+        let (dtype, dims, raw) = self.file.tensor_bytes(name)?;
+        if dims != want {
+            return Err(DecoderError::Shape {
+                path: self.file.path.clone(),
+                msg: format!("tensor '{name}' has shape {dims:?}, expected {want:?}"),
+            });
+        }
+        qtensor_from_raw(dtype, &dims, &raw, self.device, repack && self.repack).map_err(|e| {
+            DecoderError::Tensor {
+                path: self.file.path.clone(),
+                tensor: name.into(),
+                msg: e.to_string(),
+            }
+        })
+    }
+
+    fn dense(&mut self, name: &str, want: &[usize], dt: DType) -> Result<Tensor, DecoderError> {
+        let q = self.load(name, want, false)?;
+        Ok(q.dequantize(self.device)?.to_dtype(dt)?)
+    }
+}
+
+fn rope_tables(head_dim: usize, base: f32, positions: usize, dev: &Device, dt: DType) -> CResult<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    for p in 0..positions {
+        for i in 0..half {
+            // f32 like the reference implementations, so logits match closely.
+            let theta = 1f32 / base.powf((2 * i) as f32 / head_dim as f32);
+            let a = (p as f32) * theta;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (positions, half), dev)?.to_dtype(dt)?;
+    let sin = Tensor::from_vec(sin, (positions, half), dev)?.to_dtype(dt)?;
+    Ok((cos, sin))
+}
+
+/// Additive causal mask for `t` new queries after `pos` cached positions,
+/// repeated for the `group` query heads folded into each KV head.
+fn causal_mask(t: usize, pos: usize, group: usize, dev: &Device, dt: DType) -> CResult<Tensor> {
+    let total = pos + t;
+    let mut m = Vec::with_capacity(group * t * total);
+    for _ in 0..group {
+        for i in 0..t {
+            for j in 0..total {
+                m.push(if j > pos + i { f32::NEG_INFINITY } else { 0.0 });
+            }
+        }
+    }
+    Tensor::from_vec(m, (group * t, total), dev)?.to_dtype(dt)
+}

@@ -1,0 +1,123 @@
+//! Quantized linear layers, with the two CPU kernels chosen per phase:
+//! batched prefill goes through an f32 GEMM, single-token decode through the
+//! quantized vector-dot kernels, which read four to eight times fewer bytes.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use std::sync::Arc;
+
+/// From this many rows on, a CPU matmul dequantizes the weight and runs the
+/// f32 GEMM: the dequantization is paid once per call, the GEMM is much
+/// faster than the per-row quantized dot products.
+pub const GEMM_MIN_ROWS: usize = 16;
+
+pub struct Linear {
+    weight: Arc<QTensor>,
+    qmm: QMatMul,
+    bias: Option<Tensor>,
+    /// f32 copy of the weight for prefill, when the caller chose to keep one.
+    dense: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        let weight = Arc::new(weight);
+        let qmm = QMatMul::from_arc(weight.clone())?;
+        Ok(Linear { weight, qmm, bias, dense: None })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.shape().dims()[0]
+    }
+
+    /// Keeps an f32 copy of the weight for prefill (costs 4 bytes a weight).
+    pub fn keep_dense(&mut self) -> Result<()> {
+        if self.dense.is_none() && self.weight.device().is_cpu() {
+            self.dense = Some(self.weight.dequantize(&Device::Cpu)?);
+        }
+        Ok(())
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+        let y = if x.device().is_cpu() && rows >= GEMM_MIN_ROWS && x.dtype() == DType::F32 {
+            let w = match &self.dense {
+                Some(w) => w.clone(),
+                None => self.weight.dequantize(&Device::Cpu)?,
+            };
+            let (b, t, k) = x.dims3()?;
+            x.reshape((b * t, k))?.matmul(&w.t()?)?.reshape((b, t, ()))?
+        } else {
+            self.qmm.forward(x)?
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Repacks Q5_0 blocks as Q8_0 blocks under the same scale. Exact: a Q5_0
+/// value is an integer in [-16, 15], which fits in an i8, and Q8_0 has SIMD
+/// vector-dot kernels where Q5_0 has none.
+pub fn q5_0_to_q8_0(src: &[u8]) -> Vec<u8> {
+    const IN: usize = 22;
+    const OUT: usize = 34;
+    let blocks = src.len() / IN;
+    let mut out = vec![0u8; blocks * OUT];
+    for (b, o) in src.chunks_exact(IN).zip(out.chunks_exact_mut(OUT)) {
+        o[0] = b[0];
+        o[1] = b[1];
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let qs = &b[6..22];
+        for j in 0..16 {
+            let xh0 = ((qh >> j) << 4) & 0x10;
+            let xh1 = (qh >> (j + 12)) & 0x10;
+            let x0 = ((qs[j] as u32 & 0x0F) | xh0) as i32 - 16;
+            let x1 = ((qs[j] as u32 >> 4) | xh1) as i32 - 16;
+            o[2 + j] = x0 as i8 as u8;
+            o[2 + j + 16] = x1 as i8 as u8;
+        }
+    }
+    out
+}
+
+/// Builds a QTensor from raw GGUF bytes, repacking types without a fast
+/// kernel on the CPU.
+pub fn qtensor_from_raw(
+    dtype: GgmlDType,
+    dims: &[usize],
+    raw: &[u8],
+    device: &Device,
+    repack: bool,
+) -> Result<QTensor> {
+    if repack && dtype == GgmlDType::Q5_0 {
+        let data = q5_0_to_q8_0(raw);
+        return candle_core::quantized::ggml_file::qtensor_from_ggml(
+            GgmlDType::Q8_0,
+            &data,
+            dims.to_vec(),
+            device,
+        );
+    }
+    candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, dims.to_vec(), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q5_0_repack_is_exact() {
+        let dev = Device::Cpu;
+        let data: Vec<f32> = (0..64 * 32).map(|i| ((i * 7919) % 113) as f32 / 17.0 - 3.0).collect();
+        let t = Tensor::from_vec(data, (64, 32), &dev).unwrap();
+        let q5 = QTensor::quantize(&t, GgmlDType::Q5_0).unwrap();
+        let raw = q5.data().unwrap().to_vec();
+        let q8 = qtensor_from_raw(GgmlDType::Q5_0, &[64, 32], &raw, &dev, true).unwrap();
+        assert_eq!(q8.dtype(), GgmlDType::Q8_0);
+        let a = q5.dequantize(&dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = q8.dequantize(&dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,255 @@
+//! The engine: owns candle and the model on its own thread and serves a queue
+//! of requests, replying through oneshot channels. Knows nothing of
+//! documents, editors or LSP.
+
+pub mod decoder;
+pub mod linear;
+pub mod sampling;
+pub mod session;
+
+pub use decoder::{Decoder, LoadOptions};
+pub use sampling::Sampling;
+pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason};
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+const LOADING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Cancels a request when set; checked by the engine between tokens.
+#[derive(Clone, Default, Debug)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Cancels its request when dropped (an abandoned future stops generation).
+pub struct CancelOnDrop(pub CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Wall-clock timings of a reply, measured on the engine thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueTimes {
+    pub queued_ms: f64,
+}
+
+pub type Reply = Result<(Generation, QueueTimes), EngineError>;
+
+struct Job {
+    req: Request,
+    cancel: CancelToken,
+    reply: oneshot::Sender<Reply>,
+    enqueued: Instant,
+}
+
+enum Msg {
+    Job(Job),
+    Reset,
+}
+
+struct Shared {
+    state: AtomicU8,
+    error: Mutex<Option<String>>,
+    info: Mutex<Option<ModelInfo>>,
+    ready: (Mutex<bool>, std::sync::Condvar),
+}
+
+/// A handle to the engine thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// Starts the engine thread; `load` runs on it (in the background).
+    pub fn spawn<F>(load: F) -> Engine
+    where
+        F: FnOnce() -> Result<Session, EngineError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(LOADING),
+            error: Mutex::new(None),
+            info: Mutex::new(None),
+            ready: (Mutex::new(false), std::sync::Condvar::new()),
+        });
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("wick-engine".into())
+            .spawn(move || {
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+                    .unwrap_or_else(|p| Err(EngineError::Internal(panic_message(&p))));
+                let session = match loaded {
+                    Ok(s) => {
+                        *sh.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.info());
+                        sh.state.store(READY, Ordering::SeqCst);
+                        Some(s)
+                    }
+                    Err(e) => {
+                        *sh.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        sh.state.store(FAILED, Ordering::SeqCst);
+                        None
+                    }
+                };
+                {
+                    let (m, cv) = &sh.ready;
+                    *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    cv.notify_all();
+                }
+                serve(session, rx, &sh);
+            })
+            .expect("spawning the engine thread");
+        Engine { tx, shared }
+    }
+
+    /// Loads a model file on the engine thread.
+    pub fn load(path: std::path::PathBuf, device: candle_core::Device, opts: LoadOptions) -> Engine {
+        Engine::spawn(move || Session::load(&path, &device, &opts))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.shared.state.load(Ordering::SeqCst) == READY
+    }
+
+    pub fn load_error(&self) -> Option<String> {
+        self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn info(&self) -> Option<ModelInfo> {
+        self.shared.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Blocks until the model has loaded or failed.
+    pub fn wait_ready(&self) -> Result<ModelInfo, EngineError> {
+        let (m, cv) = &self.shared.ready;
+        let mut done = m.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(done);
+        match self.info() {
+            Some(i) => Ok(i),
+            None => Err(EngineError::LoadFailed(self.load_error().unwrap_or_default())),
+        }
+    }
+
+    /// Queues a request. Before the model is ready the reply is immediate.
+    pub fn submit(&self, req: Request) -> (CancelToken, oneshot::Receiver<Reply>) {
+        let (reply, rx) = oneshot::channel();
+        let cancel = CancelToken::default();
+        match self.shared.state.load(Ordering::SeqCst) {
+            LOADING => {
+                let _ = reply.send(Err(EngineError::NotReady));
+            }
+            FAILED => {
+                let _ = reply.send(Err(EngineError::LoadFailed(self.load_error().unwrap_or_default())));
+            }
+            _ => {
+                let job = Job { req, cancel: cancel.clone(), reply, enqueued: Instant::now() };
+                if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
+                    let _ = job.reply.send(Err(EngineError::Stopped));
+                }
+            }
+        }
+        (cancel, rx)
+    }
+
+    /// Generates; dropping the future cancels the request.
+    pub async fn generate(&self, req: Request) -> Reply {
+        let (cancel, rx) = self.submit(req);
+        let _guard = CancelOnDrop(cancel);
+        rx.await.unwrap_or(Err(EngineError::Stopped))
+    }
+
+    pub fn generate_blocking(&self, req: Request) -> Reply {
+        let (_cancel, rx) = self.submit(req);
+        rx.blocking_recv().unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// Forgets the KV cache (benchmarks use it for cold runs).
+    pub fn reset_cache(&self) {
+        let _ = self.tx.send(Msg::Reset);
+    }
+}
+
+fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, _sh: &Shared) {
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(Msg::Job(j)) => queue.push_back(j),
+                Ok(Msg::Reset) => {
+                    if let Some(s) = session.as_mut() {
+                        s.reset();
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Msg::Job(j) => queue.push_back(j),
+                Msg::Reset => {
+                    if let Some(s) = session.as_mut() {
+                        s.reset();
+                    }
+                }
+            }
+        }
+        let Some(job) = queue.pop_front() else { continue };
+        // A newer request for the same key supersedes this one: answer it now.
+        let superseded = job.req.key.is_some() && queue.iter().any(|j| j.req.key == job.req.key);
+        if superseded {
+            let _ = job.reply.send(Err(EngineError::Superseded));
+            continue;
+        }
+        if job.cancel.is_cancelled() || job.reply.is_closed() {
+            let _ = job.reply.send(Err(EngineError::Cancelled));
+            continue;
+        }
+        let times = QueueTimes { queued_ms: job.enqueued.elapsed().as_secs_f64() * 1e3 };
+        let result = match session.as_mut() {
+            None => Err(EngineError::NotReady),
+            Some(s) => {
+                let flag = job.cancel.0.clone();
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.generate(&job.req, &flag))) {
+                    Ok(r) => r,
+                    Err(p) => {
+                        s.reset();
+                        Err(EngineError::Internal(panic_message(&p)))
+                    }
+                }
+            }
+        };
+        let _ = job.reply.send(result.map(|g| (g, times)));
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".into()
+    }
+}

@@ -1,0 +1,343 @@
+//! One loaded model with its KV cache and the token sequence that cache
+//! holds: generation with reuse of the longest shared prefix, stop rules,
+//! a wall-clock budget, cancellation between tokens and token healing.
+
+use super::decoder::{Decoder, DecoderError, LoadOptions};
+use super::sampling::{sample, Sampling};
+use crate::models::gguf::GgufFile;
+use crate::models::tokenizer::Tokenizer;
+use crate::prompt::{Family, Piece, Prompt};
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Prompt tokens processed per forward pass during prefill: bounds the
+/// attention scratch memory and how long a cancellation waits.
+pub const PREFILL_CHUNK: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::models::tokenizer::TokenizerError),
+    #[error("the prompt has {prompt} tokens; with {max_tokens} to generate that exceeds the {limit} positions available")]
+    PromptTooLong { prompt: usize, max_tokens: usize, limit: usize },
+    #[error("request cancelled")]
+    Cancelled,
+    #[error("superseded by a newer request")]
+    Superseded,
+    #[error("the model is still loading")]
+    NotReady,
+    #[error("the model failed to load: {0}")]
+    LoadFailed(String),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub prompt: Prompt,
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    /// Text at which the answer ends (not included).
+    pub stop: Vec<String>,
+    /// Wall-clock budget for the whole request; generation stops when spent.
+    pub budget: Option<Duration>,
+    /// Back off the last prompt token when the prompt ends in text, and make
+    /// the first generated token extend it.
+    pub heal: bool,
+    /// Requests with the same key supersede older queued ones (one document).
+    pub key: Option<String>,
+}
+
+impl Request {
+    pub fn new(prompt: Prompt) -> Self {
+        Request {
+            prompt,
+            max_tokens: 64,
+            sampling: Sampling::default(),
+            stop: Vec::new(),
+            budget: None,
+            heal: true,
+            key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    EndToken,
+    StopText,
+    MaxTokens,
+    Budget,
+    Cancelled,
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub stop: StopReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV entries were reused from the previous request.
+    pub reused_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub healed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub path: String,
+    pub arch: String,
+    pub family: Option<Family>,
+    pub n_layer: usize,
+    pub hidden: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub has_chat_template: bool,
+}
+
+pub struct Session {
+    pub decoder: Decoder,
+    pub tokenizer: Tokenizer,
+    pub family: Option<Family>,
+    /// Tokens whose keys and values are in the decoder's cache, in order.
+    cached: Vec<u32>,
+    stop_ids: Vec<u32>,
+    path: String,
+}
+
+impl Session {
+    pub fn load(path: &Path, device: &Device, opts: &LoadOptions) -> Result<Self, EngineError> {
+        let mut file = GgufFile::open(path).map_err(DecoderError::from)?;
+        let tokenizer = Tokenizer::from_gguf(&file.content).map_err(|e| {
+            crate::models::tokenizer::TokenizerError::Build(format!("{}: {e}", path.display()))
+        })?;
+        let decoder = Decoder::load(&mut file, device, opts)?;
+        if tokenizer.vocab_size() > decoder.cfg.vocab {
+            return Err(EngineError::Decoder(DecoderError::Shape {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "tokenizer has {} tokens but the embedding only {} rows",
+                    tokenizer.vocab_size(),
+                    decoder.cfg.vocab
+                ),
+            }));
+        }
+        Ok(Self::new(decoder, tokenizer, path.display().to_string()))
+    }
+
+    pub fn new(decoder: Decoder, tokenizer: Tokenizer, path: String) -> Self {
+        let family = Family::detect(|t| tokenizer.token_id(t).is_some());
+        let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
+        if let Some(f) = family {
+            for s in f.tokens().stops {
+                if let Some(id) = tokenizer.token_id(s) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        Session { decoder, tokenizer, family, cached: Vec::new(), stop_ids, path }
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let c = &self.decoder.cfg;
+        ModelInfo {
+            path: self.path.clone(),
+            arch: c.arch.clone(),
+            family: self.family,
+            n_layer: c.n_layer,
+            hidden: c.hidden,
+            vocab: c.vocab,
+            context: c.context.min(self.decoder.max_positions()),
+            has_chat_template: self.tokenizer.chat_template.is_some(),
+        }
+    }
+
+    pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        Ok(self.encode_pieces(prompt, false)?.0)
+    }
+
+    /// Encodes the pieces; with `heal`, backs off the last token of the
+    /// cursor piece and returns its bytes.
+    fn encode_pieces(&self, prompt: &Prompt, heal: bool) -> Result<(Vec<u32>, Vec<u8>), EngineError> {
+        let mut ids = Vec::new();
+        let mut healed = Vec::new();
+        for (i, p) in prompt.pieces.iter().enumerate() {
+            match p {
+                Piece::Text(t) => {
+                    let mut piece = self.tokenizer.encode(t)?;
+                    if heal && prompt.cursor_piece == Some(i) && piece.len() >= 2 {
+                        let last = *piece.last().unwrap();
+                        let bytes = self.tokenizer.bytes_of(last);
+                        // Normalization may have changed the text: only heal
+                        // when the token really spells the end of the text.
+                        if !self.tokenizer.is_special(last) && !bytes.is_empty() && t.as_bytes().ends_with(bytes) {
+                            healed = bytes.to_vec();
+                            piece.pop();
+                        }
+                    }
+                    ids.extend(piece);
+                }
+                Piece::Special(s) => ids.push(self.tokenizer.require(s)?),
+            }
+        }
+        Ok((ids, healed))
+    }
+
+    /// Drops the KV cache (the next request prefills from scratch).
+    pub fn reset(&mut self) {
+        self.cached.clear();
+        self.decoder.clear();
+    }
+
+    pub fn generate(&mut self, req: &Request, cancel: &AtomicBool) -> Result<Generation, EngineError> {
+        let start = Instant::now();
+        let deadline = req.budget.map(|b| start + b);
+        let over = || deadline.is_some_and(|d| Instant::now() >= d);
+        // Token healing: the text at the cursor may end mid-token; back off
+        // that token and require the first generated one to start with it.
+        let (mut ids, heal) = self.encode_pieces(&req.prompt, req.heal)?;
+        if ids.is_empty() {
+            // Nothing to condition on: start from the BOS/EOS token.
+            ids.push(self.tokenizer.bos_id.or(self.tokenizer.eos_id).unwrap_or(0));
+        }
+
+        let limit = self.decoder.max_positions();
+        if ids.len() + req.max_tokens > limit {
+            return Err(EngineError::PromptTooLong { prompt: ids.len(), max_tokens: req.max_tokens, limit });
+        }
+
+        // Reuse the longest prefix the cache already holds.
+        let mut common = self.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        if common == ids.len() {
+            common -= 1; // we need the logits of the last prompt token
+        }
+        self.decoder.truncate(common);
+        self.cached.truncate(common);
+        let reused = common;
+        let mut logits = Vec::new();
+        let mut pos = common;
+        while pos < ids.len() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let end = (pos + PREFILL_CHUNK).min(ids.len());
+            let r = self.decoder.forward(&ids[pos..end]);
+            let l = match r {
+                Ok(l) => l,
+                Err(e) => {
+                    // The cache may hold part of this chunk: forget it.
+                    self.decoder.truncate(pos);
+                    self.cached.truncate(pos);
+                    return Err(e.into());
+                }
+            };
+            self.cached.extend_from_slice(&ids[pos..end]);
+            logits = l;
+            pos = end;
+        }
+        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+        let decode_start = Instant::now();
+
+        let mut rng = StdRng::seed_from_u64(req.sampling.seed);
+        let mut out: Vec<u8> = Vec::new();
+        let mut generated = 0usize;
+        let mut text = String::new();
+        let mut stop = StopReason::MaxTokens;
+        let vocab_used = self.tokenizer.vocab_size();
+        // Tokens past the tokenizer's vocabulary (padding rows) are never chosen.
+        if logits.len() > vocab_used {
+            for l in &mut logits[vocab_used..] {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        while generated < req.max_tokens {
+            let tok = if generated == 0 && !heal.is_empty() {
+                let tk = &self.tokenizer;
+                let h = &heal;
+                let allowed = |t: u32| !tk.is_special(t) && tk.bytes_of(t).starts_with(h);
+                sample(&logits, &req.sampling, &mut rng, Some(&allowed))
+            } else {
+                sample(&logits, &req.sampling, &mut rng, None)
+            };
+            generated += 1;
+            if self.stop_ids.contains(&tok) || self.tokenizer.is_special(tok) {
+                stop = StopReason::EndToken;
+                break;
+            }
+            out.extend_from_slice(self.tokenizer.bytes_of(tok));
+            let body = if out.len() >= heal.len() { &out[heal.len()..] } else { &[][..] };
+            text = String::from_utf8_lossy(body).into_owned();
+            if let Some(cut) = first_stop(&text, &req.stop) {
+                text.truncate(cut);
+                stop = StopReason::StopText;
+                break;
+            }
+            if generated >= req.max_tokens {
+                break;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            if over() {
+                stop = StopReason::Budget;
+                break;
+            }
+            if self.cached.len() + 1 > limit {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            let pos = self.cached.len();
+            match self.decoder.forward(&[tok]) {
+                Ok(l) => logits = l,
+                Err(e) => {
+                    self.decoder.truncate(pos);
+                    return Err(e.into());
+                }
+            }
+            if logits.len() > vocab_used {
+                for l in &mut logits[vocab_used..] {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            self.cached.push(tok);
+        }
+        // Drop a trailing partial UTF-8 sequence rather than emit U+FFFD.
+        if stop != StopReason::StopText {
+            let body = if out.len() >= heal.len() { &out[heal.len()..] } else { &[][..] };
+            text = valid_utf8_prefix(body);
+        }
+        Ok(Generation {
+            text,
+            stop,
+            prompt_tokens: ids.len() + usize::from(!heal.is_empty()),
+            reused_tokens: reused,
+            generated_tokens: generated,
+            prefill_ms,
+            decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
+            healed: !heal.is_empty(),
+        })
+    }
+}
+
+fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}
+
+fn valid_utf8_prefix(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
+}

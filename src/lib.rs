@@ -1,0 +1,37 @@
+//! wick: a local code-completion engine and language server.
+//!
+//! See ARCHITECTURE.md for the module map and what each module must not know.
+
+pub mod bench;
+pub mod engine;
+pub mod eval;
+pub mod models;
+pub mod prompt;
+pub mod device;
+
+/// Sends `tracing` output to stderr (stdout belongs to the protocol).
+pub fn logging_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WICK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Byte offset of a 1-based line and column (column counted in characters).
+/// A column past the end of the line is clamped to the line's end.
+pub fn offset_of(text: &str, line: usize, col: usize) -> Option<usize> {
+    let mut start = 0;
+    for _ in 1..line {
+        start += text[start..].find('\n')? + 1;
+    }
+    let line_text = &text[start..];
+    let line_end = line_text.find('\n').map(|i| start + i).unwrap_or(text.len());
+    let mut off = start;
+    for (n, (i, _)) in text[start..line_end].char_indices().enumerate() {
+        if n + 1 == col {
+            return Some(start + i);
+        }
+        off = start + i;
+    }
+    let _ = off;
+    Some(line_end)
+}

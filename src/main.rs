@@ -1,0 +1,223 @@
+//! The `wick` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
+use wick::engine::{Engine, LoadOptions, Request, Sampling};
+use wick::prompt::{self, FimOrder};
+
+#[derive(Parser)]
+#[command(name = "wick", version, about = "Local code completion: a language server with an in-process model")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// Model: a GGUF path, a file in wick's cache, `1.5b`, or a hub reference
+    /// `owner/repo:file.gguf`. Default: Qwen2.5-Coder-0.5B-Instruct from the cache.
+    #[arg(long)]
+    model: Option<String>,
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads for the model (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep f32 copies of the weights for prefill (faster prefill, ~4x memory).
+    #[arg(long)]
+    dense_prefill: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the completion at FILE:LINE:COL (1-based); timings go to stderr.
+    Complete {
+        /// FILE:LINE:COL, line and column 1-based (column in characters).
+        at: String,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// Stop at the end of the current line.
+        #[arg(long)]
+        single_line: bool,
+        #[arg(long, default_value = "psm")]
+        order: FimOrder,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+    },
+    /// Measure prefill and decode speed and peak memory against candle-transformers' quantized_qwen2.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        /// Skip the candle-transformers reference.
+        #[arg(long)]
+        no_reference: bool,
+    },
+    /// Run an evaluation set from ../shared/eval (or --data).
+    Eval {
+        /// humaneval-single-line, humaneval-multi-line or kv-reuse.
+        set: String,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value = "psm")]
+        order: FimOrder,
+        /// fim or prefix (plain continuation).
+        #[arg(long, default_value = "fim")]
+        mode: String,
+        #[arg(long)]
+        no_heal: bool,
+        /// Directory holding the HumanEval infilling files.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Describe a GGUF file: architecture, shapes, tensor types, FIM family.
+    Inspect { path: PathBuf },
+    /// Write a model with random weights (tests, benchmarks, GPU checks).
+    GenModel {
+        out: PathBuf,
+        /// tiny, or qwen0.5b-shapes (the default model's exact shapes and types).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long, default_value = "qwen2.5-coder")]
+        family: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    wick::logging_to_stderr();
+    if let Err(e) = run(cli) {
+        eprintln!("wick: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+pub fn set_threads(n: Option<usize>) {
+    if let Some(n) = n {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+}
+
+fn load_engine(m: &ModelArgs) -> Result<Engine> {
+    set_threads(m.threads);
+    let path = wick::models::resolve(m.model.as_deref())?;
+    let device = wick::device::parse(&m.device)?;
+    let opts = LoadOptions { dense_prefill: m.dense_prefill, ..wick::device::load_options(&device) };
+    let t = Instant::now();
+    let engine = Engine::load(path.clone(), device, opts);
+    let info = engine.wait_ready().with_context(|| format!("loading {}", path.display()))?;
+    eprintln!(
+        "wick: loaded {} ({}, {} layers, family {}) in {:.0} ms",
+        path.display(),
+        info.arch,
+        info.n_layer,
+        info.family.map(|f| f.name()).unwrap_or("unknown"),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(engine)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Complete { at, model, max_tokens, single_line, order, temperature } => {
+            let (file, line, col) = parse_location(&at)?;
+            let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", file.display()))?;
+            let offset = wick::offset_of(&text, line, col)
+                .with_context(|| format!("{}: no position {line}:{col}", file.display()))?;
+            let engine = load_engine(&model)?;
+            let info = engine.info().unwrap();
+            let (prefix, suffix) = text.split_at(offset);
+            let prompt = match info.family {
+                Some(f) => f.fim(prefix, suffix, order),
+                None => prompt::prefix_only(prefix),
+            };
+            let mut req = Request::new(prompt);
+            req.max_tokens = max_tokens;
+            req.sampling = Sampling { temperature, ..Sampling::default() };
+            if single_line {
+                req.stop.push("\n".into());
+            }
+            let t = Instant::now();
+            let (g, _) = engine.generate_blocking(req)?;
+            eprintln!(
+                "wick: prompt {} tokens ({} reused), prefill {:.0} ms, {} tokens in {:.0} ms ({:.1} tok/s), total {:.0} ms, stop {:?}",
+                g.prompt_tokens,
+                g.reused_tokens,
+                g.prefill_ms,
+                g.generated_tokens,
+                g.decode_ms,
+                g.generated_tokens as f64 / (g.decode_ms / 1e3).max(1e-9),
+                t.elapsed().as_secs_f64() * 1e3,
+                g.stop
+            );
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(g.text.as_bytes())?;
+            if !g.text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        }
+        Cmd::Bench { model, prompt_tokens, decode_tokens, no_reference } => {
+            set_threads(model.threads);
+            let path = wick::models::resolve(model.model.as_deref())?;
+            let device = wick::device::parse(&model.device)?;
+            let opts = LoadOptions { dense_prefill: model.dense_prefill, ..wick::device::load_options(&device) };
+            let report = wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference)?;
+            wick::bench::print(&report);
+            Ok(())
+        }
+        Cmd::Eval { set, model, limit, order, mode, no_heal, data } => {
+            let data = data.unwrap_or_else(wick::eval::default_data_dir);
+            if set == "kv-reuse" {
+                let path = wick::models::resolve(model.model.as_deref())?;
+                return wick::eval::kv_reuse(&path, &data, limit);
+            }
+            let engine = load_engine(&model)?;
+            let opts = wick::eval::EvalOptions { limit, order, prefix_mode: mode == "prefix", heal: !no_heal };
+            if mode != "fim" && mode != "prefix" {
+                bail!("unknown mode '{mode}' (fim or prefix)");
+            }
+            wick::eval::humaneval(&engine, &set, &data, &opts)
+        }
+        Cmd::Inspect { path } => wick::models::inspect(&path),
+        Cmd::GenModel { out, preset, family } => {
+            let family = wick::prompt::Family::ALL
+                .into_iter()
+                .find(|f| f.name() == family)
+                .with_context(|| format!("unknown family '{family}'"))?;
+            let spec = match preset.as_str() {
+                "tiny" => wick::models::testgen::ModelSpec::tiny(family),
+                "qwen0.5b-shapes" => wick::models::testgen::ModelSpec::qwen05b_shapes(),
+                _ => bail!("unknown preset '{preset}' (tiny, qwen0.5b-shapes)"),
+            };
+            let t = Instant::now();
+            wick::models::testgen::write_model(&spec, &out)?;
+            eprintln!("wick: wrote {} in {:.1} s", out.display(), t.elapsed().as_secs_f64());
+            Ok(())
+        }
+    }
+}
+
+fn parse_location(at: &str) -> Result<(PathBuf, usize, usize)> {
+    let mut parts = at.rsplitn(3, ':');
+    let col = parts.next().and_then(|c| c.parse::<usize>().ok());
+    let line = parts.next().and_then(|l| l.parse::<usize>().ok());
+    let file = parts.next();
+    match (file, line, col) {
+        (Some(f), Some(l), Some(c)) if l >= 1 && c >= 1 => Ok((PathBuf::from(f), l, c)),
+        _ => bail!("expected FILE:LINE:COL with 1-based line and column, got '{at}'"),
+    }
+}
