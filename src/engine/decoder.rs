@@ -17,7 +17,7 @@ pub enum DecoderError {
     Shape { path: PathBuf, msg: String },
     #[error("{path}: loading tensor '{tensor}': {msg}")]
     Tensor { path: PathBuf, tensor: String, msg: String },
-    #[error("decoder: {0}")]
+    #[error("decoder: {}", .0.to_string().lines().next().unwrap_or(""))]
     Candle(#[from] candle_core::Error),
     #[error("decoder: {needed} positions exceed the model's context of {max}")]
     Context { needed: usize, max: usize },
@@ -373,7 +373,7 @@ impl Weights<'_> {
             DecoderError::Tensor {
                 path: self.file.path.clone(),
                 tensor: name.into(),
-                msg: e.to_string(),
+                msg: e.to_string().lines().next().unwrap_or("").to_string(),
             }
         })
     }

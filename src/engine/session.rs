@@ -91,6 +91,8 @@ pub struct Generation {
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub healed: bool,
+    /// The generated token ids, stop token included.
+    pub tokens: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +120,11 @@ pub struct Session {
 impl Session {
     pub fn load(path: &Path, device: &Device, opts: &LoadOptions) -> Result<Self, EngineError> {
         let mut file = GgufFile::open(path).map_err(DecoderError::from)?;
+        // Architecture first: its error is the most useful one.
+        file.architecture().map_err(DecoderError::from)?;
         let tokenizer = Tokenizer::from_gguf(&file.content).map_err(|e| {
+            let e = e.to_string();
+            let e = e.trim_start_matches("tokenizer: ").lines().next().unwrap_or("").to_string();
             crate::models::tokenizer::TokenizerError::Build(format!("{}: {e}", path.display()))
         })?;
         let decoder = Decoder::load(&mut file, device, opts)?;
@@ -253,6 +259,7 @@ impl Session {
         let mut generated = 0usize;
         let mut text = String::new();
         let mut stop = StopReason::MaxTokens;
+        let mut tokens = Vec::new();
         let vocab_used = self.tokenizer.vocab_size();
         // Tokens past the tokenizer's vocabulary (padding rows) are never chosen.
         if logits.len() > vocab_used {
@@ -270,6 +277,7 @@ impl Session {
                 sample(&logits, &req.sampling, &mut rng, None)
             };
             generated += 1;
+            tokens.push(tok);
             if self.stop_ids.contains(&tok) || self.tokenizer.is_special(tok) {
                 stop = StopReason::EndToken;
                 break;
@@ -326,6 +334,7 @@ impl Session {
             prefill_ms,
             decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
             healed: !heal.is_empty(),
+            tokens,
         })
     }
 }

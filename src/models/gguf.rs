@@ -68,9 +68,18 @@ impl GgufFile {
             .map_err(|source| GgufError::Open { path: p(), source })?;
         // candle's reader bounds every length prefix by the file size; we add
         // the checks on tensor shapes and data ranges below.
-        let content = Content::read(&mut reader).map_err(|e| GgufError::Header {
-            path: p(),
-            msg: first_line(&e.to_string()),
+        let content = Content::read(&mut reader).map_err(|e| {
+            let msg = first_line(&e.to_string());
+            if msg.contains("unknown dtype") {
+                GgufError::Invalid {
+                    path: p(),
+                    msg: format!("a tensor has an unsupported quantization type ({msg}); wick reads F32, F16, BF16, Q4_0..Q8_0 and the K-quants"),
+                }
+            } else if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {
+                GgufError::Header { path: p(), msg: "the header ends early: truncated file?".into() }
+            } else {
+                GgufError::Header { path: p(), msg }
+            }
         })?;
         let file = GgufFile { path: p(), content, file_len, reader };
         file.check_tensors()?;

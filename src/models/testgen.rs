@@ -248,7 +248,9 @@ pub fn write_model(spec: &ModelSpec, path: &Path) -> anyhow::Result<usize> {
         tensors.push((p("attn_norm.weight"), ones(h)?));
         tensors.push((p("attn_q.weight"), rand(h, h, ws, t_attn)?));
         tensors.push((p("attn_k.weight"), rand(kvd, h, ws, t_attn)?));
-        tensors.push((p("attn_v.weight"), rand(kvd, h, ws, t_attn)?));
+        // Like the default model: half the layers keep attn_v in Q8_0.
+        let v_t = if i % 2 == 0 && t_attn == GgmlDType::Q5_0 { GgmlDType::Q8_0 } else { t_attn };
+        tensors.push((p("attn_v.weight"), rand(kvd, h, ws, v_t)?));
         if spec.qkv_bias {
             tensors.push((p("attn_q.bias"), rand(1, h, 0.1, GgmlDType::F32)?));
             tensors.push((p("attn_k.bias"), rand(1, kvd, 0.1, GgmlDType::F32)?));

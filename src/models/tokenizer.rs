@@ -32,7 +32,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn from_gguf(content: &Content) -> Result<Self, TokenizerError> {
         let mut inner = tokenizers::Tokenizer::from_gguf(content)
-            .map_err(|e| TokenizerError::Build(e.to_string()))?;
+            .map_err(|e| TokenizerError::Build(e.to_string().lines().next().unwrap_or("").to_string()))?;
         // Text that merely looks like a special token is encoded as text.
         inner.set_encode_special_tokens(true);
         let tokens = match content.metadata.get("tokenizer.ggml.tokens") {

@@ -1,0 +1,137 @@
+//! Tests on the real default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M).
+//! CI fetches it with `models/fetch`; one model is loaded per test binary.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::{real_model, wick_bin};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, OnceLock};
+use wick::engine::{LoadOptions, Request, Session};
+use wick::prompt::{Family, FimOrder};
+
+fn session() -> std::sync::MutexGuard<'static, Session> {
+    static S: OnceLock<Mutex<Session>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(Session::load(&real_model(), &Device::Cpu, &LoadOptions::default()).unwrap()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+const CODE: &str = "import os\n\ndef read_lines(path):\n    with open(path) as f:\n        return [l.rstrip() for l in f]\n";
+
+#[test]
+fn logits_match_candle_transformers_on_the_real_file() {
+    use candle_transformers::models::quantized_qwen2::ModelWeights;
+    let path = real_model();
+    let mut s = session();
+    let ids = s.tokenizer.encode(CODE).unwrap();
+    assert!(ids.len() > 20);
+    let mut f = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    let mut reference = ModelWeights::from_gguf(content, &mut f, &Device::Cpu).unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let want = reference.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+
+    s.reset();
+    let whole = s.decoder.forward(&ids).unwrap();
+    // Truncate-then-extend: other tokens after a shared prefix, rewind, extend.
+    s.reset();
+    let mut other = ids[..10].to_vec();
+    other.extend(s.tokenizer.encode("class Foo:\n    pass").unwrap());
+    s.decoder.forward(&other).unwrap();
+    s.decoder.truncate(10);
+    s.decoder.forward(&ids[10..ids.len() - 3]).unwrap();
+    let mut ext = Vec::new();
+    for &t in &ids[ids.len() - 3..] {
+        ext = s.decoder.forward(&[t]).unwrap();
+    }
+    s.reset();
+    let scale = want.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    for (name, got) in [("whole prompt", &whole), ("truncate-then-extend", &ext)] {
+        let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        eprintln!("{name}: max abs diff {d:.4}, logit scale {scale:.2}");
+        assert!(d < 0.05 * scale, "{name}: max abs diff {d} (scale {scale})");
+        assert_eq!(argmax(got), argmax(&want), "{name}: argmax differs");
+    }
+}
+
+#[test]
+fn tokenizer_round_trips_and_fim_tokens_are_single_ids() {
+    let s = session();
+    for text in [
+        CODE,
+        "fn main() {\r\n\tlet s = \"🦀 漢字 한국어 \u{200d}\";\r\n}",
+        "    \t  \n\n\u{feff}x = 1  # ≠ ≤ 𝔘",
+        "<|fim_prefix|><|endoftext|> as text",
+    ] {
+        let ids = s.tokenizer.encode(text).unwrap();
+        assert_eq!(s.tokenizer.decode(&ids), text);
+    }
+    assert_eq!(s.family, Some(Family::QwenCoder));
+    for t in Family::QwenCoder.all_special_tokens() {
+        let id = s.tokenizer.require(t).unwrap();
+        assert!(s.tokenizer.is_special(id), "{t}");
+    }
+    assert_eq!(s.tokenizer.require("<|fim_prefix|>").unwrap(), 151659);
+}
+
+#[test]
+fn fim_completes_a_missing_python_body_that_parses() {
+    let mut s = session();
+    let prefix = "def is_palindrome(text: str) -> bool:\n    \"\"\"Return True if text reads the same forwards and backwards.\"\"\"\n";
+    let suffix = "\n\nif __name__ == \"__main__\":\n    print(is_palindrome(\"level\"))\n";
+    let mut req = Request::new(Family::QwenCoder.fim(prefix, suffix, FimOrder::Psm));
+    req.max_tokens = 64;
+    let g = s.generate(&req, &AtomicBool::new(false)).unwrap();
+    eprintln!("completion: {:?} ({:?}, {} tokens)", g.text, g.stop, g.generated_tokens);
+    assert!(g.text.contains("return"), "no return statement: {:?}", g.text);
+    let program = format!("{prefix}{}{suffix}", g.text);
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import ast,sys; ast.parse(sys.stdin.read())"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(program.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "does not parse:\n{program}\n{}", String::from_utf8_lossy(&out.stderr));
+    // And it runs: the palindrome check is right for "level".
+    let run = std::process::Command::new("python3").args(["-c", &program]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "True", "{program}");
+}
+
+#[test]
+fn typing_reuses_the_kv_cache() {
+    let mut s = session();
+    let no = AtomicBool::new(false);
+    let prefix = "def add(a, b):\n    ";
+    let suffix = "\n\nprint(add(1, 2))\n";
+    let mut req = Request::new(Family::QwenCoder.fim(prefix, suffix, FimOrder::Spm));
+    req.max_tokens = 4;
+    s.generate(&req, &no).unwrap();
+    // One more character typed: SPM keeps suffix and most of the prefix.
+    let mut req2 = Request::new(Family::QwenCoder.fim(&format!("{prefix}r"), suffix, FimOrder::Spm));
+    req2.max_tokens = 4;
+    let g = s.generate(&req2, &no).unwrap();
+    assert!(g.reused_tokens + 4 >= g.prompt_tokens, "reused {} of {}", g.reused_tokens, g.prompt_tokens);
+}
+
+#[test]
+fn cli_complete_prints_only_the_completion_on_stdout() {
+    let out = std::process::Command::new(wick_bin())
+        .args(["complete", "examples/stats.py:14:5", "--max-tokens", "24"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.trim().is_empty());
+    assert!(!stdout.contains("wick:"), "diagnostics leaked to stdout: {stdout}");
+    assert!(stderr.contains("prefill") && stderr.contains("tok/s"), "{stderr}");
+}

@@ -1,0 +1,242 @@
+//! Decoder, tokenizer, prompts and engine on tiny generated models: fast and
+//! deterministic, no model download needed.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_qwen2::ModelWeights;
+use common::tiny_model;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use wick::engine::{Decoder, Engine, EngineError, LoadOptions, Request, Session, StopReason};
+use wick::models::gguf::GgufFile;
+use wick::models::tokenizer::Tokenizer;
+use wick::prompt::{self, Family, FimOrder};
+
+fn reference_logits(path: &std::path::Path, ids: &[u32]) -> Vec<f32> {
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    let mut m = ModelWeights::from_gguf(content, &mut f, &Device::Cpu).unwrap();
+    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    m.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn ours(path: &std::path::Path) -> Decoder {
+    let mut file = GgufFile::open(path).unwrap();
+    Decoder::load(&mut file, &Device::Cpu, &LoadOptions::default()).unwrap()
+}
+
+/// Max abs difference, and the largest reference logit for scale.
+fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    assert_eq!(a.len(), b.len());
+    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let s = b.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    (d, s)
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    let (d, s) = diff(a, b);
+    assert!(s > 0.1, "{what}: degenerate logits");
+    assert!(d <= 0.02 * s, "{what}: max abs diff {d} vs scale {s}");
+    let am = |v: &[f32]| v.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
+    assert_eq!(am(a), am(b), "{what}: argmax differs");
+}
+
+fn prompt_ids(n: usize) -> Vec<u32> {
+    (0..n as u32).map(|i| (i * 37 + 11) % 300).collect()
+}
+
+#[test]
+fn logits_match_candle_transformers_for_a_whole_prompt() {
+    let path = tiny_model(Family::QwenCoder);
+    for n in [1usize, 7, 40] {
+        let ids = prompt_ids(n);
+        let mut d = ours(&path);
+        let a = d.forward(&ids).unwrap();
+        let b = reference_logits(&path, &ids);
+        assert_close(&a, &b, &format!("{n} tokens"));
+    }
+}
+
+#[test]
+fn logits_match_after_truncate_then_extend() {
+    let path = tiny_model(Family::QwenCoder);
+    let ids = prompt_ids(30);
+    let mut d = ours(&path);
+    // Fill the cache with a different continuation, then rewind and extend.
+    let mut other = ids[..12].to_vec();
+    other.extend(prompt_ids(50)[30..48].iter().copied());
+    d.forward(&other).unwrap();
+    d.truncate(12);
+    assert_eq!(d.cache_len(), 12);
+    // Extend token by token for a while (decode path), then in one batch.
+    for i in 12..18 {
+        d.forward(&ids[i..i + 1]).unwrap();
+    }
+    let a = d.forward(&ids[18..]).unwrap();
+    let b = reference_logits(&path, &ids);
+    assert_close(&a, &b, "truncate-then-extend");
+    // And a batched prompt equals the same prompt fed token by token.
+    let mut e = ours(&path);
+    let mut last = Vec::new();
+    for &t in &ids {
+        last = e.forward(&[t]).unwrap();
+    }
+    assert_close(&last, &b, "token by token");
+}
+
+#[test]
+fn tokenizer_round_trips_awkward_text() {
+    let path = tiny_model(Family::QwenCoder);
+    let file = GgufFile::open(&path).unwrap();
+    let tok = Tokenizer::from_gguf(&file.content).unwrap();
+    for text in [
+        "fn main() {\n\tprintln!(\"héllo\");\r\n}\r\n",
+        "emoji 🦀🎉 and CJK 漢字かな한국어",
+        "\u{200b}zero width, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math, \u{feff}bom",
+        "tabs\t\t\tand    spaces   \n\n\n",
+        "<|fim_prefix|> typed by a user is text",
+        "\u{fffd}\u{0}\u{7f} control bytes",
+    ] {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids), text, "round trip of {text:?}");
+    }
+    // A special token typed as text is not the special token.
+    let ids = tok.encode("<|fim_prefix|>").unwrap();
+    assert!(ids.len() > 1);
+    assert!(!ids.contains(&tok.require("<|fim_prefix|>").unwrap()));
+}
+
+#[test]
+fn every_family_finds_its_special_tokens() {
+    for family in Family::ALL {
+        let path = tiny_model(family);
+        let file = GgufFile::open(&path).unwrap();
+        let tok = Tokenizer::from_gguf(&file.content).unwrap();
+        assert_eq!(Family::detect(|t| tok.token_id(t).is_some()), Some(family), "{}", family.name());
+        for s in family.all_special_tokens() {
+            let id = tok.require(s).unwrap_or_else(|e| panic!("{}: {e}", family.name()));
+            assert!(tok.is_special(id), "{s} is not marked special");
+        }
+        // Each FIM special becomes exactly one id in a built prompt.
+        let session = Session::load(&path, &Device::Cpu, &LoadOptions::default()).unwrap();
+        for order in [FimOrder::Psm, FimOrder::Spm] {
+            let ids = session.encode_prompt(&family.fim("a", "b", order)).unwrap();
+            let t = family.tokens();
+            for s in [t.prefix, t.suffix, t.middle] {
+                let id = tok.require(s).unwrap();
+                assert_eq!(ids.iter().filter(|&&x| x == id).count(), 1, "{} {order:?} {s}", family.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn llama_architecture_loads_and_runs() {
+    let path = tiny_model(Family::CodeLlama);
+    let mut d = ours(&path);
+    assert_eq!(d.cfg.arch, "llama");
+    let a = d.forward(&prompt_ids(5)).unwrap();
+    assert!(a.iter().all(|x| x.is_finite()));
+}
+
+fn session() -> Session {
+    Session::load(&tiny_model(Family::QwenCoder), &Device::Cpu, &LoadOptions::default()).unwrap()
+}
+
+#[test]
+fn generation_stops_where_told() {
+    let mut s = session();
+    let no = AtomicBool::new(false);
+    let mut req = Request::new(prompt::prefix_only("def add(a, b):\n    return"));
+    req.max_tokens = 5;
+    let g = s.generate(&req, &no).unwrap();
+    assert!(g.generated_tokens <= 5);
+    assert!(matches!(g.stop, StopReason::MaxTokens | StopReason::EndToken));
+    // Greedy is deterministic, and a repeat reuses the whole prompt's cache.
+    let g2 = s.generate(&req, &no).unwrap();
+    assert_eq!(g.text, g2.text);
+    assert_eq!(g2.reused_tokens, g2.prompt_tokens - 2, "all but the healed and the last token reused");
+    // A stop string cuts the text before it.
+    let mut req3 = req.clone();
+    req3.max_tokens = 40;
+    let full = s.generate(&req3, &no).unwrap();
+    if let Some(ch) = full.text.chars().nth(3) {
+        req3.stop = vec![ch.to_string()];
+        let cut = s.generate(&req3, &no).unwrap();
+        assert!(!cut.text.contains(ch));
+        assert_eq!(cut.stop, StopReason::StopText);
+        assert!(full.text.starts_with(&cut.text));
+    }
+    // Cancellation before start, and a spent budget.
+    let yes = AtomicBool::new(true);
+    assert!(matches!(s.generate(&req3, &yes), Err(EngineError::Cancelled)));
+    let mut req4 = req.clone();
+    req4.max_tokens = 50;
+    req4.budget = Some(Duration::ZERO);
+    let g4 = s.generate(&req4, &no).unwrap();
+    assert!(g4.generated_tokens <= 1);
+}
+
+#[test]
+fn token_healing_extends_the_last_prompt_token() {
+    let mut s = session();
+    let no = AtomicBool::new(false);
+    // "retu" ends mid-word: the first generated token must spell on from it.
+    let req = Request::new(prompt::prefix_only("def f(x):\n    retu"));
+    let g = s.generate(&req, &no).unwrap();
+    assert!(g.healed);
+    let first = s.tokenizer.bytes_of(g.tokens[0]).to_vec();
+    let prompt_ids = s.tokenizer.encode("def f(x):\n    retu").unwrap();
+    let backed_off = s.tokenizer.bytes_of(*prompt_ids.last().unwrap()).to_vec();
+    assert!(first.starts_with(&backed_off), "{first:?} does not extend {backed_off:?}");
+    let mut off = req.clone();
+    off.heal = false;
+    assert!(!s.generate(&off, &no).unwrap().healed);
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible() {
+    let mut s = session();
+    let no = AtomicBool::new(false);
+    let mut req = Request::new(prompt::prefix_only("fn main() {"));
+    req.max_tokens = 12;
+    req.sampling = wick::engine::Sampling { temperature: 0.9, top_p: 0.9, seed: 42 };
+    let a = s.generate(&req, &no).unwrap();
+    s.reset();
+    let b = s.generate(&req, &no).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+}
+
+#[test]
+fn engine_thread_serves_supersedes_and_reports_not_ready() {
+    let path = tiny_model(Family::QwenCoder);
+    let engine = Engine::load(path, Device::Cpu, LoadOptions::default());
+    engine.wait_ready().unwrap();
+    let mut req = Request::new(prompt::prefix_only("def add(a, b):"));
+    req.max_tokens = 30;
+    req.key = Some("file:///a.py".into());
+    // Three queued requests for one document: at most the last is computed;
+    // every one gets an answer.
+    let rxs: Vec<_> = (0..3).map(|_| engine.submit(req.clone()).1).collect();
+    let answers: Vec<_> = rxs.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
+    assert!(answers.last().unwrap().is_ok());
+    assert!(answers.iter().any(|a| matches!(a, Err(EngineError::Superseded))) || answers.iter().all(|a| a.is_ok()));
+    // Cancelling through the token stops a running request.
+    let mut long = req.clone();
+    long.max_tokens = 100_000.min(1500);
+    long.key = None;
+    let (cancel, rx) = engine.submit(long);
+    cancel.cancel();
+    let r = rx.blocking_recv().unwrap();
+    assert!(matches!(r, Err(EngineError::Cancelled)) || matches!(r, Ok((ref g, _)) if g.stop == StopReason::Cancelled));
+
+    // An engine whose model is still loading answers at once.
+    let slow = Engine::spawn(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        Err(EngineError::LoadFailed("test".into()))
+    });
+    let r = slow.generate_blocking(Request::new(prompt::prefix_only("x")));
+    assert!(matches!(r, Err(EngineError::NotReady)));
+    assert!(slow.wait_ready().is_err());
+}
