@@ -47,8 +47,8 @@ fn bench_tokens(n: usize, vocab: usize, path: &Path) -> Result<Vec<u32>> {
 
 pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, decode: usize, reference: bool) -> Result<Report> {
     let mut rows = Vec::new();
-    reset_peak_rss();
     let base = rss_mib();
+    let sampler = PeakSampler::start();
     let t = Instant::now();
     let mut file = GgufFile::open(path)?;
     let mut dec = Decoder::load(&mut file, device, opts)?;
@@ -74,14 +74,14 @@ pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, deco
         load_s,
         prefill_tok_s: prompt as f64 / prefill,
         decode_tok_s: decode as f64 / dec_s,
-        peak_rss_mib: peak_rss_mib() - base,
+        peak_rss_mib: sampler.finish() - base,
     });
     drop(dec);
 
     if reference {
         use candle_transformers::models::quantized_qwen2::ModelWeights;
-        reset_peak_rss();
         let base = rss_mib();
+        let sampler = PeakSampler::start();
         let t = Instant::now();
         let mut f = std::fs::File::open(path)?;
         let content = candle_core::quantized::gguf_file::Content::read(&mut f)
@@ -107,7 +107,7 @@ pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, deco
             load_s,
             prefill_tok_s: prompt as f64 / prefill,
             decode_tok_s: decode as f64 / dec_s,
-            peak_rss_mib: peak_rss_mib() - base,
+            peak_rss_mib: sampler.finish() - base,
         });
     }
     Ok(Report {
@@ -168,6 +168,35 @@ pub fn peak_rss_mib() -> f64 {
 }
 
 /// Resets the kernel's peak-RSS counter (Linux: writing 5 to clear_refs).
+/// Not every kernel honours it, so `PeakSampler` samples as well.
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Samples resident memory every few milliseconds on a thread: the peak of
+/// one phase, whether or not the kernel's counter can be reset.
+pub struct PeakSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<f64>>,
+}
+
+impl PeakSampler {
+    pub fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = rss_mib();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib());
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak.max(rss_mib())
+        });
+        PeakSampler { stop, handle: Some(handle) }
+    }
+
+    pub fn finish(mut self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0.0)
+    }
 }

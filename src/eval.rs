@@ -105,7 +105,7 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
         let want: Vec<&str> = t.middle.lines().take(want_lines).map(str::trim_end).collect();
         let ok = got == want;
         hits += usize::from(ok);
-        tracing::info!(task = %t.task_id, ok, got = ?got, want = ?want);
+        tracing::debug!(task = %t.task_id, ok, got = ?got, want = ?want);
         if (n + 1) % 20 == 0 {
             eprintln!("  {}/{}: exact match {:.1}%", n + 1, tasks.len(), 100.0 * hits as f64 / (n + 1) as f64);
         }

@@ -3,6 +3,10 @@
 //! See ARCHITECTURE.md for the module map and what each module must not know.
 
 pub mod bench;
+pub mod complete;
+pub mod config;
+pub mod documents;
+pub mod lsp;
 pub mod engine;
 pub mod eval;
 pub mod models;
@@ -12,8 +16,21 @@ pub mod device;
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).
 pub fn logging_to_stderr() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WICK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Sends `tracing` output to a file (for `wick serve --log-file`).
+pub fn logging_to_file(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WICK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
 }
 
 /// Byte offset of a 1-based line and column (column counted in characters).

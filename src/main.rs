@@ -33,6 +33,21 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the language server over stdio (what editors start).
+    Serve {
+        /// Accepted for editors that pass it; stdio is the only transport.
+        #[arg(long)]
+        stdio: bool,
+        /// Write logs to this file instead of stderr.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+        /// Model, overriding the `model` setting.
+        #[arg(long)]
+        model: Option<String>,
+        /// Device, overriding the `device` setting.
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Print the completion at FILE:LINE:COL (1-based); timings go to stderr.
     Complete {
         /// FILE:LINE:COL, line and column 1-based (column in characters).
@@ -95,7 +110,14 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    wick::logging_to_stderr();
+    if let Cmd::Serve { log_file: Some(path), .. } = &cli.cmd {
+        if let Err(e) = wick::logging_to_file(path) {
+            eprintln!("wick: cannot log to {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    } else {
+        wick::logging_to_stderr();
+    }
     if let Err(e) = run(cli) {
         eprintln!("wick: {e:#}");
         std::process::exit(1);
@@ -130,6 +152,15 @@ fn load_engine(m: &ModelArgs) -> Result<Engine> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Serve { stdio: _, log_file: _, model, device } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(wick::lsp::serve(wick::lsp::ServeOptions { model, device }));
+            // The stdin reader thread can't be interrupted: leave without
+            // waiting for it. Exit code per LSP: 0 after shutdown, else 1.
+            let ok = wick::lsp::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst);
+            rt.shutdown_background();
+            std::process::exit(if ok { 0 } else { 1 });
+        }
         Cmd::Complete { at, model, max_tokens, single_line, order, temperature } => {
             let (file, line, col) = parse_location(&at)?;
             let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

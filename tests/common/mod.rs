@@ -39,3 +39,4 @@ pub fn real_model() -> PathBuf {
 pub fn wick_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wick"))
 }
+pub mod lsp;

@@ -1,0 +1,246 @@
+//! Open documents: ropey text, version and language per URI, edits applied in
+//! version order at a cost proportional to the edit, and the conversion
+//! between LSP positions (UTF-16 or UTF-8 code units) and text offsets.
+//! No LSP types here: positions are plain line/column pairs.
+
+use ropey::Rope;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Utf16,
+    Utf8,
+}
+
+/// A position as the client counts it: 0-based line, column in code units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub range: Option<(Pos, Pos)>,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DocError {
+    #[error("unknown document {0}")]
+    Unknown(String),
+    #[error("line {line} is past the end of the document ({lines} lines)")]
+    LineOutOfRange { line: u32, lines: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub rope: Rope,
+    pub version: i32,
+    pub language: String,
+    /// Edits that arrived ahead of a missing version, applied once it comes.
+    pending: BTreeMap<i32, Vec<Change>>,
+}
+
+/// A cheap copy of a document for work outside the store's lock.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub uri: String,
+    pub rope: Rope,
+    pub version: i32,
+    pub language: String,
+}
+
+impl Document {
+    pub fn new(text: &str, version: i32, language: &str) -> Self {
+        Document { rope: Rope::from_str(text), version, language: language.to_string(), pending: BTreeMap::new() }
+    }
+
+    /// Character index of a client position. A column past the end of its
+    /// line is clamped to the line end (clients do send those); a line past
+    /// the end of the document is an error.
+    pub fn char_at(&self, pos: Pos, enc: Encoding) -> Result<usize, DocError> {
+        char_at(&self.rope, pos, enc)
+    }
+
+    pub fn pos_of(&self, char_idx: usize, enc: Encoding) -> Pos {
+        pos_of(&self.rope, char_idx, enc)
+    }
+
+    fn apply_one(&mut self, c: &Change, enc: Encoding) {
+        match c.range {
+            None => self.rope = Rope::from_str(&c.text),
+            Some((a, b)) => {
+                // Out-of-range edits are clamped to the document: never panic,
+                // never lose the text the client sent.
+                let end_char = self.rope.len_chars();
+                let s = char_at(&self.rope, a, enc).unwrap_or(end_char);
+                let e = char_at(&self.rope, b, enc).unwrap_or(end_char);
+                let (s, e) = if s <= e { (s, e) } else { (e, s) };
+                self.rope.remove(s..e);
+                self.rope.insert(s, &c.text);
+            }
+        }
+    }
+}
+
+pub fn char_at(rope: &Rope, pos: Pos, enc: Encoding) -> Result<usize, DocError> {
+    let lines = rope.len_lines();
+    let line = pos.line as usize;
+    if line >= lines {
+        // The position just after a final newline is line == len_lines - 1
+        // in ropey; anything further is out of range.
+        return Err(DocError::LineOutOfRange { line: pos.line, lines });
+    }
+    let start = rope.line_to_char(line);
+    let slice = rope.line(line);
+    // The line's content without its line break.
+    let mut content_chars = slice.len_chars();
+    let mut chars = slice.chars_at(content_chars);
+    while let Some(c) = chars.prev() {
+        if c == '\n' || c == '\r' {
+            content_chars -= 1;
+        } else {
+            break;
+        }
+    }
+    let mut units = 0u32;
+    for (i, c) in slice.chars().take(content_chars).enumerate() {
+        if units >= pos.col {
+            return Ok(start + i);
+        }
+        units += match enc {
+            Encoding::Utf16 => c.len_utf16() as u32,
+            Encoding::Utf8 => c.len_utf8() as u32,
+        };
+    }
+    Ok(start + content_chars)
+}
+
+pub fn pos_of(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
+    let char_idx = char_idx.min(rope.len_chars());
+    let line = rope.char_to_line(char_idx);
+    let start = rope.line_to_char(line);
+    let col: usize = rope
+        .slice(start..char_idx)
+        .chars()
+        .map(|c| match enc {
+            Encoding::Utf16 => c.len_utf16(),
+            Encoding::Utf8 => c.len_utf8(),
+        })
+        .sum();
+    Pos { line: line as u32, col: col as u32 }
+}
+
+#[derive(Debug, Default)]
+pub struct DocumentStore {
+    docs: HashMap<String, Document>,
+}
+
+impl DocumentStore {
+    pub fn open(&mut self, uri: &str, text: &str, version: i32, language: &str) {
+        self.docs.insert(uri.to_string(), Document::new(text, version, language));
+    }
+
+    pub fn close(&mut self, uri: &str) {
+        self.docs.remove(uri);
+    }
+
+    pub fn get(&self, uri: &str) -> Option<&Document> {
+        self.docs.get(uri)
+    }
+
+    pub fn uris(&self) -> impl Iterator<Item = &String> {
+        self.docs.keys()
+    }
+
+    /// Applies a didChange in version order: an edit for a later version
+    /// than the next one waits until the versions in between arrive (or a
+    /// snapshot forces it); an edit for an old version is ignored.
+    pub fn change(&mut self, uri: &str, version: i32, changes: Vec<Change>, enc: Encoding) -> Result<(), DocError> {
+        let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
+        if version <= doc.version {
+            tracing::warn!(uri, version, current = doc.version, "ignoring a stale edit");
+            return Ok(());
+        }
+        doc.pending.insert(version, changes);
+        Self::flush(doc, enc, false);
+        Ok(())
+    }
+
+    fn flush(doc: &mut Document, enc: Encoding, force: bool) {
+        while let Some((&v, _)) = doc.pending.iter().next() {
+            if v != doc.version + 1 && !force {
+                break;
+            }
+            let changes = doc.pending.remove(&v).unwrap_or_default();
+            for c in &changes {
+                doc.apply_one(c, enc);
+            }
+            doc.version = v;
+        }
+    }
+
+    /// A copy to work on without the lock. Edits still waiting for a missing
+    /// version are applied first: a request comes after the edits it sees.
+    pub fn snapshot(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
+        let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
+        Self::flush(doc, enc, true);
+        Ok(Snapshot { uri: uri.to_string(), rope: doc.rope.clone(), version: doc.version, language: doc.language.clone() })
+    }
+
+    /// The latest version known, counting edits not yet applied.
+    pub fn latest_version(&self, uri: &str) -> Option<i32> {
+        self.docs.get(uri).map(|d| d.pending.keys().next_back().copied().unwrap_or(d.version).max(d.version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: u32, col: u32) -> Pos {
+        Pos { line, col }
+    }
+
+    #[test]
+    fn utf16_columns_after_astral_characters() {
+        let d = Document::new("a🦀b\nx", 1, "rust");
+        // 🦀 is two UTF-16 units and four UTF-8 bytes.
+        assert_eq!(d.char_at(p(0, 3), Encoding::Utf16).unwrap(), 2);
+        assert_eq!(d.char_at(p(0, 5), Encoding::Utf8).unwrap(), 2);
+        assert_eq!(d.pos_of(2, Encoding::Utf16), p(0, 3));
+        assert_eq!(d.pos_of(2, Encoding::Utf8), p(0, 5));
+        // Past the end of a line: clamped. Past the end of the file: error.
+        assert_eq!(d.char_at(p(0, 99), Encoding::Utf16).unwrap(), 3);
+        assert!(d.char_at(p(7, 0), Encoding::Utf16).is_err());
+        assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 6);
+    }
+
+    #[test]
+    fn crlf_line_ends_are_not_columns() {
+        let d = Document::new("ab\r\ncd", 1, "c");
+        assert_eq!(d.char_at(p(0, 9), Encoding::Utf16).unwrap(), 2);
+    }
+
+    #[test]
+    fn edits_apply_in_version_order() {
+        let mut s = DocumentStore::default();
+        s.open("u", "hello", 1, "text");
+        let ins = |at: u32, t: &str| Change { range: Some((p(0, at), p(0, at))), text: t.into() };
+        // Version 3 arrives before 2: it waits.
+        s.change("u", 3, vec![ins(6, "!")], Encoding::Utf16).unwrap();
+        assert_eq!(s.get("u").unwrap().rope.to_string(), "hello");
+        s.change("u", 2, vec![ins(5, " ")], Encoding::Utf16).unwrap();
+        assert_eq!(s.get("u").unwrap().rope.to_string(), "hello !");
+        assert_eq!(s.get("u").unwrap().version, 3);
+        // A stale edit is ignored; an unknown URI is an error.
+        s.change("u", 2, vec![ins(0, "X")], Encoding::Utf16).unwrap();
+        assert_eq!(s.get("u").unwrap().rope.to_string(), "hello !");
+        assert!(s.change("nope", 5, vec![], Encoding::Utf16).is_err());
+        // Out-of-range edits are clamped, not lost.
+        s.change("u", 4, vec![Change { range: Some((p(9, 0), p(9, 0))), text: "?".into() }], Encoding::Utf16).unwrap();
+        assert_eq!(s.get("u").unwrap().rope.to_string(), "hello !?");
+    }
+}

@@ -1,0 +1,431 @@
+//! The language server: the only code that knows LSP types. Decodes
+//! requests, calls the core (documents, complete, engine), encodes answers.
+//! No lock is held across an `.await`.
+
+use crate::complete::{self, LastSuggestion};
+use crate::config::Config;
+use crate::documents::{self, Change, DocumentStore, Encoding, Pos};
+use crate::engine::{Engine, EngineError, LoadOptions};
+use futures::FutureExt;
+use ropey::Rope;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tower_lsp_server::jsonrpc::{Error as RpcError, Result as RpcResult};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+use tracing::Instrument;
+
+pub mod framing;
+
+/// Options from the command line that start the server.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Overrides the `model` setting.
+    pub model: Option<String>,
+    pub device: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    docs: Mutex<DocumentStore>,
+    encoding: Mutex<Encoding>,
+    config: Mutex<Config>,
+    engine: Mutex<Option<Engine>>,
+    last: Mutex<HashMap<String, LastSuggestion>>,
+    /// Per-document request counter, for the server-side debounce.
+    seq: Mutex<HashMap<String, u64>>,
+    cli: Mutex<ServeOptions>,
+    progress_supported: Mutex<bool>,
+    /// Identity of the loaded model (path and device), to reload on change.
+    loaded: Mutex<Option<(PathBuf, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Backend {
+    client: Client,
+    st: Arc<State>,
+}
+
+/// A completion computed by the core, in char indices of `rope`.
+struct Suggestion {
+    rope: Rope,
+    cursor: usize,
+    word_start: usize,
+    word: String,
+    text: String,
+}
+
+/// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
+pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub async fn serve(opts: ServeOptions) {
+    let stdout = tokio::io::stdout();
+    let (reader, writer) = tokio::io::duplex(1 << 20);
+    tokio::spawn(framing::sanitize(tokio::io::stdin(), writer));
+    let (service, socket) = LspService::build(|client| {
+        let st = Arc::new(State::default());
+        *lock(&st.cli) = opts.clone();
+        Backend { client, st }
+    })
+    .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+    .custom_method(framing::INVALID_METHOD, Backend::invalid_message)
+    .custom_method("wick/documentText", Backend::document_text)
+    .finish();
+    // Enough concurrency that edits are never stuck behind slow completions.
+    Server::new(reader, stdout, socket).concurrency_level(64).serve(service).await;
+}
+
+impl Backend {
+    fn encoding(&self) -> Encoding {
+        *lock(&self.st.encoding)
+    }
+
+    async fn show(&self, typ: MessageType, msg: String) {
+        self.client.show_message(typ, msg).await;
+    }
+
+    /// Starts (or restarts) the model load in the background, with
+    /// `$/progress` while it loads.
+    async fn start_engine(&self) {
+        let cfg = lock(&self.st.config).clone();
+        let cli = lock(&self.st.cli).clone();
+        let spec = cli.model.or(cfg.model.clone());
+        let device_spec = cli.device.unwrap_or(cfg.device.clone());
+        let path = match crate::models::resolve(spec.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                *lock(&self.st.engine) = None;
+                tracing::error!("{e}");
+                self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                return;
+            }
+        };
+        if lock(&self.st.loaded).as_ref() == Some(&(path.clone(), device_spec.clone())) {
+            return;
+        }
+        let device = match crate::device::parse(&device_spec) {
+            Ok(d) => d,
+            Err(e) => {
+                self.show(MessageType::ERROR, format!("wick: {e}")).await;
+                return;
+            }
+        };
+        if let Some(n) = cfg.threads {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        let opts = LoadOptions { ..crate::device::load_options(&device) };
+        let engine = Engine::load(path.clone(), device, opts);
+        *lock(&self.st.engine) = Some(engine.clone());
+        *lock(&self.st.loaded) = Some((path.clone(), device_spec));
+        let client = self.client.clone();
+        let progress = *lock(&self.st.progress_supported);
+        let st = self.st.clone();
+        tokio::spawn(async move {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let token = ProgressToken::String(format!("wick/load/{}", std::process::id()));
+            let ongoing = if progress && client.create_work_done_progress(token.clone()).await.is_ok() {
+                Some(client.progress(token, "wick: loading model").with_message(name.clone()).begin().await)
+            } else {
+                None
+            };
+            let t = Instant::now();
+            let e2 = engine.clone();
+            let res = tokio::task::spawn_blocking(move || e2.wait_ready()).await;
+            let msg = match res {
+                Ok(Ok(info)) => {
+                    tracing::info!(model = %info.path, ms = t.elapsed().as_millis() as u64, "model ready");
+                    format!("{name} ready")
+                }
+                Ok(Err(e)) => {
+                    *lock(&st.loaded) = None;
+                    client.show_message(MessageType::ERROR, format!("wick: {e}")).await;
+                    "failed".into()
+                }
+                Err(e) => format!("failed: {e}"),
+            };
+            if let Some(p) = ongoing {
+                p.finish_with_message(msg).await;
+            }
+        });
+    }
+
+    /// The shared path of completion and inline completion.
+    async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+        let uri_s = uri.as_str().to_string();
+        let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
+        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos).instrument(span)).catch_unwind();
+        match fut.await {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("completion panicked: {msg}");
+                Err(RpcError::internal_error())
+            }
+        }
+    }
+
+    async fn suggest_inner(&self, uri: String, pos: Position) -> RpcResult<Option<Suggestion>> {
+        let t0 = Instant::now();
+        let enc = self.encoding();
+        let snap = match lock(&self.st.docs).snapshot(&uri, enc) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("{e}");
+                return Ok(None);
+            }
+        };
+        let cfg = lock(&self.st.config).clone();
+        if !cfg.language_enabled(&snap.language) {
+            return Ok(None);
+        }
+        let cursor = match documents::char_at(&snap.rope, Pos { line: pos.line, col: pos.character }, enc) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("{e}");
+                return Ok(None);
+            }
+        };
+        if cfg.debounce_ms > 0 {
+            let mine = {
+                let mut seq = lock(&self.st.seq);
+                let n = seq.entry(uri.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(cfg.debounce_ms)).await;
+            if lock(&self.st.seq).get(&uri).copied() != Some(mine) {
+                return Ok(None);
+            }
+        }
+        let engine = lock(&self.st.engine).clone();
+        let Some(engine) = engine else { return Ok(None) };
+        let info = match engine.info() {
+            Some(i) => i,
+            None => return Ok(None), // still loading: a quick empty answer
+        };
+        let mut plan = complete::plan(&snap.rope, cursor, &cfg, info.family);
+        let word_start = plan.word_start;
+        let word = plan.word.clone();
+
+        // Typed ahead: the user typed the start of the last suggestion.
+        let last = lock(&self.st.last).get(&uri).cloned();
+        if let Some(last) = last {
+            if let Some(rest) = last.remainder(&complete::tail(&snap.rope, cursor), &plan.suffix_head) {
+                let text = complete::postprocess(&rest, &plan);
+                if !text.is_empty() {
+                    tracing::info!(total_ms = t0.elapsed().as_secs_f64() * 1e3, "typed-ahead hit");
+                    return Ok(Some(Suggestion { rope: snap.rope, cursor, word_start, word, text }));
+                }
+            }
+        }
+        plan.request.key = Some(uri.clone());
+        let context_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (g, times) = match engine.generate(plan.request.clone()).await {
+            Ok(r) => r,
+            Err(EngineError::Superseded) | Err(EngineError::Cancelled) | Err(EngineError::NotReady) => return Ok(None),
+            Err(e) => {
+                tracing::warn!("completion failed: {e}");
+                return Ok(None);
+            }
+        };
+        let total_ms = t0.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            context_ms,
+            queued_ms = times.queued_ms,
+            prompt_tokens = g.prompt_tokens,
+            reused_tokens = g.reused_tokens,
+            processed_tokens = g.prompt_tokens - g.reused_tokens,
+            generated_tokens = g.generated_tokens,
+            prefill_ms = g.prefill_ms,
+            decode_ms = g.decode_ms,
+            total_ms,
+            stop = ?g.stop,
+            "completion"
+        );
+        // A result for an outdated document is dropped.
+        if lock(&self.st.docs).latest_version(&uri) != Some(snap.version) {
+            tracing::info!("dropping a completion for an outdated version");
+            return Ok(None);
+        }
+        let text = complete::postprocess(&g.text, &plan);
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        lock(&self.st.last).insert(uri, LastSuggestion::new(&snap.rope, cursor, plan.suffix_head.clone(), text.clone()));
+        Ok(Some(Suggestion { rope: snap.rope, cursor, word_start, word, text }))
+    }
+
+    fn range(&self, rope: &Rope, a: usize, b: usize) -> Range {
+        let enc = self.encoding();
+        let p = |i| {
+            let p = documents::pos_of(rope, i, enc);
+            Position::new(p.line, p.col)
+        };
+        Range::new(p(a), p(b))
+    }
+
+    /// The server's copy of a document (for clients' diagnostics and tests).
+    async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
+        let enc = self.encoding();
+        match lock(&self.st.docs).snapshot(params.uri.as_str(), enc) {
+            Ok(s) => Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language})),
+            Err(e) => Err(RpcError::invalid_params(e.to_string())),
+        }
+    }
+
+    async fn invalid_message(&self) -> RpcResult<()> {
+        Err(RpcError::parse_error())
+    }
+
+    async fn inline_completion(&self, params: InlineCompletionParams) -> RpcResult<Option<InlineCompletionResponse>> {
+        let tdp = params.text_document_position;
+        let s = self.suggest(&tdp.text_document.uri, tdp.position).await?;
+        Ok(Some(InlineCompletionResponse::Array(match s {
+            None => vec![],
+            Some(s) => vec![InlineCompletionItem {
+                insert_text: s.text.clone(),
+                filter_text: None,
+                range: Some(self.range(&s.rope, s.cursor, s.cursor)),
+                command: None,
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            }],
+        })))
+    }
+}
+
+fn position_encoding(params: &InitializeParams) -> Encoding {
+    let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
+    match offered {
+        Some(list) if list.iter().any(|e| *e == PositionEncodingKind::UTF8) => Encoding::Utf8,
+        _ => Encoding::Utf16,
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
+        let enc = position_encoding(&params);
+        *lock(&self.st.encoding) = enc;
+        *lock(&self.st.progress_supported) =
+            params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+        if let Some(opts) = &params.initialization_options {
+            let problems = lock(&self.st.config).update(opts);
+            if !problems.is_empty() {
+                // Reported once the client is initialized (no messages before).
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    client.show_message(MessageType::WARNING, problems.message()).await;
+                });
+            }
+        }
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(match enc {
+                    Encoding::Utf8 => PositionEncodingKind::UTF8,
+                    Encoding::Utf16 => PositionEncodingKind::UTF16,
+                }),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(TextDocumentSyncKind::INCREMENTAL),
+                    ..Default::default()
+                })),
+                completion_provider: Some(CompletionOptions {
+                    resolve_provider: Some(false),
+                    trigger_characters: Some(vec![".".into(), "(".into(), " ".into()]),
+                    ..Default::default()
+                }),
+                inline_completion_provider: Some(OneOf::Left(true)),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo { name: "wick".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.start_engine().await;
+    }
+
+    async fn shutdown(&self) -> RpcResult<()> {
+        SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn did_open(&self, p: DidOpenTextDocumentParams) {
+        let d = p.text_document;
+        lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+    }
+
+    async fn did_change(&self, p: DidChangeTextDocumentParams) {
+        let enc = self.encoding();
+        let changes = p
+            .content_changes
+            .into_iter()
+            .map(|c| Change {
+                range: c.range.map(|r| {
+                    (Pos { line: r.start.line, col: r.start.character }, Pos { line: r.end.line, col: r.end.character })
+                }),
+                text: c.text,
+            })
+            .collect();
+        let uri = p.text_document.uri.as_str().to_string();
+        if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
+            tracing::warn!("didChange: {e}");
+        }
+    }
+
+    async fn did_close(&self, p: DidCloseTextDocumentParams) {
+        let uri = p.text_document.uri.as_str().to_string();
+        lock(&self.st.docs).close(&uri);
+        lock(&self.st.last).remove(&uri);
+        lock(&self.st.seq).remove(&uri);
+    }
+
+    async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {
+        let problems = lock(&self.st.config).update(&p.settings);
+        if !problems.is_empty() {
+            self.show(MessageType::WARNING, problems.message()).await;
+        }
+        self.start_engine().await;
+    }
+
+    async fn completion(&self, params: CompletionParams) -> RpcResult<Option<CompletionResponse>> {
+        let tdp = params.text_document_position;
+        let Some(s) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            return Ok(Some(CompletionResponse::Array(vec![])));
+        };
+        let new_text = format!("{}{}", s.word, s.text);
+        let first = new_text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let label: String = if first.chars().count() > 80 { first.chars().take(79).chain(['…']).collect() } else { first.to_string() };
+        let item = CompletionItem {
+            label,
+            kind: Some(CompletionItemKind::TEXT),
+            detail: Some("wick".into()),
+            documentation: Some(Documentation::MarkupContent(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: format!("```\n{new_text}\n```"),
+            })),
+            filter_text: Some(new_text.clone()),
+            sort_text: Some("0".into()),
+            preselect: Some(true),
+            text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                range: self.range(&s.rope, s.word_start, s.cursor),
+                new_text,
+            })),
+            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            ..Default::default()
+        };
+        Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))
+    }
+}
+

@@ -1,0 +1,206 @@
+//! Headless protocol tests against the real `wick serve` binary, with a tiny
+//! generated model (fast; completions are gibberish but real).
+
+mod common;
+
+use common::lsp::{caps_with_progress, Client, LONG};
+use common::{scratch_dir, tiny_model};
+use serde_json::{json, Value};
+use wick::prompt::Family;
+
+fn server() -> Client {
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--stdio", "--model", model.to_str().unwrap()], &[]);
+    let init = c.initialize(caps_with_progress(), json!({"maxTokens": 8}));
+    let caps = &init["result"]["capabilities"];
+    assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
+    assert_eq!(caps["inlineCompletionProvider"], true);
+    assert!(caps["completionProvider"].is_object());
+    c.wait_model();
+    c
+}
+
+fn complete(c: &mut Client, uri: &str, line: u32, character: u32) -> Value {
+    let id = c.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}),
+    );
+    c.response(id, LONG)
+}
+
+fn items(r: &Value) -> Vec<Value> {
+    let res = &r["result"];
+    res.get("items").or(Some(res)).and_then(|v| v.as_array()).cloned().unwrap_or_default()
+}
+
+#[test]
+fn initialize_shutdown_exit() {
+    let c = server();
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn utf8_is_chosen_when_offered() {
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
+    let init = c.initialize(json!({"general": {"positionEncodings": ["utf-8", "utf-16"]}}), Value::Null);
+    assert_eq!(init["result"]["capabilities"]["positionEncoding"], "utf-8");
+    let mut d = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
+    let init = d.initialize(json!({}), Value::Null);
+    assert_eq!(init["result"]["capabilities"]["positionEncoding"], "utf-16");
+}
+
+#[test]
+fn utf16_positions_after_astral_characters() {
+    let mut c = server();
+    // "🦀" is two UTF-16 units; the word before the cursor is "abc".
+    c.open("file:///t/astral.py", "python", "s = '🦀🦀' + abc\n");
+    let r = complete(&mut c, "file:///t/astral.py", 0, 16);
+    let it = items(&r);
+    assert_eq!(it.len(), 1, "{r}");
+    let range = &it[0]["textEdit"]["range"];
+    assert_eq!(range["start"], json!({"line": 0, "character": 13}), "{r}");
+    assert_eq!(range["end"], json!({"line": 0, "character": 16}));
+    assert!(it[0]["textEdit"]["newText"].as_str().unwrap().starts_with("abc"));
+}
+
+#[test]
+fn incremental_edits_are_applied() {
+    let mut c = server();
+    let uri = "file:///t/edit.rs";
+    c.open(uri, "rust", "fn main() {\n    let x = 1;\n}\n");
+    let change = |c: &mut Client, v: i64, range: Value, text: &str| {
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"range": range, "text": text}]}),
+        );
+    };
+    // Replace "x" by "total", then insert a new line "    tot" after it.
+    change(&mut c, 2, json!({"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 9}}), "total");
+    change(&mut c, 3, json!({"start": {"line": 1, "character": 18}, "end": {"line": 1, "character": 18}}), "\n    dbg_tot");
+    let id = c.request("wick/documentText", json!({"uri": uri}));
+    let r = c.response(id, LONG);
+    assert_eq!(r["result"]["text"], "fn main() {\n    let total = 1;\n    dbg_tot\n}\n", "{r}");
+    assert_eq!(r["result"]["version"], 3);
+    // A whole-document change replaces everything.
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": "x = 1\n"}]}));
+    let id = c.request("wick/documentText", json!({"uri": uri}));
+    assert_eq!(c.response(id, LONG)["result"]["text"], "x = 1\n");
+}
+
+#[test]
+fn inline_completion_answers_with_a_range_at_the_cursor() {
+    let mut c = server();
+    c.open("file:///t/inline.py", "python", "def f(x):\n    return x\n");
+    let id = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": "file:///t/inline.py"}, "position": {"line": 1, "character": 12},
+               "context": {"triggerKind": 2}}),
+    );
+    let r = c.response(id, LONG);
+    let items = r["result"].as_array().cloned().unwrap_or_else(|| r["result"]["items"].as_array().cloned().unwrap_or_default());
+    assert_eq!(items.len(), 1, "{r}");
+    assert_eq!(items[0]["range"]["start"], json!({"line": 1, "character": 12}));
+    assert!(items[0]["insertText"].is_string());
+}
+
+#[test]
+fn a_burst_of_edits_and_requests_is_all_answered() {
+    let mut c = server();
+    let uri = "file:///t/burst.py";
+    c.open(uri, "python", "");
+    let mut ids = Vec::new();
+    let mut text = String::new();
+    for i in 0..20 {
+        let add = format!("v{i}");
+        let col = text.chars().count() as u32;
+        text.push_str(&add);
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": i + 2},
+                   "contentChanges": [{"range": {"start": {"line": 0, "character": col}, "end": {"line": 0, "character": col}}, "text": add}]}),
+        );
+        let id = c.request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": text.chars().count()}}),
+        );
+        ids.push(id);
+    }
+    let mut answered = Vec::new();
+    for id in ids {
+        let r = c.response(id, LONG);
+        assert!(r.get("result").is_some() || r.get("error").is_some(), "{r}");
+        answered.push(r);
+    }
+    // The last one was computed on the final text.
+    let last = items(answered.last().unwrap());
+    assert_eq!(last.len(), 1, "{:?}", answered.last());
+    assert!(last[0]["textEdit"]["newText"].as_str().unwrap().starts_with(&text), "{:?}", last[0]);
+}
+
+#[test]
+fn cancellation_answers_and_the_server_goes_on() {
+    let mut c = server();
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}));
+    c.open("file:///t/cancel.py", "python", "def f():\n    \n");
+    let id = c.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": "file:///t/cancel.py"}, "position": {"line": 1, "character": 4}}),
+    );
+    c.notify("$/cancelRequest", json!({"id": id}));
+    let r = c.response(id, LONG);
+    let cancelled = r["error"]["code"] == -32800;
+    assert!(cancelled || r.get("result").is_some(), "{r}");
+    // Still serving.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": 4}}));
+    let r = complete(&mut c, "file:///t/cancel.py", 1, 4);
+    assert!(r.get("result").is_some(), "{r}");
+}
+
+#[test]
+fn malformed_input_and_bad_positions_get_answers() {
+    let mut c = server();
+    c.send_raw(b"{this is not json");
+    c.send_raw(b"garbage without any header\r\n\r\n");
+    c.send_raw(br#"{"jsonrpc":"2.0","id":999,"method":"textDocument/completion","params":{"bogus":true}}"#);
+    let r = c.response(999, LONG);
+    assert!(r.get("error").is_some(), "{r}");
+    c.open("file:///t/bad.py", "python", "x = 1\n");
+    // Past the end of a line (clamped) and past the end of the file (empty).
+    let r = complete(&mut c, "file:///t/bad.py", 0, 500);
+    assert!(r.get("result").is_some(), "{r}");
+    let r = complete(&mut c, "file:///t/bad.py", 40, 0);
+    assert_eq!(items(&r).len(), 0, "{r}");
+    // Unknown URI: an empty result.
+    let r = complete(&mut c, "file:///t/never-opened.py", 0, 0);
+    assert_eq!(items(&r).len(), 0, "{r}");
+    // Invalid UTF-8 in a message: an error, then business as usual.
+    c.send_raw(b"{\"jsonrpc\":\"2.0\",\"method\":\"textDocument/didOpen\",\"params\":\xff\xfe}");
+    let r = complete(&mut c, "file:///t/bad.py", 0, 5);
+    assert!(r.get("result").is_some(), "{r}");
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn config_problems_are_reported() {
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
+    c.initialize(json!({}), json!({"maxTokens": -3, "colour": "blue"}));
+    let msg = c.wait_notification(LONG, |v| v["method"] == "window/showMessage").expect("a message");
+    let text = msg["params"]["message"].as_str().unwrap();
+    assert!(text.contains("colour") && text.contains("maxTokens"), "{text}");
+}
+
+#[test]
+fn a_missing_model_is_reported_with_the_fetch_command() {
+    let empty = scratch_dir().join("no-models");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut c = Client::spawn(&[], &[("WICK_MODEL_DIR", empty.to_str().unwrap())]);
+    c.initialize(json!({}), Value::Null);
+    let msg = c.wait_notification(LONG, |v| v["method"] == "window/showMessage").expect("a message");
+    assert!(msg["params"]["message"].as_str().unwrap().contains("models/fetch"), "{msg}");
+    c.open("file:///t/x.py", "python", "x = ");
+    let r = complete(&mut c, "file:///t/x.py", 0, 4);
+    assert_eq!(items(&r).len(), 0);
+    assert!(c.shutdown().success());
+}
