@@ -4,11 +4,12 @@
 mod common;
 
 use common::lsp::{caps_with_progress, Client, LONG};
+use wick::lsp::client::Client as Conn;
 use common::{scratch_dir, tiny_model};
 use serde_json::{json, Value};
 use wick::prompt::Family;
 
-fn server() -> Client {
+fn server() -> Conn {
     let model = tiny_model(Family::QwenCoder);
     let mut c = Client::spawn(&["--stdio", "--model", model.to_str().unwrap()], &[]);
     let init = c.initialize(caps_with_progress(), json!({"maxTokens": 8}));
@@ -20,7 +21,7 @@ fn server() -> Client {
     c
 }
 
-fn complete(c: &mut Client, uri: &str, line: u32, character: u32) -> Value {
+fn complete(c: &mut Conn, uri: &str, line: u32, character: u32) -> Value {
     let id = c.request(
         "textDocument/completion",
         json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}),
@@ -69,7 +70,7 @@ fn incremental_edits_are_applied() {
     let mut c = server();
     let uri = "file:///t/edit.rs";
     c.open(uri, "rust", "fn main() {\n    let x = 1;\n}\n");
-    let change = |c: &mut Client, v: i64, range: Value, text: &str| {
+    let change = |c: &mut Conn, v: i64, range: Value, text: &str| {
         c.notify(
             "textDocument/didChange",
             json!({"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"range": range, "text": text}]}),

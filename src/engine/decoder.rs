@@ -191,14 +191,13 @@ impl Decoder {
         for i in 0..n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
             let linear = |w: &mut Weights, name: &str, out: usize, inp: usize| -> Result<Linear, DecoderError> {
-                let q = w.load(&p(&format!("{name}.weight")), &[out, inp], true)?;
                 let bias_name = p(&format!("{name}.bias"));
                 let bias = if w.has(&bias_name) {
                     Some(w.dense(&bias_name, &[out], dt)?)
                 } else {
                     None
                 };
-                let mut l = Linear::new(q, bias)?;
+                let mut l = w.linear(&p(&format!("{name}.weight")), &[out, inp], bias)?;
                 if opts.dense_prefill {
                     l.keep_dense()?;
                 }
@@ -228,10 +227,10 @@ impl Decoder {
         }
         let norm = w.dense("output_norm.weight", &[hidden], dt)?;
         let output = if w.has("output.weight") {
-            Linear::new(w.load("output.weight", &[vocab, hidden], true)?, None)?
+            w.linear("output.weight", &[vocab, hidden], None)?
         } else {
             // Tied embeddings: a second, repacked copy for the matmul.
-            Linear::new(w.load("token_embd.weight", &[vocab, hidden], true)?, None)?
+            w.linear("token_embd.weight", &[vocab, hidden], None)?
         };
         let positions = context.clamp(1, MAX_POSITIONS);
         let (cos, sin) = rope_tables(head_dim, rope_base, positions, device, dt)?;
@@ -375,6 +374,23 @@ impl Weights<'_> {
                 tensor: name.into(),
                 msg: e.to_string().lines().next().unwrap_or("").to_string(),
             }
+        })
+    }
+
+    /// A linear layer; on the CPU with repacking on, Q8_0/Q5_0 weights use
+    /// our decode kernels.
+    fn linear(&mut self, name: &str, want: &[usize], bias: Option<Tensor>) -> Result<Linear, DecoderError> {
+        let (dtype, dims, raw) = self.file.tensor_bytes(name)?;
+        if dims != want {
+            return Err(DecoderError::Shape {
+                path: self.file.path.clone(),
+                msg: format!("tensor '{name}' has shape {dims:?}, expected {want:?}"),
+            });
+        }
+        Linear::from_raw(dtype, &dims, &raw, self.device, self.repack, bias).map_err(|e| DecoderError::Tensor {
+            path: self.file.path.clone(),
+            tensor: name.into(),
+            msg: e.to_string().lines().next().unwrap_or("").to_string(),
         })
     }
 

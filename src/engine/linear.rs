@@ -2,6 +2,7 @@
 //! batched prefill goes through an f32 GEMM, single-token decode through the
 //! quantized vector-dot kernels, which read four to eight times fewer bytes.
 
+use super::kernels::Q8Matrix;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
@@ -11,9 +12,15 @@ use std::sync::Arc;
 /// faster than the per-row quantized dot products.
 pub const GEMM_MIN_ROWS: usize = 16;
 
+enum Weight {
+    /// candle's quantized matmul (K-quants on the CPU, everything on GPUs).
+    Candle { weight: Arc<QTensor>, qmm: QMatMul },
+    /// Q8_0 (or exactly repacked Q5_0) with our own decode kernels.
+    Q8(Q8Matrix),
+}
+
 pub struct Linear {
-    weight: Arc<QTensor>,
-    qmm: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
     /// f32 copy of the weight for prefill, when the caller chose to keep one.
     dense: Option<Tensor>,
@@ -23,32 +30,76 @@ impl Linear {
     pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
         let weight = Arc::new(weight);
         let qmm = QMatMul::from_arc(weight.clone())?;
-        Ok(Linear { weight, qmm, bias, dense: None })
+        Ok(Linear { weight: Weight::Candle { weight, qmm }, bias, dense: None })
+    }
+
+    /// From raw GGUF bytes. On the CPU (with `fast`), Q8_0 and Q5_0 weights
+    /// go to our kernels; everything else to candle's.
+    pub fn from_raw(dtype: GgmlDType, dims: &[usize], raw: &[u8], device: &Device, fast: bool, bias: Option<Tensor>) -> Result<Self> {
+        if fast && device.is_cpu() && dims.len() == 2 {
+            let (n, k) = (dims[0], dims[1]);
+            let m = match dtype {
+                GgmlDType::Q8_0 => Some(Q8Matrix::from_q8_0(n, k, raw)),
+                GgmlDType::Q5_0 => Some(Q8Matrix::from_q5_0(n, k, raw)),
+                _ => None,
+            };
+            if let Some(m) = m {
+                let m = m.map_err(candle_core::Error::Msg)?;
+                return Ok(Linear { weight: Weight::Q8(m), bias, dense: None });
+            }
+        }
+        let q = qtensor_from_raw(dtype, dims, raw, device, false)?;
+        Linear::new(q, bias)
     }
 
     pub fn out_features(&self) -> usize {
-        self.weight.shape().dims()[0]
+        match &self.weight {
+            Weight::Candle { weight, .. } => weight.shape().dims()[0],
+            Weight::Q8(m) => m.rows(),
+        }
+    }
+
+    fn dequantize(&self) -> Result<Tensor> {
+        match &self.weight {
+            Weight::Candle { weight, .. } => weight.dequantize(&Device::Cpu),
+            Weight::Q8(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
+        }
     }
 
     /// Keeps an f32 copy of the weight for prefill (costs 4 bytes a weight).
     pub fn keep_dense(&mut self) -> Result<()> {
-        if self.dense.is_none() && self.weight.device().is_cpu() {
-            self.dense = Some(self.weight.dequantize(&Device::Cpu)?);
+        let cpu = match &self.weight {
+            Weight::Candle { weight, .. } => weight.device().is_cpu(),
+            Weight::Q8(_) => true,
+        };
+        if self.dense.is_none() && cpu {
+            self.dense = Some(self.dequantize()?);
         }
         Ok(())
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+        let k = x.dim(candle_core::D::Minus1)?;
+        let rows = x.elem_count() / k;
         let y = if x.device().is_cpu() && rows >= GEMM_MIN_ROWS && x.dtype() == DType::F32 {
             let w = match &self.dense {
                 Some(w) => w.clone(),
-                None => self.weight.dequantize(&Device::Cpu)?,
+                None => self.dequantize()?,
             };
             let (b, t, k) = x.dims3()?;
             x.reshape((b * t, k))?.matmul(&w.t()?)?.reshape((b, t, ()))?
         } else {
-            self.qmm.forward(x)?
+            match &self.weight {
+                Weight::Candle { qmm, .. } => qmm.forward(x)?,
+                Weight::Q8(m) => {
+                    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    let mut y = vec![0f32; rows * m.rows()];
+                    m.matmul(&xs, rows, &mut y);
+                    let mut dims = x.dims().to_vec();
+                    *dims.last_mut().unwrap() = m.rows();
+                    Tensor::from_vec(y, dims, x.device())?.to_dtype(x.dtype())?
+                }
+            }
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),

@@ -3,6 +3,7 @@
 //! documents, editors or LSP.
 
 pub mod decoder;
+pub mod kernels;
 pub mod linear;
 pub mod sampling;
 pub mod session;

@@ -18,6 +18,7 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 use tracing::Instrument;
 
+pub mod client;
 pub mod framing;
 
 /// Options from the command line that start the server.
