@@ -1,16 +1,27 @@
-//! Quantized linear layers, with the two CPU kernels chosen per phase:
-//! batched prefill goes through an f32 GEMM, single-token decode through the
-//! quantized vector-dot kernels, which read four to eight times fewer bytes.
+//! Quantized linear layers. On the CPU, Q8_0 and Q5_0 weights (repacked
+//! exactly to Q8_0) go through our int8 kernels for decode and prefill alike;
+//! K-quants through candle's repacked VNNI tiles where their shape allows,
+//! and otherwise, for batches, through an f32 GEMM on dequantized weights.
+//! Measured on the default model, 2 cores: prefill 512 tokens at ~160 tok/s
+//! with the int8 kernels against ~80-100 with the f32 GEMM.
 
 use super::kernels::Q8Matrix;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
 
-/// From this many rows on, a CPU matmul dequantizes the weight and runs the
-/// f32 GEMM: the dequantization is paid once per call, the GEMM is much
-/// faster than the per-row quantized dot products.
+/// From this many rows on, a CPU matmul without a fast quantized kernel
+/// dequantizes the weight and runs the f32 GEMM: the dequantization is paid
+/// once per call, the GEMM is much faster than per-row dot products.
 pub const GEMM_MIN_ROWS: usize = 16;
+
+/// `GEMM_MIN_ROWS`, overridable with WICK_GEMM_MIN_ROWS (for measurements).
+fn gemm_min_rows() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("WICK_GEMM_MIN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_ROWS)
+    })
+}
 
 enum Weight {
     /// candle's quantized matmul (K-quants on the CPU, everything on GPUs).
@@ -81,7 +92,15 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = x.dim(candle_core::D::Minus1)?;
         let rows = x.elem_count() / k;
-        let y = if x.device().is_cpu() && rows >= GEMM_MIN_ROWS && x.dtype() == DType::F32 {
+        let fast_quantized = match &self.weight {
+            Weight::Q8(_) => true,
+            // candle's repacked x86 tiles need k to be a multiple of 256.
+            Weight::Candle { weight, .. } => {
+                matches!(weight.dtype(), GgmlDType::Q4K | GgmlDType::Q6K | GgmlDType::Q8_0) && k % 256 == 0
+            }
+        };
+        let gemm = x.device().is_cpu() && x.dtype() == DType::F32 && rows >= gemm_min_rows();
+        let y = if gemm && (!fast_quantized || self.dense.is_some()) {
             let w = match &self.dense {
                 Some(w) => w.clone(),
                 None => self.dequantize()?,
