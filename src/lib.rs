@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the module map and what each module must not know.
 
 pub mod bench;
+pub mod bench_lsp;
 pub mod complete;
 pub mod config;
 pub mod documents;

@@ -64,8 +64,15 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
     },
-    /// Measure prefill and decode speed and peak memory against candle-transformers' quantized_qwen2.
+    /// Measure prefill and decode speed and peak memory against candle-transformers'
+    /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
     Bench {
+        /// `lsp` for the language-server benchmark.
+        what: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        colds: usize,
+        #[arg(long, default_value_t = 20)]
+        keystrokes: usize,
         #[command(flatten)]
         model: ModelArgs,
         #[arg(long, default_value_t = 512)]
@@ -202,7 +209,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Bench { model, prompt_tokens, decode_tokens, no_reference } => {
+        Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
+            let bin = std::env::current_exe()?;
+            let opts = wick::bench_lsp::LspBenchOptions { model: model.model, colds, keystrokes, context_tokens: 2600 };
+            wick::bench_lsp::run(&bin, &opts)
+        }
+        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, or nothing for the engine)"),
+        Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, .. } => {
             set_threads(model.threads);
             let path = wick::models::resolve(model.model.as_deref())?;
             let device = wick::device::parse(&model.device)?;

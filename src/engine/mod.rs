@@ -55,6 +55,8 @@ pub type Reply = Result<(Generation, QueueTimes), EngineError>;
 
 struct Job {
     req: Request,
+    /// This job's number among the jobs of its key.
+    seq: u64,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
     enqueued: Instant,
@@ -66,6 +68,9 @@ enum Msg {
 }
 
 struct Shared {
+    /// Latest job number per key: a running job whose key has a newer job
+    /// stops at the next check (between prefill chunks or tokens).
+    latest: Mutex<std::collections::HashMap<String, u64>>,
     state: AtomicU8,
     error: Mutex<Option<String>>,
     info: Mutex<Option<ModelInfo>>,
@@ -87,6 +92,7 @@ impl Engine {
     {
         let (tx, rx) = mpsc::channel::<Msg>();
         let shared = Arc::new(Shared {
+            latest: Mutex::new(Default::default()),
             state: AtomicU8::new(LOADING),
             error: Mutex::new(None),
             info: Mutex::new(None),
@@ -164,7 +170,16 @@ impl Engine {
                 let _ = reply.send(Err(EngineError::LoadFailed(self.load_error().unwrap_or_default())));
             }
             _ => {
-                let job = Job { req, cancel: cancel.clone(), reply, enqueued: Instant::now() };
+                let seq = match &req.key {
+                    Some(k) => {
+                        let mut l = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+                        let n = l.entry(k.clone()).or_default();
+                        *n += 1;
+                        *n
+                    }
+                    None => 0,
+                };
+                let job = Job { req, seq, cancel: cancel.clone(), reply, enqueued: Instant::now() };
                 if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
                     let _ = job.reply.send(Err(EngineError::Stopped));
                 }
@@ -191,7 +206,7 @@ impl Engine {
     }
 }
 
-fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, _sh: &Shared) {
+fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -228,18 +243,26 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, _sh: &Shared) {
             continue;
         }
         let times = QueueTimes { queued_ms: job.enqueued.elapsed().as_secs_f64() * 1e3 };
+        let superseded = || match &job.req.key {
+            Some(k) => sh.latest.lock().unwrap_or_else(|e| e.into_inner()).get(k).copied().unwrap_or(0) != job.seq,
+            None => false,
+        };
+        let interrupted = || job.cancel.is_cancelled() || job.reply.is_closed() || superseded();
         let result = match session.as_mut() {
             None => Err(EngineError::NotReady),
-            Some(s) => {
-                let flag = job.cancel.0.clone();
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.generate(&job.req, &flag))) {
-                    Ok(r) => r,
-                    Err(p) => {
-                        s.reset();
-                        Err(EngineError::Internal(panic_message(&p)))
-                    }
+            Some(s) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.generate_with(&job.req, &interrupted))) {
+                Ok(r) => r,
+                Err(p) => {
+                    s.reset();
+                    Err(EngineError::Internal(panic_message(&p)))
                 }
-            }
+            },
+        };
+        // An answer for a request a newer one replaced is of no use.
+        let result = match result {
+            Ok(g) if g.stop == StopReason::Cancelled && superseded() => Err(EngineError::Superseded),
+            Err(EngineError::Cancelled) if superseded() => Err(EngineError::Superseded),
+            r => r,
         };
         let _ = job.reply.send(result.map(|g| (g, times)));
     }

@@ -206,9 +206,14 @@ impl Session {
     }
 
     pub fn generate(&mut self, req: &Request, cancel: &AtomicBool) -> Result<Generation, EngineError> {
+        self.generate_with(req, &|| cancel.load(Ordering::Relaxed))
+    }
+
+    /// Generates, checking `interrupted` between prefill chunks and between
+    /// tokens. Prefill work already done stays in the KV cache, so an
+    /// interrupted request still speeds up the next one.
+    pub fn generate_with(&mut self, req: &Request, interrupted: &dyn Fn() -> bool) -> Result<Generation, EngineError> {
         let start = Instant::now();
-        let deadline = req.budget.map(|b| start + b);
-        let over = || deadline.is_some_and(|d| Instant::now() >= d);
         // Token healing: the text at the cursor may end mid-token; back off
         // that token and require the first generated one to start with it.
         let (mut ids, heal) = self.encode_pieces(&req.prompt, req.heal)?;
@@ -233,7 +238,7 @@ impl Session {
         let mut logits = Vec::new();
         let mut pos = common;
         while pos < ids.len() {
-            if cancel.load(Ordering::Relaxed) {
+            if interrupted() {
                 return Err(EngineError::Cancelled);
             }
             let end = (pos + PREFILL_CHUNK).min(ids.len());
@@ -253,6 +258,10 @@ impl Session {
         }
         let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
         let decode_start = Instant::now();
+        // The budget bounds generation: a long cold prefill is work the next
+        // request reuses, and cutting it short would only lose the answer.
+        let deadline = req.budget.map(|b| decode_start + b);
+        let over = || deadline.is_some_and(|d| Instant::now() >= d);
 
         let mut rng = StdRng::seed_from_u64(req.sampling.seed);
         let mut out: Vec<u8> = Vec::new();
@@ -293,7 +302,7 @@ impl Session {
             if generated >= req.max_tokens {
                 break;
             }
-            if cancel.load(Ordering::Relaxed) {
+            if interrupted() {
                 stop = StopReason::Cancelled;
                 break;
             }
