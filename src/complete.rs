@@ -20,6 +20,8 @@ pub struct Plan {
     pub multiline: bool,
     /// Text right of the cursor on its line (for overlap trimming).
     pub rest_of_line: String,
+    /// Text from the start of the cursor's line to the cursor.
+    pub line_prefix: String,
     pub suffix_head: String,
 }
 
@@ -60,14 +62,10 @@ pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> b
             if !rest_of_line.trim().is_empty() {
                 return false;
             }
-            let mut lines = prefix.rsplit('\n');
-            let current = lines.next().unwrap_or("");
-            if !current.trim().is_empty() {
-                return false;
-            }
-            let prev = lines.find(|l| !l.trim().is_empty()).unwrap_or("");
-            let p = prev.trim_end();
-            p.ends_with(':') || p.ends_with('{') || p.ends_with("=>") || p.ends_with('(') || p.ends_with('[') || p.ends_with(" do") || p.ends_with(" then")
+            // A blank line (the cursor in its indentation) is where a new
+            // statement or a block's body goes: ask for lines.
+            let current = prefix.rsplit('\n').next().unwrap_or("");
+            current.trim().is_empty()
         }
     }
 }
@@ -95,7 +93,8 @@ pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) ->
         request.stop.push("\n".into());
     }
     let suffix_head: String = suffix.chars().take(256).collect();
-    Plan { request, word_start, word, multiline, rest_of_line, suffix_head }
+    let line_prefix = prefix.rsplit('\n').next().unwrap_or("").to_string();
+    Plan { request, word_start, word, multiline, rest_of_line, line_prefix, suffix_head }
 }
 
 /// Cleans the model's text: cut to one line when asked, drop what repeats
@@ -103,6 +102,16 @@ pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) ->
 /// trim trailing whitespace.
 pub fn postprocess(text: &str, plan: &Plan) -> String {
     let mut t = text.replace("\r\n", "\n");
+    // On a blank line the model may first finish that line and start the
+    // next one: keep what goes on the cursor's line, at its indentation.
+    if plan.line_prefix.trim().is_empty() {
+        if let Some(nl) = t.find('\n') {
+            if t[..nl].trim().is_empty() {
+                let rest = &t[nl + 1..];
+                t = rest.strip_prefix(plan.line_prefix.as_str()).unwrap_or(rest.trim_start_matches([' ', '\t'])).to_string();
+            }
+        }
+    }
     if !plan.multiline {
         if let Some(i) = t.find('\n') {
             t.truncate(i);
@@ -212,6 +221,8 @@ mod tests {
         let (r, c) = at("def f(x):\n    $0\n\ndef g():\n    pass\n");
         let p = plan(&r, c, &cfg, None);
         assert_eq!(postprocess("return x\n\ndef g():\n", &p), "return x");
+        // A leading line break on a blank line is dropped with the re-indent.
+        assert_eq!(postprocess("\n    return x\n", &p), "return x");
     }
 
     #[test]

@@ -215,7 +215,7 @@ mod tests {
         // Past the end of a line: clamped. Past the end of the file: error.
         assert_eq!(d.char_at(p(0, 99), Encoding::Utf16).unwrap(), 3);
         assert!(d.char_at(p(7, 0), Encoding::Utf16).is_err());
-        assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 6);
+        assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 5);
     }
 
     #[test]

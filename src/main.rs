@@ -63,6 +63,9 @@ enum Cmd {
         order: FimOrder,
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
+        /// Don't back off the token at the cursor (token healing).
+        #[arg(long)]
+        no_heal: bool,
     },
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
@@ -169,7 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Cmd::Complete { at, model, max_tokens, single_line, order, temperature } => {
+        Cmd::Complete { at, model, max_tokens, single_line, order, temperature, no_heal } => {
             let (file, line, col) = parse_location(&at)?;
             let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", file.display()))?;
@@ -184,6 +187,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut req = Request::new(prompt);
             req.max_tokens = max_tokens;
+            req.heal = !no_heal;
             req.sampling = Sampling { temperature, ..Sampling::default() };
             if single_line {
                 req.stop.push("\n".into());

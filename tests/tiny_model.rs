@@ -182,11 +182,11 @@ fn generation_stops_where_told() {
 fn token_healing_extends_the_last_prompt_token() {
     let mut s = session();
     let no = AtomicBool::new(false);
-    // "retu" ends mid-word: the first generated token must spell on from it.
+    // "retu" ends mid-word: the generated tokens must spell it again first.
     let req = Request::new(prompt::prefix_only("def f(x):\n    retu"));
     let g = s.generate(&req, &no).unwrap();
     assert!(g.healed);
-    let first = s.tokenizer.bytes_of(g.tokens[0]).to_vec();
+    let first = s.tokenizer.decode_bytes(&g.tokens);
     let prompt_ids = s.tokenizer.encode("def f(x):\n    retu").unwrap();
     let backed_off = s.tokenizer.bytes_of(*prompt_ids.last().unwrap()).to_vec();
     assert!(first.starts_with(&backed_off), "{first:?} does not extend {backed_off:?}");

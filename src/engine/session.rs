@@ -276,12 +276,25 @@ impl Session {
                 *l = f32::NEG_INFINITY;
             }
         }
+        let mut pending = heal.clone();
         while generated < req.max_tokens {
-            let tok = if generated == 0 && !heal.is_empty() {
+            // Token healing: until the backed-off bytes are spelled again,
+            // each token either covers the rest of them (and does not just
+            // end the line there, an empty answer) or is a piece of them.
+            let tok = if !pending.is_empty() {
                 let tk = &self.tokenizer;
-                let h = &heal;
-                let allowed = |t: u32| !tk.is_special(t) && tk.bytes_of(t).starts_with(h);
-                sample(&logits, &req.sampling, &mut rng, Some(&allowed))
+                let h = pending.as_slice();
+                let allowed = |t: u32| {
+                    let b = tk.bytes_of(t);
+                    if tk.is_special(t) || b.is_empty() {
+                        return false;
+                    }
+                    (b.starts_with(h) && !matches!(b.get(h.len()), Some(b'\n' | b'\r'))) || (b.len() < h.len() && h.starts_with(b))
+                };
+                let t = sample(&logits, &req.sampling, &mut rng, Some(&allowed));
+                let n = tk.bytes_of(t).len().min(pending.len());
+                pending.drain(..n);
+                t
             } else {
                 sample(&logits, &req.sampling, &mut rng, None)
             };
