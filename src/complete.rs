@@ -128,6 +128,19 @@ pub fn postprocess(text: &str, plan: &Plan) -> String {
         }
     }
     if plan.multiline {
+        // The block closes where a line dedents below the cursor's line.
+        let indent = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
+        let base = indent(&plan.line_prefix);
+        if base > 0 {
+            let mut keep = Vec::new();
+            for (i, l) in t.split('\n').enumerate() {
+                if i > 0 && !l.trim().is_empty() && indent(l) < base {
+                    break;
+                }
+                keep.push(l);
+            }
+            t = keep.join("\n");
+        }
         // Drop trailing lines that repeat the start of the suffix.
         let suffix_lines: Vec<&str> = plan.suffix_head.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect();
         if let Some(first_suffix) = suffix_lines.first() {
@@ -223,6 +236,8 @@ mod tests {
         assert_eq!(postprocess("return x\n\ndef g():\n", &p), "return x");
         // A leading line break on a blank line is dropped with the re-indent.
         assert_eq!(postprocess("\n    return x\n", &p), "return x");
+        // The block ends where the text dedents.
+        assert_eq!(postprocess("y = x\n    return y\n\nprint(f(2))", &p), "y = x\n    return y");
     }
 
     #[test]
