@@ -81,8 +81,7 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout();
     for order in ["spm", "psm"] {
-        let mut args = vec!["serve".to_string()];
-        args.remove(0);
+        let mut args: Vec<String> = Vec::new();
         if let Some(m) = &opts.model {
             args.push("--model".into());
             args.push(m.clone());

@@ -118,6 +118,7 @@ impl Backend {
             }
         };
         if let Some(n) = cfg.threads {
+            crate::engine::kernels::set_threads(n);
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
         let opts = LoadOptions { ..crate::device::load_options(&device) };
