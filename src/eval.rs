@@ -23,6 +23,7 @@ pub struct EvalOptions {
     pub limit: Option<usize>,
     pub order: FimOrder,
     pub prefix_mode: bool,
+    pub chat_mode: bool,
     pub heal: bool,
 }
 
@@ -68,6 +69,7 @@ fn set_file(set: &str) -> Result<(&'static str, bool)> {
 
 pub fn build_prompt(family: Option<Family>, t: &Task, opts: &EvalOptions) -> prompt::Prompt {
     match family {
+        _ if opts.chat_mode => prompt::chat_fill(&t.prefix, &t.suffix),
         Some(f) if !opts.prefix_mode => f.fim(&t.prefix, &t.suffix, opts.order),
         _ => prompt::prefix_only(&t.prefix),
     }
@@ -99,10 +101,22 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
         } else {
             req.max_tokens = 256;
         }
-        let (g, _) = engine.generate_blocking(req)?;
+        if opts.chat_mode {
+            // The chat answer may open a code fence or repeat the line's indentation.
+            req.stop = vec!["```\n".into()];
+            req.max_tokens = if single { 48 } else { 256 };
+        }
+        let (mut g, _) = engine.generate_blocking(req)?;
+        if opts.chat_mode {
+            let body = g.text.trim_start_matches("```python\n").trim_start_matches("```\n");
+            let body = body.trim_start_matches('\n');
+            g.text = if single { body.lines().next().unwrap_or("").to_string() } else { body.to_string() };
+        }
         gen_tokens += g.generated_tokens;
-        let got: Vec<&str> = g.text.lines().take(want_lines).map(str::trim_end).collect();
-        let want: Vec<&str> = t.middle.lines().take(want_lines).map(str::trim_end).collect();
+        // Chat answers lose the hole's indentation: compare them without it.
+        let norm = |l: &str| if opts.chat_mode { l.trim().to_string() } else { l.trim_end().to_string() };
+        let got: Vec<String> = g.text.lines().take(want_lines).map(norm).collect();
+        let want: Vec<String> = t.middle.lines().take(want_lines).map(norm).collect();
         let ok = got == want;
         hits += usize::from(ok);
         tracing::debug!(task = %t.task_id, ok, got = ?got, want = ?want);
@@ -111,7 +125,7 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let mode = if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
+    let mode = if opts.chat_mode { "chat".to_string() } else if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
     let line = format!(
         "{set} mode={mode} heal={} tasks={} exact_match={:.1}% ({hits}/{}) time={:.0}s ({:.2} s/task, {} tokens)",
         opts.heal,

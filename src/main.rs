@@ -96,7 +96,7 @@ enum Cmd {
         limit: Option<usize>,
         #[arg(long, default_value = "psm")]
         order: FimOrder,
-        /// fim or prefix (plain continuation).
+        /// fim, prefix (plain continuation) or chat (the instruct chat template).
         #[arg(long, default_value = "fim")]
         mode: String,
         #[arg(long)]
@@ -235,9 +235,9 @@ fn run(cli: Cli) -> Result<()> {
                 return wick::eval::kv_reuse(&path, &data, limit);
             }
             let engine = load_engine(&model)?;
-            let opts = wick::eval::EvalOptions { limit, order, prefix_mode: mode == "prefix", heal: !no_heal };
-            if mode != "fim" && mode != "prefix" {
-                bail!("unknown mode '{mode}' (fim or prefix)");
+            let opts = wick::eval::EvalOptions { limit, order, prefix_mode: mode == "prefix", chat_mode: mode == "chat", heal: !no_heal };
+            if !["fim", "prefix", "chat"].contains(&mode.as_str()) {
+                bail!("unknown mode '{mode}' (fim, prefix or chat)");
             }
             wick::eval::humaneval(&engine, &set, &data, &opts)
         }

@@ -200,6 +200,23 @@ impl Family {
     }
 }
 
+/// A ChatML (Qwen instruct) request to fill the hole: for comparing the
+/// instruct model's chat mode with FIM. The answer is the missing code.
+pub fn chat_fill(prefix: &str, suffix: &str) -> Prompt {
+    let mut p = Prompt::default();
+    p.special("<|im_start|>")
+        .text("system\nYou are a code completion engine. Reply with only the code that replaces <HOLE>, no explanation, no code fences.")
+        .special("<|im_end|>")
+        .text("\n")
+        .special("<|im_start|>")
+        .text(format!("user\n{prefix}<HOLE>{suffix}"))
+        .special("<|im_end|>")
+        .text("\n")
+        .special("<|im_start|>")
+        .text("assistant\n");
+    p
+}
+
 /// A plain continuation prompt: the code before the cursor, nothing else.
 pub fn prefix_only(prefix: &str) -> Prompt {
     let mut p = Prompt::default();
