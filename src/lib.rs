@@ -12,6 +12,7 @@ pub mod engine;
 pub mod eval;
 pub mod models;
 pub mod prompt;
+pub mod syntax;
 pub mod device;
 
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).

@@ -1,0 +1,28 @@
+//! Syntax layer for wick: tree-sitter parsing, incremental trees, syntax
+//! checks for completion post-processing and cheap context queries.
+//!
+//! Everything here is pure and synchronous (no I/O, no LSP types) and is meant
+//! to be total: any input, including binary junk, multi-megabyte files and
+//! files made of syntax errors, yields a (possibly degraded) answer without
+//! panicking. Work is bounded by [`MAX_PARSE_BYTES`], [`MAX_LINE_BYTES`] and
+//! parse deadlines; when a bound is hit the tree is simply absent and queries
+//! fall back to "nothing known".
+
+mod checks;
+mod context;
+mod lang;
+mod parse;
+
+#[cfg(test)]
+mod tests;
+
+pub use checks::{accept_completion, error_count};
+pub use context::{
+    CursorContext, CursorKind, Definition, cursor_context, definitions, enclosing_scope,
+    enclosing_scopes, identifiers_near, imports,
+};
+pub use lang::Lang;
+pub use parse::{
+    MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, Parsed, SyntaxTree, TREE_PARSE_BUDGET,
+    edit_for_change,
+};

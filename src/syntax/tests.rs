@@ -1,0 +1,610 @@
+use ropey::Rope;
+
+use super::*;
+
+/// Splits a fixture at the `$0` cursor marker: (text without marker, offset).
+fn fixture(src: &str) -> (String, usize) {
+    let at = src.find("$0").expect("fixture needs $0");
+    (src.replacen("$0", "", 1), at)
+}
+
+fn full_sexp(lang: Lang, rope: &Rope) -> String {
+    SyntaxTree::new(lang, rope)
+        .tree()
+        .expect("parse")
+        .root_node()
+        .to_sexp()
+}
+
+// ---------------------------------------------------------------- registry
+
+#[test]
+fn language_registry() {
+    assert_eq!(Lang::from_language_id("typescriptreact"), Some(Lang::Tsx));
+    assert_eq!(
+        Lang::from_language_id("javascriptreact"),
+        Some(Lang::JavaScript)
+    );
+    assert_eq!(Lang::from_language_id("py"), Some(Lang::Python));
+    assert_eq!(Lang::from_language_id("cobol"), None);
+    assert_eq!(Lang::from_path("/a/b.pyi"), Some(Lang::Python));
+    assert_eq!(Lang::from_path("x.h"), Some(Lang::C));
+    assert_eq!(Lang::from_path("x.HPP"), Some(Lang::Cpp));
+    assert_eq!(Lang::from_path("C:\\src\\main.cts"), Some(Lang::TypeScript));
+    assert_eq!(Lang::from_path("Makefile"), None);
+    assert_eq!(Lang::from_path("dir.rs/Makefile"), None);
+    for lang in Lang::ALL {
+        assert!(
+            SyntaxTree::new(lang, &Rope::from_str("x")).tree().is_some(),
+            "{lang:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- incremental
+
+const PY_SAMPLE: &str = "import os\n\nclass Café:\n    \"\"\"Doc 🦀.\"\"\"\n    def __init__(self, x):\n        self.x = x  # é\n\n    def run(self):\n        for i in range(10):\n            if i % 2:\n                print(f\"{i} é\")\n        return [y for y in self.x]\n\ndef main():\n    Café(1).run()\n";
+const RS_SAMPLE: &str = "use std::fmt;\n\n/// Crab 🦀\npub struct Point { x: i32, y: i32 }\n\nimpl fmt::Display for Point {\n    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {\n        write!(f, \"({}, {}) é\", self.x, self.y)\n    }\n}\n\nfn main() {\n    let p = Point { x: 1, y: 2 };\n    if p.x > 0 { println!(\"{}\", p); }\n}\n";
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+const SNIPPETS: &[&str] = &[
+    "é",
+    "🦀",
+    "\n",
+    "\n    ",
+    "x",
+    "foo(",
+    ")",
+    "{",
+    "}",
+    ":",
+    " = 1",
+    "\"s\"",
+    "#",
+    "//",
+    "def g():\n    pass\n",
+    "fn h() {}\n",
+    "é🦀é",
+    "\t",
+    "'",
+    "[1, 2]",
+    "\r\n",
+];
+
+fn random_edits(lang: Lang, sample: &str, seed: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+    for _seq in 0..200 {
+        let mut rope = Rope::from_str(sample);
+        let mut st = SyntaxTree::new(lang, &rope);
+        for _ in 0..20 {
+            let len = rope.len_chars();
+            let start = rng.below(len + 1);
+            let del = if rng.below(3) == 0 {
+                0
+            } else {
+                rng.below(6).min(len - start)
+            };
+            let ins = if rng.below(4) == 0 {
+                ""
+            } else {
+                SNIPPETS[rng.below(SNIPPETS.len())]
+            };
+            let before = rope.clone();
+            rope.remove(start..start + del);
+            rope.insert(start, ins);
+            st.apply_edit(&before, start, start + del, ins, &rope);
+        }
+        let inc = st.tree().expect("incremental tree").root_node().to_sexp();
+        assert_eq!(inc, full_sexp(lang, &rope), "text: {:?}", rope.to_string());
+        // Positions must match too, not just shape (byte columns, '\n' rows).
+        let (a, b) = (st.tree().unwrap().root_node(), SyntaxTree::new(lang, &rope));
+        assert_eq!(
+            a.end_position(),
+            b.tree().unwrap().root_node().end_position()
+        );
+    }
+}
+
+#[test]
+fn incremental_matches_full_python() {
+    random_edits(Lang::Python, PY_SAMPLE, 1);
+}
+
+#[test]
+fn incremental_matches_full_rust() {
+    random_edits(Lang::Rust, RS_SAMPLE, 2);
+}
+
+#[test]
+fn edit_points_use_byte_columns() {
+    let rope = Rope::from_str("é🦀\nab");
+    let e = edit_for_change(&rope, 4, 4, "x\ny");
+    assert_eq!(e.start_byte, 8);
+    assert_eq!((e.start_position.row, e.start_position.column), (1, 1));
+    assert_eq!((e.new_end_position.row, e.new_end_position.column), (2, 1));
+    // Clamped, no panic.
+    let e = edit_for_change(&rope, 100, 50, "");
+    assert_eq!(e.start_byte, rope.len_bytes());
+}
+
+#[test]
+fn batched_edits_then_one_reparse() {
+    let mut rope = Rope::from_str("def f():\n    return 1\n");
+    let mut st = SyntaxTree::new(Lang::Python, &rope);
+    for (s, e, t) in [(4, 5, "gé"), (0, 0, "# 🦀\n")] {
+        st.edit(&edit_for_change(&rope, s, e, t));
+        rope.remove(s..e);
+        rope.insert(s, t);
+    }
+    assert!(st.tree().is_none(), "stale tree must not be exposed");
+    st.reparse(&rope);
+    assert_eq!(
+        st.tree().unwrap().root_node().to_sexp(),
+        full_sexp(Lang::Python, &rope)
+    );
+}
+
+// ---------------------------------------------------------------- checks
+
+#[test]
+fn error_counts() {
+    assert_eq!(error_count(Lang::Python, "def f(x):\n    return x\n"), 0);
+    assert!(error_count(Lang::Python, "def f(x:\n    return x\n") > 0);
+    assert!(error_count(Lang::Rust, "fn main() { let x = ; }") > 0);
+    assert_eq!(error_count(Lang::Go, "package main\nfunc main() {}\n"), 0);
+}
+
+#[test]
+fn accept_good_completion_unchanged() {
+    let got = accept_completion(
+        Lang::Python,
+        "def f(x):\n    return ",
+        "x + 1",
+        "\n\nprint(f(2))\n",
+    );
+    assert_eq!(got.as_deref(), Some("x + 1"));
+}
+
+#[test]
+fn accept_cuts_at_line_end() {
+    // The second line opens a call that never closes.
+    let got = accept_completion(
+        Lang::Rust,
+        "fn main() {\n    let a = ",
+        "1;\n    let b = foo(",
+        "\n}\n",
+    );
+    assert_eq!(got.as_deref(), Some("1;"));
+}
+
+#[test]
+fn accept_cuts_single_line_at_token_boundary() {
+    let got = accept_completion(
+        Lang::Rust,
+        "fn main() {\n    ",
+        "let a = f(1); let b = g(",
+        "\n}\n",
+    );
+    assert_eq!(got.as_deref(), Some("let a = f(1);"));
+    // Judged relative to prefix+suffix: a hole that is already an error
+    // there may stay an error (spec: "no more errors than without it").
+    let got = accept_completion(Lang::JavaScript, "const a = ", "f(1) + g(", ";\n");
+    assert!(got.is_some());
+}
+
+#[test]
+fn accept_rejects_hopeless() {
+    assert_eq!(
+        accept_completion(Lang::Rust, "fn main() {\n    ", "))))", "\n}\n"),
+        None
+    );
+    assert_eq!(
+        accept_completion(Lang::Rust, "fn main() {", "   ", "}"),
+        None
+    );
+}
+
+#[test]
+fn accept_tolerates_preexisting_errors() {
+    let got = accept_completion(
+        Lang::Python,
+        "def broken(:\n    pass\n\ndef ok():\n    return ",
+        "42",
+        "\n",
+    );
+    assert_eq!(got.as_deref(), Some("42"));
+}
+
+#[test]
+fn accept_windows_large_files() {
+    let filler = "x = 1\n".repeat(30_000);
+    let prefix = format!("{filler}def f():\n    return ");
+    let got = accept_completion(Lang::Python, &prefix, "1 +", &format!("\n{filler}"));
+    // "1 +" dangles; "1" is fine.
+    assert_eq!(got.as_deref(), Some("1"));
+}
+
+// ---------------------------------------------------------------- scopes
+
+#[test]
+fn scopes_python() {
+    let (t, o) = fixture("class A:\n    def m(self):\n        x = 1$0\n\ndef g():\n    pass\n");
+    let scopes = enclosing_scopes(Lang::Python, &t, o);
+    assert_eq!(scopes.len(), 2);
+    assert!(t[scopes[0].0..scopes[0].1].starts_with("def m"));
+    assert!(t[scopes[1].0..scopes[1].1].starts_with("class A"));
+    let (t, o) = fixture("def g():\n    pass\n$0");
+    assert_eq!(enclosing_scope(Lang::Python, &t, o), None);
+}
+
+#[test]
+fn scopes_brace_languages() {
+    let cases = [
+        (
+            Lang::Rust,
+            "impl S {\n    fn m(&self) {\n        $0\n    }\n}\n",
+            "fn m",
+        ),
+        (
+            Lang::JavaScript,
+            "class A {\n  m() {\n    const f = () => { $0 };\n  }\n}\n",
+            "() =>",
+        ),
+        (
+            Lang::TypeScript,
+            "function f(a: number) {\n  return a$0;\n}\n",
+            "function f",
+        ),
+        (
+            Lang::Go,
+            "package p\nfunc (s *S) M() {\n\t$0\n}\n",
+            "func (s *S)",
+        ),
+        (Lang::C, "int main(void) {\n  return 0;$0\n}\n", "int main"),
+        (Lang::Cpp, "class A {\n  int x;$0\n};\n", "class A"),
+        (
+            Lang::Java,
+            "class A {\n  void m() {\n    $0\n  }\n}\n",
+            "void m",
+        ),
+    ];
+    for (lang, src, head) in cases {
+        let (t, o) = fixture(src);
+        let (s, e) = enclosing_scope(lang, &t, o).unwrap_or_else(|| panic!("{lang:?}"));
+        assert!(t[s..e].starts_with(head), "{lang:?}: {:?}", &t[s..e]);
+    }
+    // Right after the closing brace is outside.
+    let (t, o) = fixture("fn f() {}$0\n");
+    assert_eq!(enclosing_scope(Lang::Rust, &t, o), None);
+}
+
+// ---------------------------------------------------------------- imports
+
+#[test]
+fn imports_per_language() {
+    let cases: &[(Lang, &str, &[&str])] = &[
+        (
+            Lang::Python,
+            "import os, a.b as ab\nfrom x.y import z\nfrom . import w\n",
+            &["os", "a.b", "x.y", "."],
+        ),
+        (
+            Lang::JavaScript,
+            "import a from \"./x\";\nexport * from './y';\nconst b = require(\"./z\");\nimport('./d');\n",
+            &["./x", "./y", "./z", "./d"],
+        ),
+        (
+            Lang::Tsx,
+            "import { A } from './a';\nexport const C = () => <A/>;\n",
+            &["./a"],
+        ),
+        (
+            Lang::Rust,
+            "use crate::a::b;\nuse std::{fmt, io};\nuse foo::*;\nmod x;\nmod inline { }\n",
+            &["a::b", "std", "foo", "x"],
+        ),
+        (
+            Lang::Go,
+            "package p\nimport (\n\t\"fmt\"\n\tm \"a/b\"\n)\n",
+            &["fmt", "a/b"],
+        ),
+        (
+            Lang::C,
+            "#include \"x.h\"\n#include <stdio.h>\n",
+            &["x.h", "stdio.h"],
+        ),
+        (
+            Lang::Java,
+            "package p;\nimport a.b.C;\nimport static a.D.e;\nimport x.y.*;\n",
+            &["a.b.C", "a.D.e", "x.y"],
+        ),
+    ];
+    for (lang, src, want) in cases {
+        assert_eq!(imports(*lang, src), *want, "{lang:?}");
+    }
+}
+
+// ---------------------------------------------------------------- definitions
+
+fn names(defs: &[Definition]) -> Vec<(&str, &str)> {
+    defs.iter().map(|d| (d.name.as_str(), d.kind)).collect()
+}
+
+#[test]
+fn definitions_python() {
+    let src = "class A(B):\n    x: int = 0\n    def m(self, y) -> int:\n        def inner(): pass\n        return y\n\n@dec\ndef f(a,\n      b):\n    return a\n";
+    let defs = definitions(Lang::Python, src);
+    assert_eq!(
+        names(&defs),
+        vec![("A", "class"), ("m", "function"), ("f", "function")]
+    );
+    assert_eq!(defs[1].signature, "def m(self, y) -> int:");
+    assert_eq!(defs[2].signature, "def f(a,\n      b):");
+    assert!(
+        defs[0]
+            .signature
+            .starts_with("class A(B):\n    x: int = 0\n    def m(self, y) -> int:")
+    );
+    assert!(
+        !defs[0].signature.contains("inner"),
+        "{}",
+        defs[0].signature
+    );
+}
+
+#[test]
+fn definitions_rust() {
+    let src = "pub struct P {\n    x: i32,\n}\nenum E { A }\ntrait T { fn t(&self); }\nimpl T for P {\n    fn t(&self) { let q = 1; }\n}\ntype X = u8;\nfn free(a: u8) -> u8 { a }\n";
+    let defs = definitions(Lang::Rust, src);
+    assert_eq!(
+        names(&defs),
+        vec![
+            ("P", "struct"),
+            ("E", "enum"),
+            ("T", "trait"),
+            ("t", "function"),
+            ("T for P", "impl"),
+            ("t", "function"),
+            ("X", "type"),
+            ("free", "function")
+        ]
+    );
+    assert_eq!(defs[0].signature, "pub struct P {\n    x: i32,\n}");
+    assert_eq!(defs[7].signature, "fn free(a: u8) -> u8");
+    assert_eq!(
+        defs[4].signature,
+        "impl T for P {\n    fn t(&self) { ... }\n}"
+    );
+}
+
+#[test]
+fn definitions_other_languages() {
+    let ts = "export interface I { a: number }\ntype U = string;\nexport class C {\n  m(x: number): void { }\n}\nconst arrow = (a) => a;\nfunction f() { function hidden() {} }\n";
+    assert_eq!(
+        names(&definitions(Lang::TypeScript, ts)),
+        vec![
+            ("I", "interface"),
+            ("U", "type"),
+            ("C", "class"),
+            ("m", "method"),
+            ("arrow", "function"),
+            ("f", "function")
+        ]
+    );
+    let go = "package p\ntype S struct { A int }\ntype I interface { M() }\nfunc (s S) M() {}\nfunc F() int { return 1 }\n";
+    assert_eq!(
+        names(&definitions(Lang::Go, go)),
+        vec![
+            ("S", "struct"),
+            ("I", "interface"),
+            ("M", "method"),
+            ("F", "function")
+        ]
+    );
+    let c = "struct pt { int x; };\ntypedef int myint;\nint add(int a, int b);\nstatic int *get(void) { return 0; }\n";
+    let defs = definitions(Lang::C, c);
+    assert_eq!(
+        names(&defs),
+        vec![
+            ("pt", "struct"),
+            ("myint", "type"),
+            ("add", "function"),
+            ("get", "function")
+        ]
+    );
+    assert_eq!(defs[3].signature, "static int *get(void)");
+    let java =
+        "class A {\n  int x;\n  A() {}\n  void m(int y) { }\n  interface J { void k(); }\n}\n";
+    assert_eq!(
+        names(&definitions(Lang::Java, java)),
+        vec![
+            ("A", "class"),
+            ("A", "constructor"),
+            ("m", "method"),
+            ("J", "interface"),
+            ("k", "method")
+        ]
+    );
+    let cpp = "namespace n {\nclass K {\n public:\n  int f() { return 1; }\n};\n}\n";
+    assert_eq!(
+        names(&definitions(Lang::Cpp, cpp)),
+        vec![("K", "class"), ("f", "function")]
+    );
+}
+
+// ---------------------------------------------------------------- identifiers
+
+#[test]
+fn identifiers_nearest_first() {
+    let (t, o) = fixture("far = 1\nalpha = 2\nbeta = alpha + $0gamma\nzeta = 3\n");
+    let ids = identifiers_near(Lang::Python, &t, o, 1000);
+    assert_eq!(ids[0], "gamma");
+    assert_eq!(ids[1], "alpha");
+    assert!(ids.contains(&"far".to_string()) && ids.contains(&"zeta".to_string()));
+    assert_eq!(ids.iter().filter(|s| *s == "alpha").count(), 1);
+    let narrow = identifiers_near(Lang::Python, &t, o, 8);
+    assert!(!narrow.contains(&"far".to_string()));
+    let (t, o) = fixture("struct S { field: Ty }\nfn f(s: S) { s.$0 }");
+    let ids = identifiers_near(Lang::Rust, &t, o, 100);
+    for want in ["S", "field", "Ty", "f", "s"] {
+        assert!(ids.contains(&want.to_string()), "{want} in {ids:?}");
+    }
+}
+
+// ---------------------------------------------------------------- cursor context
+
+fn ctx(lang: Lang, src: &str) -> CursorContext {
+    let (t, o) = fixture(src);
+    cursor_context(lang, &t, o)
+}
+
+#[test]
+fn cursor_kinds() {
+    assert_eq!(
+        ctx(Lang::Python, "x = 1  # note $0\n").kind,
+        CursorKind::Comment
+    );
+    assert_eq!(ctx(Lang::Python, "x = 'ab$0c'\n").kind, CursorKind::String);
+    assert_eq!(ctx(Lang::Python, "x = 'abc'$0\n").kind, CursorKind::Code);
+    assert_eq!(
+        ctx(Lang::Rust, "fn f() {} /* a $0 */").kind,
+        CursorKind::Comment
+    );
+    assert_eq!(
+        ctx(Lang::Rust, "fn f() {} /* a */$0").kind,
+        CursorKind::Code
+    );
+    assert_eq!(ctx(Lang::Rust, "// end$0").kind, CursorKind::Comment);
+    assert_eq!(
+        ctx(Lang::JavaScript, "const s = `a ${x} $0b`;").kind,
+        CursorKind::String
+    );
+    assert_eq!(
+        ctx(Lang::Go, "package p\nvar s = \"a$0\"\n").kind,
+        CursorKind::String
+    );
+}
+
+#[test]
+fn block_just_opened() {
+    assert!(ctx(Lang::Python, "def f(x):\n    $0\n").block_just_opened);
+    assert!(ctx(Lang::Rust, "fn f() {\n    $0\n}\n").block_just_opened);
+    assert!(
+        ctx(
+            Lang::Java,
+            "class A {\n  void m() {\n    // todo\n    $0\n  }\n}\n"
+        )
+        .block_just_opened
+    );
+    assert!(!ctx(Lang::Rust, "fn f() {\n    let x = 1;\n    $0\n}\n").block_just_opened);
+    assert!(!ctx(Lang::Python, "def f(x):\n    y = 1\n    $0\n").block_just_opened);
+    assert!(!ctx(Lang::Python, "def f(x):\n    $0y = 1\n").block_just_opened);
+}
+
+#[test]
+fn mid_expression() {
+    assert!(ctx(Lang::Python, "x = foo($0)\n").mid_expression);
+    assert!(ctx(Lang::Python, "x = a +$0\n").mid_expression);
+    assert!(ctx(Lang::JavaScript, "f(\n  a,\n  $0\n);\n").mid_expression);
+    assert!(!ctx(Lang::Python, "x = 1\n$0\n").mid_expression);
+    assert!(!ctx(Lang::Rust, "fn f() {\n    let x = 1;$0\n}\n").mid_expression);
+    assert!(!ctx(Lang::Rust, "fn f() -> u8 {\n    $0\n}\n").mid_expression);
+}
+
+#[test]
+fn offsets_are_clamped_and_rounded() {
+    let t = "é🦀 = 1";
+    for o in 0..t.len() + 5 {
+        let _ = cursor_context(Lang::Python, t, o);
+        let _ = enclosing_scopes(Lang::Python, t, o);
+        let _ = identifiers_near(Lang::Python, t, o, usize::MAX);
+    }
+}
+
+// ---------------------------------------------------------------- bad input
+
+fn exercise_everything(lang: Lang, text: &str) {
+    let mid = text.len() / 2;
+    let _ = error_count(lang, text);
+    let _ = imports(lang, text);
+    let _ = definitions(lang, text);
+    let _ = enclosing_scopes(lang, text, mid);
+    let _ = identifiers_near(lang, text, mid, 2000);
+    let _ = cursor_context(lang, text, mid);
+    let cut = floor(text, mid);
+    let _ = accept_completion(lang, &text[..cut], "foo(bar)\nbaz", &text[cut..]);
+}
+
+fn floor(t: &str, mut i: usize) -> usize {
+    while !t.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[test]
+fn bad_input_huge_file_is_not_parsed() {
+    let text = "def f(x):\n    return x + 1\n".repeat(10 * 1024 * 1024 / 28 + 1);
+    assert!(text.len() > MAX_PARSE_BYTES);
+    let st = SyntaxTree::new(Lang::Python, &Rope::from_str(&text));
+    assert!(st.tree().is_none());
+    assert_eq!(error_count(Lang::Python, &text), 0);
+    assert!(definitions(Lang::Python, &text).is_empty());
+    exercise_everything(Lang::Python, &text);
+}
+
+#[test]
+fn bad_input_long_single_line() {
+    let text = "a = [".to_string() + &"1, ".repeat(350_000) + "]";
+    assert!(text.len() > 1_000_000);
+    assert!(
+        SyntaxTree::new(Lang::JavaScript, &Rope::from_str(&text))
+            .tree()
+            .is_none()
+    );
+    exercise_everything(Lang::JavaScript, &text);
+    exercise_everything(Lang::Python, &text);
+}
+
+#[test]
+fn bad_input_random_bytes() {
+    let mut rng = Rng(0xDEADBEEF);
+    let bytes: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    for lang in Lang::ALL {
+        let st = SyntaxTree::new(lang, &Rope::from_str(&text));
+        assert!(st.tree().is_some(), "{lang:?}");
+        exercise_everything(lang, &text);
+    }
+}
+
+#[test]
+fn bad_input_thousands_of_errors() {
+    let text = "(((\n".repeat(5000);
+    for lang in [Lang::Python, Lang::Rust, Lang::Cpp] {
+        let n = error_count(lang, &text);
+        // Either parsed (with errors) or given up within budget (0).
+        let parsed = SyntaxTree::new(lang, &Rope::from_str(&text))
+            .tree()
+            .is_some();
+        assert!(!parsed || n > 0, "{lang:?}");
+        exercise_everything(lang, &text);
+    }
+}
