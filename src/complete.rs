@@ -4,9 +4,49 @@
 
 use crate::config::{Config, Multiline};
 use crate::engine::{Request, Sampling};
-use crate::prompt::{self, Family};
+use crate::prompt::{self, Family, Piece, Prompt};
+use crate::syntax::{self, CursorKind, Lang, Parsed};
 use ropey::Rope;
 use std::time::Duration;
+
+/// Which context and clean-up stages run (all on in the server; the
+/// evaluation switches them off one at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    pub syntax_window: bool,
+    pub cross_file: bool,
+    pub postprocess: bool,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages { syntax_window: true, cross_file: true, postprocess: true }
+    }
+}
+
+/// Another file that may hold definitions the cursor's code uses.
+#[derive(Debug, Clone)]
+pub struct OtherFile {
+    /// Path relative to the workspace (as the model sees it).
+    pub path: String,
+    pub text: String,
+    pub lang: Option<Lang>,
+}
+
+/// Everything the context builder reads, as plain data.
+pub struct Input<'a> {
+    pub rope: &'a Rope,
+    pub cursor: usize,
+    pub lang: Option<Lang>,
+    pub parsed: Option<&'a Parsed>,
+    /// The current file's path relative to the workspace.
+    pub path: &'a str,
+    pub repo_name: &'a str,
+    pub others: &'a [OtherFile],
+}
+
+/// Files larger than this are windowed without syntax queries.
+const SYNTAX_MAX_BYTES: usize = syntax::MAX_PARSE_BYTES;
 
 /// Characters per token assumed when cutting windows before tokenizing.
 const CHARS_PER_TOKEN: usize = 3;
@@ -23,6 +63,13 @@ pub struct Plan {
     /// Text from the start of the cursor's line to the cursor.
     pub line_prefix: String,
     pub suffix_head: String,
+    pub lang: Option<Lang>,
+    pub stages: Stages,
+    /// The prompt's prefix and suffix windows (for the syntax check).
+    pub prefix: String,
+    pub suffix: String,
+    /// Definitions from other files that went into the prompt.
+    pub cross_file: Vec<String>,
 }
 
 /// Splits the text around `cursor` (a char index) into the prefix and suffix
@@ -71,18 +118,76 @@ pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> b
 }
 
 pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) -> Plan {
-    let (prefix, suffix) = windows(rope, cursor, cfg.context_tokens);
+    let input = Input { rope, cursor, lang: None, parsed: None, path: "", repo_name: "", others: &[] };
+    plan_with(&input, cfg, family, Stages { syntax_window: false, cross_file: false, postprocess: true })
+        .expect("without syntax there is no reason to skip")
+}
+
+/// Builds the request for a completion at the cursor, or None where wick
+/// should stay quiet (inside a comment or string, unless configured).
+pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stages) -> Option<Plan> {
+    let rope = inp.rope;
+    let cursor = inp.cursor.min(rope.len_chars());
+    let budget_chars = cfg.context_tokens * CHARS_PER_TOKEN;
+    // Syntax queries need the text; very large files are windowed blind.
+    let use_syntax = inp.lang.is_some() && rope.len_bytes() <= SYNTAX_MAX_BYTES;
+    let text = if use_syntax { Some(rope.to_string()) } else { None };
+    let cur_b = rope.char_to_byte(cursor);
+    let parsed_owned;
+    let parsed = match (inp.parsed, &text, inp.lang) {
+        (Some(p), _, _) => Some(p),
+        (None, Some(t), Some(l)) => {
+            parsed_owned = Parsed::parse(l, t);
+            parsed_owned.as_ref()
+        }
+        _ => None,
+    };
+    let cctx = match (parsed, &text) {
+        (Some(p), Some(t)) => Some(p.cursor_context(t, cur_b)),
+        _ => None,
+    };
+    if let Some(c) = &cctx {
+        if c.kind != CursorKind::Code && !cfg.in_comments {
+            return None;
+        }
+    }
+
+    // Reserve a quarter of the budget for other files' definitions.
+    let mut cross_file = Vec::new();
+    let mut context_prompt = Prompt::default();
+    let mut own_budget = budget_chars;
+    if stages.cross_file && !inp.others.is_empty() {
+        if let (Some(p), Some(t)) = (parsed, &text) {
+            let (pieces, names, used) = cross_file_context(p, t, cur_b, inp, family, budget_chars / 4);
+            context_prompt = pieces;
+            cross_file = names;
+            own_budget = budget_chars.saturating_sub(used);
+        }
+    }
+    let (prefix, suffix) = match (stages.syntax_window, parsed, &text) {
+        (true, Some(p), Some(t)) => syntax_windows(p, t, cur_b, own_budget),
+        _ => windows(rope, cursor, own_budget / CHARS_PER_TOKEN),
+    };
     let rest_of_line = suffix.split('\n').next().unwrap_or("").trim_end_matches('\r').to_string();
-    let multiline = wants_multiline(&prefix, &rest_of_line, cfg.multiline);
+    let multiline = match (cfg.multiline, &cctx) {
+        (Multiline::Auto, Some(c)) => {
+            let blank = prefix.rsplit('\n').next().unwrap_or("").trim().is_empty() && rest_of_line.trim().is_empty();
+            (c.block_just_opened || blank) && !c.mid_expression
+        }
+        _ => wants_multiline(&prefix, &rest_of_line, cfg.multiline),
+    };
     let word: String = {
         let rev: Vec<char> = prefix.chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         rev.into_iter().rev().collect()
     };
     let word_start = cursor - word.chars().count();
-    let p = match family {
+    let mut p = match family {
         Some(f) => f.fim(&prefix, &suffix, cfg.fim_order),
         None => prompt::prefix_only(&prefix),
     };
+    if !context_prompt.pieces.is_empty() {
+        p.prepend(context_prompt);
+    }
     let mut request = Request::new(p);
     request.max_tokens = if multiline { cfg.max_tokens } else { cfg.max_tokens.min(48) };
     request.sampling = Sampling { temperature: cfg.temperature, ..Sampling::default() };
@@ -94,7 +199,167 @@ pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) ->
     }
     let suffix_head: String = suffix.chars().take(256).collect();
     let line_prefix = prefix.rsplit('\n').next().unwrap_or("").to_string();
-    Plan { request, word_start, word, multiline, rest_of_line, line_prefix, suffix_head }
+    Some(Plan {
+        request,
+        word_start,
+        word,
+        multiline,
+        rest_of_line,
+        line_prefix,
+        suffix_head,
+        lang: inp.lang,
+        stages,
+        prefix,
+        suffix,
+        cross_file,
+    })
+}
+
+/// Prefix and suffix windows that grow to whole syntax nodes: a definition
+/// cut by the budget is left out whole rather than shown from its middle,
+/// and the file's import header is kept when the window starts below it.
+pub fn syntax_windows(p: &Parsed, text: &str, cur: usize, budget_chars: usize) -> (String, String) {
+    let pre = budget_chars * 3 / 4;
+    let suf = budget_chars - pre;
+    let cur = floor_char(text, cur.min(text.len()));
+    let line_after = |i: usize| text[i..].find('\n').map(|j| i + j + 1).unwrap_or(text.len());
+    let line_before = |i: usize| text[..i].rfind('\n').map(|j| j + 1).unwrap_or(0);
+    let mut start = if cur > pre { line_after(floor_char(text, cur - pre)).min(line_before(cur)) } else { 0 };
+    let defs = p.definitions(text);
+    // Definitions are listed outer first; one that straddles the window's
+    // start without holding the cursor is dropped whole.
+    for d in &defs {
+        let (a, b) = d.byte_range;
+        if a < start && start < b && !(a <= cur && cur <= b) {
+            start = line_after(b.min(cur)).min(line_before(cur)).max(start);
+        }
+    }
+    let mut end = (cur + suf).min(text.len());
+    if end < text.len() {
+        end = line_before(floor_char(text, end)).max(line_after(cur).min(text.len()));
+    }
+    for d in &defs {
+        let (a, b) = d.byte_range;
+        if a < end && end < b && a > cur {
+            end = line_before(a).max(cur);
+        }
+    }
+    let end = end.max(cur);
+    let mut prefix = String::new();
+    if start > 0 {
+        let header = import_header(text, start);
+        if !header.is_empty() && header.len() <= pre / 4 {
+            prefix.push_str(header);
+            if !header.ends_with('\n') {
+                prefix.push('\n');
+            }
+        }
+    }
+    prefix.push_str(&text[start..cur]);
+    (prefix, text[cur..end].to_string())
+}
+
+/// The file's leading block of imports, if it ends before `limit`.
+fn import_header(text: &str, limit: usize) -> &str {
+    let mut end = 0;
+    let mut pos = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if n > 80 || pos >= limit {
+            break;
+        }
+        let t = line.trim_start();
+        let is_import = ["import ", "from ", "use ", "#include", "package ", "require(", "const ", "extern crate"]
+            .iter()
+            .any(|k| t.starts_with(k))
+            && !t.starts_with("const {") ;
+        pos += line.len();
+        if is_import && pos <= limit {
+            end = pos;
+        }
+    }
+    &text[..end]
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Definitions from other files of names used near the cursor, laid out in
+/// the family's repository format (or as comments), in a stable order
+/// (by path, then by position) so the KV-cache prefix survives typing.
+fn cross_file_context(
+    p: &Parsed,
+    text: &str,
+    cur: usize,
+    inp: &Input,
+    family: Option<Family>,
+    budget_chars: usize,
+) -> (Prompt, Vec<String>, usize) {
+    // Names from above the cursor's line: typing the current word does not
+    // change the context, so the cache stays reusable.
+    let line_start = text[..cur].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let names = p.identifiers_near(text, line_start, 3000);
+    let local: std::collections::HashSet<String> = p.definitions(text).into_iter().map(|d| d.name).collect();
+    let wanted: std::collections::HashSet<&str> =
+        names.iter().map(String::as_str).filter(|n| !local.contains(*n) && n.len() > 1).collect();
+    let mut files: Vec<&OtherFile> = inp.others.iter().filter(|f| f.path != inp.path).collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut used = 0;
+    let mut taken = Vec::new();
+    for f in files {
+        let Some(lang) = f.lang else { continue };
+        if f.text.len() > SYNTAX_MAX_BYTES {
+            continue;
+        }
+        let Some(fp) = Parsed::parse(lang, &f.text) else { continue };
+        let mut sigs = Vec::new();
+        for d in fp.definitions(&f.text) {
+            if wanted.contains(d.name.as_str()) && used + d.signature.len() + f.path.len() + 8 <= budget_chars {
+                used += d.signature.len() + 1;
+                taken.push(format!("{}:{}", f.path, d.name));
+                sigs.push(d.signature);
+            }
+        }
+        if !sigs.is_empty() {
+            used += f.path.len() + 8;
+            blocks.push((f.path.clone(), sigs.join("\n")));
+        }
+    }
+    let mut out = Prompt::default();
+    if blocks.is_empty() {
+        return (out, taken, 0);
+    }
+    match family.map(|f| f.tokens()) {
+        Some(t) if t.file_sep.is_some() => {
+            let sep = t.file_sep.unwrap_or_default();
+            if let Some(repo) = t.repo_name {
+                out.special(repo).text(format!("{}\n", if inp.repo_name.is_empty() { "workspace" } else { inp.repo_name }));
+            }
+            for (path, body) in &blocks {
+                out.special(sep).text(format!("{path}\n{body}\n"));
+            }
+            out.special(sep).text(format!("{}\n", if inp.path.is_empty() { "current" } else { inp.path }));
+        }
+        _ => {
+            let c = match inp.lang {
+                Some(Lang::Python) => "#",
+                _ => "//",
+            };
+            let mut s = String::new();
+            for (path, body) in &blocks {
+                s.push_str(&format!("{c} {path}\n"));
+                for l in body.lines() {
+                    s.push_str(&format!("{c} {l}\n"));
+                }
+            }
+            out.pieces.push(Piece::Text(s));
+        }
+    }
+    (out, taken, used)
 }
 
 /// Cleans the model's text: cut to one line when asked, drop what repeats
@@ -152,7 +417,70 @@ pub fn postprocess(text: &str, plan: &Plan) -> String {
             }
         }
     }
-    t.trim_end().to_string()
+    let mut t = t.trim_end().to_string();
+    if !plan.multiline {
+        // Closers the completion may use: brackets opened earlier on the line
+        // and not closed by the text after the cursor.
+        let open_before = unclosed(&plan.line_prefix);
+        let closed_after = plan.rest_of_line.trim_start().chars().take_while(|c| matches!(c, ')' | ']' | '}')).count();
+        t = cut_unmatched_closer(&t, open_before.saturating_sub(closed_after));
+    }
+    if plan.stages.postprocess {
+        if let Some(lang) = plan.lang {
+            // Reject what adds syntax errors, or keep its longest part that adds none.
+            t = syntax::accept_completion(lang, &plan.prefix, &t, &plan.suffix).unwrap_or_default();
+        }
+    }
+    t
+}
+
+/// Brackets opened and not closed in `s` (quotes skipped roughly).
+fn unclosed(s: &str) -> usize {
+    let mut depth: isize = 0;
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = (depth - 1).max(0),
+            _ => {}
+        }
+    }
+    depth as usize
+}
+
+/// Cuts a one-line completion before the first closing bracket beyond the
+/// `allowed` ones that close brackets opened before the cursor: such a
+/// bracket belongs to the text after the cursor.
+fn cut_unmatched_closer(t: &str, mut allowed: usize) -> String {
+    let mut stack = Vec::new();
+    let mut quote: Option<char> = None;
+    for (i, c) in t.char_indices() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => stack.push(c),
+            ')' | ']' | '}' => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if stack.last() == Some(&open) {
+                    stack.pop();
+                } else if stack.is_empty() && allowed > 0 {
+                    allowed -= 1;
+                } else {
+                    return t[..i].trim_end().to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    t.to_string()
 }
 
 /// The last suggestion for a document, to answer typed-ahead keystrokes
@@ -238,6 +566,17 @@ mod tests {
         assert_eq!(postprocess("\n    return x\n", &p), "return x");
         // The block ends where the text dedents.
         assert_eq!(postprocess("y = x\n    return y\n\nprint(f(2))", &p), "y = x\n    return y");
+    }
+
+    #[test]
+    fn closing_brackets_close_what_is_open() {
+        let cfg = Config::default();
+        // The model closes the call opened before the cursor: kept.
+        let (r, c) = at("x = foo(a, $0\n");
+        assert_eq!(postprocess("b)", &plan(&r, c, &cfg, None)), "b)");
+        // The text after the cursor already closes it: cut.
+        let (r, c) = at("x = foo(a, $0)\n");
+        assert_eq!(postprocess("b) + 1", &plan(&r, c, &cfg, None)), "b");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! between LSP positions (UTF-16 or UTF-8 code units) and text offsets.
 //! No LSP types here: positions are plain line/column pairs.
 
+use crate::syntax::{edit_for_change, Lang, Parsed, SyntaxTree};
 use ropey::Rope;
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,27 +35,39 @@ pub enum DocError {
     LineOutOfRange { line: u32, lines: usize },
 }
 
-#[derive(Debug, Clone)]
 pub struct Document {
     pub rope: Rope,
     pub version: i32,
     pub language: String,
+    /// The tree-sitter tree, updated incrementally; None for languages we
+    /// have no grammar for (they still get completions).
+    pub syntax: Option<SyntaxTree>,
     /// Edits that arrived ahead of a missing version, applied once it comes.
     pending: BTreeMap<i32, Vec<Change>>,
 }
 
 /// A cheap copy of a document for work outside the store's lock.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Snapshot {
     pub uri: String,
     pub rope: Rope,
     pub version: i32,
     pub language: String,
+    pub lang: Option<Lang>,
+    /// The parsed tree of this version (a cheap reference-counted copy).
+    pub parsed: Option<Parsed>,
 }
 
 impl Document {
     pub fn new(text: &str, version: i32, language: &str) -> Self {
-        Document { rope: Rope::from_str(text), version, language: language.to_string(), pending: BTreeMap::new() }
+        Self::with_uri("", text, version, language)
+    }
+
+    pub fn with_uri(uri: &str, text: &str, version: i32, language: &str) -> Self {
+        let rope = Rope::from_str(text);
+        let lang = Lang::from_language_id(language).or_else(|| Lang::from_path(uri));
+        let syntax = lang.map(|l| SyntaxTree::new(l, &rope));
+        Document { rope, version, language: language.to_string(), syntax, pending: BTreeMap::new() }
     }
 
     /// Character index of a client position. A column past the end of its
@@ -70,7 +83,12 @@ impl Document {
 
     fn apply_one(&mut self, c: &Change, enc: Encoding) {
         match c.range {
-            None => self.rope = Rope::from_str(&c.text),
+            None => {
+                self.rope = Rope::from_str(&c.text);
+                if let Some(t) = &mut self.syntax {
+                    *t = SyntaxTree::new(t.lang(), &self.rope);
+                }
+            }
             Some((a, b)) => {
                 // Out-of-range edits are clamped to the document: never panic,
                 // never lose the text the client sent.
@@ -78,6 +96,9 @@ impl Document {
                 let s = char_at(&self.rope, a, enc).unwrap_or(end_char);
                 let e = char_at(&self.rope, b, enc).unwrap_or(end_char);
                 let (s, e) = if s <= e { (s, e) } else { (e, s) };
+                if let Some(t) = &mut self.syntax {
+                    t.edit(&edit_for_change(&self.rope, s, e, &c.text));
+                }
                 self.rope.remove(s..e);
                 self.rope.insert(s, &c.text);
             }
@@ -133,14 +154,14 @@ pub fn pos_of(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
     Pos { line: line as u32, col: col as u32 }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DocumentStore {
     docs: HashMap<String, Document>,
 }
 
 impl DocumentStore {
     pub fn open(&mut self, uri: &str, text: &str, version: i32, language: &str) {
-        self.docs.insert(uri.to_string(), Document::new(text, version, language));
+        self.docs.insert(uri.to_string(), Document::with_uri(uri, text, version, language));
     }
 
     pub fn close(&mut self, uri: &str) {
@@ -153,6 +174,14 @@ impl DocumentStore {
 
     pub fn uris(&self) -> impl Iterator<Item = &String> {
         self.docs.keys()
+    }
+
+    /// The text and language of every open document (for cross-file context).
+    pub fn texts(&self) -> Vec<(String, Rope, Option<Lang>)> {
+        self.docs
+            .iter()
+            .map(|(u, d)| (u.clone(), d.rope.clone(), d.syntax.as_ref().map(|t| t.lang())))
+            .collect()
     }
 
     /// Applies a didChange in version order: an edit for a later version
@@ -179,6 +208,9 @@ impl DocumentStore {
                 doc.apply_one(c, enc);
             }
             doc.version = v;
+            if let Some(t) = &mut doc.syntax {
+                t.reparse(&doc.rope);
+            }
         }
     }
 
@@ -187,7 +219,14 @@ impl DocumentStore {
     pub fn snapshot(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
         let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
         Self::flush(doc, enc, true);
-        Ok(Snapshot { uri: uri.to_string(), rope: doc.rope.clone(), version: doc.version, language: doc.language.clone() })
+        Ok(Snapshot {
+            uri: uri.to_string(),
+            rope: doc.rope.clone(),
+            version: doc.version,
+            language: doc.language.clone(),
+            lang: doc.syntax.as_ref().map(|t| t.lang()),
+            parsed: doc.syntax.as_ref().and_then(|t| t.snapshot()),
+        })
     }
 
     /// The latest version known, counting edits not yet applied.
@@ -242,5 +281,20 @@ mod tests {
         // Out-of-range edits are clamped, not lost.
         s.change("u", 4, vec![Change { range: Some((p(9, 0), p(9, 0))), text: "?".into() }], Encoding::Utf16).unwrap();
         assert_eq!(s.get("u").unwrap().rope.to_string(), "hello !?");
+    }
+
+    #[test]
+    fn trees_follow_incremental_edits() {
+        let mut s = DocumentStore::default();
+        s.open("file:///a.py", "def f(x):\n    return x\n", 1, "python");
+        let ins = |l: u32, c: u32, t: &str| Change { range: Some((p(l, c), p(l, c))), text: t.into() };
+        s.change("file:///a.py", 2, vec![ins(1, 12, " + 1"), ins(0, 0, "import os\n")], Encoding::Utf16).unwrap();
+        let snap = s.snapshot("file:///a.py", Encoding::Utf16).unwrap();
+        let text = snap.rope.to_string();
+        let full = crate::syntax::Parsed::parse(crate::syntax::Lang::Python, &text).unwrap();
+        assert_eq!(snap.parsed.unwrap().tree.root_node().to_sexp(), full.tree.root_node().to_sexp());
+        // Unknown languages have no tree but work.
+        s.open("file:///notes.txt", "hello", 1, "plaintext");
+        assert!(s.snapshot("file:///notes.txt", Encoding::Utf16).unwrap().parsed.is_none());
     }
 }

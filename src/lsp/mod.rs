@@ -42,6 +42,8 @@ struct State {
     progress_supported: Mutex<bool>,
     /// Identity of the loaded model (path and device), to reload on change.
     loaded: Mutex<Option<(PathBuf, String)>>,
+    /// The workspace root (for relative paths and imported files).
+    root: Mutex<Option<PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -215,7 +217,22 @@ impl Backend {
             Some(i) => i,
             None => return Ok(None), // still loading: a quick empty answer
         };
-        let mut plan = complete::plan(&snap.rope, cursor, &cfg, info.family);
+        let root = lock(&self.st.root).clone();
+        let others = self.other_files(&snap, root.as_deref());
+        let path = relative_path(&uri, root.as_deref());
+        let repo_name = root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let input = complete::Input {
+            rope: &snap.rope,
+            cursor,
+            lang: snap.lang,
+            parsed: snap.parsed.as_ref(),
+            path: &path,
+            repo_name: &repo_name,
+            others: &others,
+        };
+        let Some(mut plan) = complete::plan_with(&input, &cfg, info.family, complete::Stages::default()) else {
+            return Ok(None); // in a comment or string
+        };
         let word_start = plan.word_start;
         let word = plan.word.clone();
 
@@ -267,6 +284,47 @@ impl Backend {
         Ok(Some(Suggestion { rope: snap.rope, cursor, word_start, word, text }))
     }
 
+    /// Other open documents and the workspace files the current one imports,
+    /// for cross-file definitions. Bounded: small files, a few of them.
+    fn other_files(&self, snap: &documents::Snapshot, root: Option<&std::path::Path>) -> Vec<complete::OtherFile> {
+        const MAX_FILE: usize = 512 * 1024;
+        const MAX_FILES: usize = 24;
+        let open = lock(&self.st.docs).texts();
+        let mut out: Vec<complete::OtherFile> = Vec::new();
+        for (uri, rope, lang) in open {
+            if uri != snap.uri && rope.len_bytes() <= MAX_FILE && out.len() < MAX_FILES {
+                out.push(complete::OtherFile { path: relative_path(&uri, root), text: rope.to_string(), lang });
+            }
+        }
+        let (Some(lang), Some(parsed)) = (snap.lang, snap.parsed.as_ref()) else { return out };
+        let Some(current) = uri_to_path(&snap.uri) else { return out };
+        if snap.rope.len_bytes() > crate::syntax::MAX_PARSE_BYTES {
+            return out;
+        }
+        let text = snap.rope.to_string();
+        for import in parsed.imports(&text) {
+            for cand in import_candidates(lang, &import, &current, root) {
+                if out.len() >= MAX_FILES {
+                    return out;
+                }
+                let rel = relative_path(&format!("file://{}", cand.display()), root);
+                if out.iter().any(|o| o.path == rel) {
+                    break;
+                }
+                if let Ok(meta) = std::fs::metadata(&cand) {
+                    if meta.is_file() && meta.len() as usize <= MAX_FILE {
+                        if let Ok(t) = std::fs::read_to_string(&cand) {
+                            let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
+                            out.push(complete::OtherFile { path: rel, text: t, lang: l });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn range(&self, rope: &Rope, a: usize, b: usize) -> Range {
         let enc = self.encoding();
         let p = |i| {
@@ -305,6 +363,87 @@ impl Backend {
     }
 }
 
+fn uri_to_path(uri: &str) -> Option<PathBuf> {
+    let rest = uri.strip_prefix("file://")?;
+    let mut bytes = Vec::with_capacity(rest.len());
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&rest[i + 1..i + 3], 16) {
+                bytes.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        bytes.push(b[i]);
+        i += 1;
+    }
+    Some(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A document's path relative to the workspace root, for the prompt.
+fn relative_path(uri: &str, root: Option<&std::path::Path>) -> String {
+    match (uri_to_path(uri), root) {
+        (Some(p), Some(r)) => p.strip_prefix(r).map(|x| x.display().to_string()).unwrap_or_else(|_| p.display().to_string()),
+        (Some(p), None) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        _ => uri.to_string(),
+    }
+}
+
+/// Where an import may live, in order of preference.
+fn import_candidates(lang: crate::syntax::Lang, import: &str, current: &std::path::Path, root: Option<&std::path::Path>) -> Vec<PathBuf> {
+    use crate::syntax::Lang::*;
+    let dir = current.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let mut bases = vec![dir.clone()];
+    if let Some(r) = root {
+        bases.push(r.to_path_buf());
+        bases.push(r.join("src"));
+    }
+    let mut out = Vec::new();
+    match lang {
+        Python => {
+            let rel = import.trim_start_matches('.').replace('.', "/");
+            for b in &bases {
+                out.push(b.join(format!("{rel}.py")));
+                out.push(b.join(&rel).join("__init__.py"));
+            }
+        }
+        JavaScript | TypeScript | Tsx => {
+            if import.starts_with('.') {
+                for ext in ["", ".ts", ".tsx", ".js", ".jsx", ".mjs", "/index.ts", "/index.js"] {
+                    out.push(dir.join(format!("{import}{ext}")));
+                }
+            }
+        }
+        Rust => {
+            let rel = import.trim_start_matches("crate::").trim_start_matches("self::").trim_start_matches("super::").replace("::", "/");
+            let parts: Vec<&str> = rel.split('/').collect();
+            for n in (1..=parts.len()).rev() {
+                let p = parts[..n].join("/");
+                for b in &bases {
+                    out.push(b.join(format!("{p}.rs")));
+                    out.push(b.join(&p).join("mod.rs"));
+                }
+            }
+        }
+        C | Cpp => {
+            for b in &bases {
+                out.push(b.join(import));
+            }
+        }
+        Java => {
+            let rel = import.replace('.', "/");
+            for b in &bases {
+                out.push(b.join(format!("{rel}.java")));
+                out.push(b.join("src/main/java").join(format!("{rel}.java")));
+            }
+        }
+        Go => {}
+    }
+    out
+}
+
 fn position_encoding(params: &InitializeParams) -> Encoding {
     let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
     match offered {
@@ -317,6 +456,15 @@ impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
         let enc = position_encoding(&params);
         *lock(&self.st.encoding) = enc;
+        #[allow(deprecated)]
+        let root = params
+            .workspace_folders
+            .as_ref()
+            .and_then(|f| f.first())
+            .map(|f| f.uri.as_str().to_string())
+            .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()))
+            .and_then(|u| uri_to_path(&u));
+        *lock(&self.st.root) = root;
         *lock(&self.st.progress_supported) =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         if let Some(opts) = &params.initialization_options {

@@ -31,6 +31,15 @@ impl Prompt {
         self
     }
 
+    /// Puts `other` in front of this prompt (extra context).
+    pub fn prepend(&mut self, other: Prompt) {
+        let n = other.pieces.len();
+        let mut pieces = other.pieces;
+        pieces.append(&mut self.pieces);
+        self.pieces = pieces;
+        self.cursor_piece = self.cursor_piece.map(|i| i + n);
+    }
+
     /// Marks the last piece pushed as the one ending at the cursor.
     fn mark_cursor(&mut self) -> &mut Self {
         if matches!(self.pieces.last(), Some(Piece::Text(_))) {

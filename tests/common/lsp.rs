@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! The protocol tests' client: wick's own, spawning the binary under test.
 
+#[allow(unused_imports)]
 pub use wick::lsp::client::{caps_with_progress, LONG};
 
 pub struct Client;
