@@ -16,10 +16,17 @@ pub struct Task {
     pub prefix: String,
     pub suffix: String,
     pub middle: String,
+    pub test: String,
+    pub entry_point: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Through the server's own context builder and post-processing.
+    pub server_path: bool,
+    pub stages: crate::complete::Stages,
+    /// Run the tests of each problem (Python, sandboxed subprocess).
+    pub pass_at_1: bool,
     pub limit: Option<usize>,
     pub order: FimOrder,
     pub prefix_mode: bool,
@@ -54,7 +61,14 @@ pub fn load_tasks(dir: &Path, file: &str) -> Result<Vec<Task>> {
         }
         let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
         let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-        tasks.push(Task { task_id: get("task_id"), prefix: get("prompt"), suffix: get("suffix"), middle: get("canonical_solution") });
+        tasks.push(Task {
+            task_id: get("task_id"),
+            prefix: get("prompt"),
+            suffix: get("suffix"),
+            middle: get("canonical_solution"),
+            test: get("test"),
+            entry_point: get("entry_point"),
+        });
     }
     Ok(tasks)
 }
@@ -91,7 +105,23 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
     let mut hits = 0;
     let t0 = Instant::now();
     let mut gen_tokens = 0;
+    let mut passed = 0;
     for (n, t) in tasks.iter().enumerate() {
+        if opts.server_path {
+            let (text, g) = server_path_completion(engine, family, t, single, opts)?;
+            gen_tokens += g;
+            let want_lines = t.middle.lines().count().max(1);
+            let got: Vec<&str> = text.lines().take(want_lines).map(str::trim_end).collect();
+            let want: Vec<&str> = t.middle.lines().take(want_lines).map(str::trim_end).collect();
+            hits += usize::from(got == want);
+            if opts.pass_at_1 && run_tests(t, &text) {
+                passed += 1;
+            }
+            if (n + 1) % 20 == 0 {
+                eprintln!("  {}/{}: exact match {:.1}%", n + 1, tasks.len(), 100.0 * hits as f64 / (n + 1) as f64);
+            }
+            continue;
+        }
         let mut req = Request::new(build_prompt(family, t, opts));
         req.heal = opts.heal;
         let want_lines = t.middle.lines().count().max(1);
@@ -125,7 +155,12 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let mode = if opts.chat_mode { "chat".to_string() } else if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
+    let mode = if opts.server_path {
+        format!(
+            "server(syntax_window={},postprocess={})",
+            opts.stages.syntax_window, opts.stages.postprocess
+        )
+    } else if opts.chat_mode { "chat".to_string() } else if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
     let line = format!(
         "{set} mode={mode} heal={} tasks={} exact_match={:.1}% ({hits}/{}) time={:.0}s ({:.2} s/task, {} tokens)",
         opts.heal,
@@ -136,6 +171,11 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
         secs / tasks.len().max(1) as f64,
         gen_tokens
     );
+    let line = if opts.pass_at_1 {
+        format!("{line} pass@1={:.1}% ({passed}/{})", 100.0 * passed as f64 / tasks.len().max(1) as f64, tasks.len())
+    } else {
+        line
+    };
     use std::io::Write;
     writeln!(std::io::stdout(), "{line}")?;
     Ok(())
@@ -183,4 +223,72 @@ pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One completion through the server's code path: the context builder on
+/// the file as a document, the engine, then the server's post-processing.
+fn server_path_completion(engine: &Engine, family: Option<Family>, t: &Task, single: bool, opts: &EvalOptions) -> Result<(String, usize)> {
+    use crate::complete::{plan_with, postprocess, Input};
+    let text = format!("{}{}", t.prefix, t.suffix);
+    let rope = ropey::Rope::from_str(&text);
+    let cursor = rope.byte_to_char(t.prefix.len());
+    let mut cfg = crate::config::Config { fim_order: opts.order, ..Default::default() };
+    cfg.multiline = if single { crate::config::Multiline::Never } else { crate::config::Multiline::Auto };
+    cfg.max_tokens = 256;
+    cfg.timeout_ms = 60_000;
+    let input = Input {
+        rope: &rope,
+        cursor,
+        lang: Some(crate::syntax::Lang::Python),
+        parsed: None,
+        path: "solution.py",
+        repo_name: "",
+        others: &[],
+    };
+    let Some(mut plan) = plan_with(&input, &cfg, family, opts.stages) else { return Ok((String::new(), 0)) };
+    plan.request.heal = opts.heal;
+    let (g, _) = engine.generate_blocking(plan.request.clone())?;
+    let out = if opts.stages.postprocess { postprocess(&g.text, &plan) } else { g.text.clone() };
+    Ok((out, g.generated_tokens))
+}
+
+/// Runs a problem's tests on prefix + completion + suffix in a Python
+/// subprocess: isolated mode, an empty temporary directory, CPU time and
+/// memory limits, and a wall-clock timeout.
+pub fn run_tests(t: &Task, completion: &str) -> bool {
+    let mut middle = completion.to_string();
+    if !middle.ends_with('\n') {
+        middle.push('\n');
+    }
+    let program = format!("{}{}{}\n\n{}\n\ncheck({})\n", t.prefix, middle, t.suffix, t.test, t.entry_point);
+    let Ok(dir) = tempdir() else { return false };
+    let file = dir.join("prog.py");
+    if std::fs::write(&file, program).is_err() {
+        return false;
+    }
+    let script = format!("ulimit -t 10; ulimit -v 2000000; exec timeout 15 python3 -I {}", file.display());
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+fn tempdir() -> std::io::Result<PathBuf> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "wick-eval-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }

@@ -101,6 +101,18 @@ enum Cmd {
         mode: String,
         #[arg(long)]
         no_heal: bool,
+        /// Go through the server's context builder and post-processing.
+        #[arg(long)]
+        server: bool,
+        /// With --server: switch off the syntax-aware window.
+        #[arg(long)]
+        no_syntax_window: bool,
+        /// With --server: switch off post-processing.
+        #[arg(long)]
+        no_postprocess: bool,
+        /// Also run each problem's tests (Python, sandboxed subprocess).
+        #[arg(long)]
+        pass_at_1: bool,
         /// Directory holding the HumanEval infilling files.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -228,14 +240,15 @@ fn run(cli: Cli) -> Result<()> {
             wick::bench::print(&report);
             Ok(())
         }
-        Cmd::Eval { set, model, limit, order, mode, no_heal, data } => {
+        Cmd::Eval { set, model, limit, order, mode, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data } => {
             let data = data.unwrap_or_else(wick::eval::default_data_dir);
             if set == "kv-reuse" {
                 let path = wick::models::resolve(model.model.as_deref())?;
                 return wick::eval::kv_reuse(&path, &data, limit);
             }
             let engine = load_engine(&model)?;
-            let opts = wick::eval::EvalOptions { limit, order, prefix_mode: mode == "prefix", chat_mode: mode == "chat", heal: !no_heal };
+            let stages = wick::complete::Stages { syntax_window: !no_syntax_window, cross_file: false, postprocess: !no_postprocess };
+            let opts = wick::eval::EvalOptions { server_path: server, stages, pass_at_1, limit, order, prefix_mode: mode == "prefix", chat_mode: mode == "chat", heal: !no_heal };
             if !["fim", "prefix", "chat"].contains(&mode.as_str()) {
                 bail!("unknown mode '{mode}' (fim, prefix or chat)");
             }
