@@ -83,9 +83,11 @@ pub fn windows(rope: &Rope, cursor: usize, budget_tokens: usize) -> (String, Str
     if start > 0 {
         // Start at a line boundary so the model sees whole lines.
         let line = rope.char_to_line(start);
-        let next = rope.line_to_char((line + 1).min(rope.len_lines().saturating_sub(1)));
-        if next <= cursor {
-            start = next;
+        if line + 1 < rope.len_lines() {
+            let next = rope.line_to_char(line + 1);
+            if next <= cursor {
+                start = next;
+            }
         }
     }
     let mut end = (cursor + suf_chars).min(rope.len_chars());
@@ -224,19 +226,33 @@ pub fn syntax_windows(p: &Parsed, text: &str, cur: usize, budget_chars: usize) -
     let cur = floor_char(text, cur.min(text.len()));
     let line_after = |i: usize| text[i..].find('\n').map(|j| i + j + 1).unwrap_or(text.len());
     let line_before = |i: usize| text[..i].rfind('\n').map(|j| j + 1).unwrap_or(0);
-    let mut start = if cur > pre { line_after(floor_char(text, cur - pre)).min(line_before(cur)) } else { 0 };
+    // Start at a line boundary inside the budget; on a line longer than
+    // the budget, at the budget itself.
+    let mut start = if cur > pre {
+        let raw = floor_char(text, cur - pre);
+        let aligned = line_after(raw);
+        if aligned <= cur { aligned } else { raw }
+    } else {
+        0
+    };
     let defs = p.definitions(text);
     // Definitions are listed outer first; one that straddles the window's
     // start without holding the cursor is dropped whole.
     for d in &defs {
         let (a, b) = d.byte_range;
         if a < start && start < b && !(a <= cur && cur <= b) {
-            start = line_after(b.min(cur)).min(line_before(cur)).max(start);
+            let after = line_after(b.min(cur));
+            if after <= cur {
+                start = start.max(after);
+            }
         }
     }
-    let mut end = (cur + suf).min(text.len());
+    let mut end = floor_char(text, (cur + suf).min(text.len()));
     if end < text.len() {
-        end = line_before(floor_char(text, end)).max(line_after(cur).min(text.len()));
+        let aligned = line_before(end);
+        if aligned > cur {
+            end = aligned;
+        }
     }
     for d in &defs {
         let (a, b) = d.byte_range;
@@ -528,6 +544,7 @@ impl LastSuggestion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syntax::Lang;
 
     /// `$0` marks the cursor.
     fn at(fixture: &str) -> (Rope, usize) {
@@ -577,6 +594,26 @@ mod tests {
         // The text after the cursor already closes it: cut.
         let (r, c) = at("x = foo(a, $0)\n");
         assert_eq!(postprocess("b) + 1", &plan(&r, c, &cfg, None)), "b");
+    }
+
+    #[test]
+    fn context_building_is_bounded_on_hostile_files() {
+        let cfg = Config::default();
+        let budget = cfg.context_tokens * CHARS_PER_TOKEN + 64;
+        let big: String = (0..250_000).map(|i| format!("def f{i}(x):\n    return x\n")).collect();
+        let long_line = "x = 1 + ".repeat(150_000);
+        let binary = String::from_utf8_lossy(&(0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>()).into_owned();
+        let errors = "(((\n".repeat(5000);
+        for (name, text) in [("10 MB", big), ("long line", long_line), ("binary", binary), ("errors", errors)] {
+            let rope = Rope::from_str(&text);
+            let cursor = rope.len_chars() / 2;
+            let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "x.py", repo_name: "", others: &[] };
+            let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default());
+            if let Some(p) = p {
+                assert!(p.prefix.len() + p.suffix.len() <= budget * 4, "{name}: window too big");
+                assert!(!p.request.prompt.pieces.is_empty(), "{name}");
+            }
+        }
     }
 
     #[test]
