@@ -596,6 +596,51 @@ mod tests {
         assert_eq!(postprocess("b) + 1", &plan(&r, c, &cfg, None)), "b");
     }
 
+    /// Renders a prompt readably: special tokens in brackets, the cursor
+    /// piece marked.
+    fn render(p: &Prompt) -> String {
+        p.pieces
+            .iter()
+            .enumerate()
+            .map(|(i, x)| match x {
+                Piece::Special(s) => format!("[{s}]"),
+                Piece::Text(t) if p.cursor_piece == Some(i) => format!("{t}$0"),
+                Piece::Text(t) => t.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_syntax_window_keeps_imports_and_whole_functions() {
+        // A budget that holds the cursor's function and a little more: the
+        // window drops the half of `first` it would cut, keeps the imports.
+        let src = "import os\nimport sys\n\ndef first(a):\n    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0\n\ndef third(c):\n    return c\n";
+        let (rope, cursor) = at(src);
+        let mut cfg = Config::default();
+        cfg.context_tokens = 40;
+        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap();
+        assert_eq!(
+            render(&p.request.prompt),
+            "[<|fim_prefix|>]import os\nimport sys\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
+        );
+        // Without the syntax-aware window: a plain line-aligned cut.
+        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages { syntax_window: false, ..Stages::default() }).unwrap();
+        assert_eq!(
+            render(&p.request.prompt),
+            "[<|fim_prefix|>]    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
+        );
+    }
+
+    #[test]
+    fn no_completion_inside_comments_or_strings_unless_asked() {
+        let (rope, cursor) = at("x = 1  # a comment $0here\n");
+        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        assert!(plan_with(&input, &Config::default(), None, Stages::default()).is_none());
+        let cfg = Config { in_comments: true, ..Config::default() };
+        assert!(plan_with(&input, &cfg, None, Stages::default()).is_some());
+    }
+
     #[test]
     fn context_building_is_bounded_on_hostile_files() {
         let cfg = Config::default();
