@@ -229,7 +229,9 @@ pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
 /// the file as a document, the engine, then the server's post-processing.
 fn server_path_completion(engine: &Engine, family: Option<Family>, t: &Task, single: bool, opts: &EvalOptions) -> Result<(String, usize)> {
     use crate::complete::{plan_with, postprocess, Input};
-    let text = format!("{}{}", t.prefix, t.suffix);
+    // The hole is whole lines: in an editor that is the cursor on an empty
+    // line, with the following lines after it.
+    let text = format!("{}\n{}", t.prefix, t.suffix);
     let rope = ropey::Rope::from_str(&text);
     let cursor = rope.byte_to_char(t.prefix.len());
     let mut cfg = crate::config::Config { fim_order: opts.order, ..Default::default() };
