@@ -163,16 +163,6 @@ pub fn rss_mib() -> f64 {
     status_kib("VmRSS:") / 1024.0
 }
 
-pub fn peak_rss_mib() -> f64 {
-    status_kib("VmHWM:") / 1024.0
-}
-
-/// Resets the kernel's peak-RSS counter (Linux: writing 5 to clear_refs).
-/// Not every kernel honours it, so `PeakSampler` samples as well.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Samples resident memory every few milliseconds on a thread: the peak of
 /// one phase, whether or not the kernel's counter can be reset.
 pub struct PeakSampler {

@@ -63,13 +63,6 @@ impl Linear {
         Linear::new(q, bias)
     }
 
-    pub fn out_features(&self) -> usize {
-        match &self.weight {
-            Weight::Candle { weight, .. } => weight.shape().dims()[0],
-            Weight::Q8(m) => m.rows(),
-        }
-    }
-
     fn dequantize(&self) -> Result<Tensor> {
         match &self.weight {
             Weight::Candle { weight, .. } => weight.dequantize(&Device::Cpu),
