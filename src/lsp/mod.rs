@@ -84,6 +84,20 @@ pub async fn serve(opts: ServeOptions) {
     Server::new(reader, stdout, socket).concurrency_level(64).serve(service).await;
 }
 
+/// The `wick/status` notification: the model's state for an editor's
+/// status line. `state` is `loading`, `ready` or `error`.
+pub enum StatusNotification {}
+
+impl notification::Notification for StatusNotification {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "wick/status";
+}
+
+async fn send_status(client: &Client, state: &str, model: &str, message: &str) {
+    let params = serde_json::json!({ "state": state, "model": model, "message": message });
+    client.send_notification::<StatusNotification>(params).await;
+}
+
 impl Backend {
     fn encoding(&self) -> Encoding {
         *lock(&self.st.encoding)
@@ -91,6 +105,10 @@ impl Backend {
 
     async fn show(&self, typ: MessageType, msg: String) {
         self.client.show_message(typ, msg).await;
+    }
+
+    async fn status(&self, state: &str, model: &str, message: &str) {
+        send_status(&self.client, state, model, message).await;
     }
 
     /// Starts (or restarts) the model load in the background, with
@@ -105,6 +123,7 @@ impl Backend {
             Err(e) => {
                 *lock(&self.st.engine) = None;
                 tracing::error!("{e}");
+                self.status("error", "", &e.to_string()).await;
                 self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
                 return;
             }
@@ -115,6 +134,7 @@ impl Backend {
         let device = match crate::device::parse(&device_spec) {
             Ok(d) => d,
             Err(e) => {
+                self.status("error", "", &e.to_string()).await;
                 self.show(MessageType::ERROR, format!("wick: {e}")).await;
                 return;
             }
@@ -130,8 +150,9 @@ impl Backend {
         let client = self.client.clone();
         let progress = *lock(&self.st.progress_supported);
         let st = self.st.clone();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.status("loading", &name, "").await;
         tokio::spawn(async move {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let token = ProgressToken::String(format!("wick/load/{}", std::process::id()));
             let ongoing = if progress && client.create_work_done_progress(token.clone()).await.is_ok() {
                 Some(client.progress(token, "wick: loading model").with_message(name.clone()).begin().await)
@@ -144,14 +165,19 @@ impl Backend {
             let msg = match res {
                 Ok(Ok(info)) => {
                     tracing::info!(model = %info.path, ms = t.elapsed().as_millis() as u64, "model ready");
+                    send_status(&client, "ready", &name, "").await;
                     format!("{name} ready")
                 }
                 Ok(Err(e)) => {
                     *lock(&st.loaded) = None;
+                    send_status(&client, "error", &name, &e.to_string()).await;
                     client.show_message(MessageType::ERROR, format!("wick: {e}")).await;
                     "failed".into()
                 }
-                Err(e) => format!("failed: {e}"),
+                Err(e) => {
+                    send_status(&client, "error", &name, &e.to_string()).await;
+                    format!("failed: {e}")
+                }
             };
             if let Some(p) = ongoing {
                 p.finish_with_message(msg).await;
