@@ -22,10 +22,44 @@ pub struct Figures {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub model: String,
+    pub device: String,
     pub prompt_tokens: usize,
     pub decode_tokens: usize,
     pub threads: usize,
     pub rows: Vec<Figures>,
+    pub latency: Option<Latency>,
+}
+
+/// What a completion costs end to end on our decoder, the way the session
+/// runs it: a cold prompt in prefill chunks, then keystrokes that each add
+/// a couple of tokens to the cached prompt and decode a short answer.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyOptions {
+    pub prompt_tokens: usize,
+    pub answer_tokens: usize,
+    pub keystrokes: usize,
+    /// Prompt tokens each keystroke adds.
+    pub typed_tokens: usize,
+    pub keystroke_answer_tokens: usize,
+}
+
+impl LatencyOptions {
+    pub fn standard() -> Self {
+        LatencyOptions { prompt_tokens: 1500, answer_tokens: 24, keystrokes: 20, typed_tokens: 2, keystroke_answer_tokens: 16 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub opts: LatencyOptions,
+    /// Cold prompt plus answer, ms (median of 3).
+    pub completion_ms: f64,
+    pub completion_prefill_ms: f64,
+    /// One keystroke: typed tokens plus a short answer, ms.
+    pub keystroke_p50_ms: f64,
+    pub keystroke_p90_ms: f64,
+    /// Decode speed inside the keystrokes, tokens/s.
+    pub decode_tok_s: f64,
 }
 
 /// Tokens to benchmark with: real source text from this binary's own
@@ -45,7 +79,15 @@ fn bench_tokens(n: usize, vocab: usize, path: &Path) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, decode: usize, reference: bool) -> Result<Report> {
+pub fn run(
+    path: &Path,
+    device: &Device,
+    opts: &LoadOptions,
+    prompt: usize,
+    decode: usize,
+    reference: bool,
+    latency: Option<&LatencyOptions>,
+) -> Result<Report> {
     let mut rows = Vec::new();
     let base = rss_mib();
     let sampler = PeakSampler::start();
@@ -69,6 +111,10 @@ pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, deco
     }
     device.synchronize()?;
     let dec_s = t.elapsed().as_secs_f64();
+    let latency = match latency {
+        Some(l) => Some(measure_latency(&mut dec, l, path)?),
+        None => None,
+    };
     rows.push(Figures {
         name: "wick".into(),
         load_s,
@@ -112,15 +158,84 @@ pub fn run(path: &Path, device: &Device, opts: &LoadOptions, prompt: usize, deco
     }
     Ok(Report {
         model: path.display().to_string(),
+        device: device_name(device, opts),
         prompt_tokens: prompt,
         decode_tokens: decode,
         threads: candle_core::utils::get_num_threads(),
         rows,
+        latency,
     })
+}
+
+fn device_name(device: &Device, opts: &LoadOptions) -> String {
+    let weights = if opts.dense_weights { "dense" } else { "quantized" };
+    match device {
+        Device::Cpu => format!("cpu, {:?} activations, {weights} weights", opts.dtype),
+        d => format!("{:?}, {:?} activations, {weights} weights", d.location(), opts.dtype),
+    }
+}
+
+fn measure_latency(dec: &mut Decoder, o: &LatencyOptions, path: &Path) -> Result<Latency> {
+    let chunk = crate::engine::session::prefill_chunk(dec.device());
+    let total = o.prompt_tokens + o.keystrokes * o.typed_tokens;
+    let ids = bench_tokens(total, dec.cfg.vocab, path)?;
+    let prompt = &ids[..o.prompt_tokens];
+    // The answer's tokens: greedy, as the editor's requests are.
+    let answer = |dec: &mut Decoder, mut logits: Vec<f32>, n: usize| -> Result<()> {
+        for _ in 1..n {
+            logits = dec.forward(&[argmax(&logits)])?;
+        }
+        Ok(())
+    };
+    let mut colds = Vec::new();
+    let mut prefills = Vec::new();
+    for _ in 0..3 {
+        dec.clear();
+        let t = Instant::now();
+        let mut logits = Vec::new();
+        for c in prompt.chunks(chunk) {
+            logits = dec.forward(c)?;
+        }
+        prefills.push(t.elapsed().as_secs_f64() * 1e3);
+        answer(dec, logits, o.answer_tokens)?;
+        colds.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut keys = Vec::new();
+    let mut decode_s = 0.0;
+    let mut len = o.prompt_tokens;
+    for _ in 0..o.keystrokes {
+        let t = Instant::now();
+        // The previous answer is not part of the new prompt: rewind to it.
+        dec.truncate(len);
+        let logits = dec.forward(&ids[len..len + o.typed_tokens])?;
+        len += o.typed_tokens;
+        let td = Instant::now();
+        answer(dec, logits, o.keystroke_answer_tokens)?;
+        decode_s += td.elapsed().as_secs_f64();
+        keys.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let decoded = o.keystrokes * o.keystroke_answer_tokens.saturating_sub(1);
+    Ok(Latency {
+        opts: o.clone(),
+        completion_ms: pct(&mut colds, 0.5),
+        completion_prefill_ms: pct(&mut prefills, 0.5),
+        keystroke_p50_ms: pct(&mut keys.clone(), 0.5),
+        keystroke_p90_ms: pct(&mut keys, 0.9),
+        decode_tok_s: decoded as f64 / decode_s.max(1e-9),
+    })
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 pub fn print(r: &Report) {
     eprintln!("model: {}", r.model);
+    eprintln!("device: {}", r.device);
     eprintln!("prompt {} tokens, decode {} tokens, {} threads", r.prompt_tokens, r.decode_tokens, r.threads);
     eprintln!("{:<38} {:>8} {:>14} {:>13} {:>14}", "engine", "load s", "prefill tok/s", "decode tok/s", "peak RSS MiB");
     for f in &r.rows {
@@ -136,6 +251,21 @@ pub fn print(r: &Report) {
             a.prefill_tok_s / b.prefill_tok_s,
             a.decode_tok_s / b.decode_tok_s,
             a.peak_rss_mib / b.peak_rss_mib.max(1.0)
+        );
+    }
+    if let Some(l) = &r.latency {
+        let o = &l.opts;
+        eprintln!(
+            "completion: {}-token prompt + {} tokens: {:.1} ms (prefill {:.1} ms, {:.0} tok/s)",
+            o.prompt_tokens,
+            o.answer_tokens,
+            l.completion_ms,
+            l.completion_prefill_ms,
+            o.prompt_tokens as f64 / (l.completion_prefill_ms / 1e3)
+        );
+        eprintln!(
+            "keystroke: +{} prompt tokens, {} answer tokens, KV reused: p50 {:.1} ms, p90 {:.1} ms (n={}, decode {:.0} tok/s)",
+            o.typed_tokens, o.keystroke_answer_tokens, l.keystroke_p50_ms, l.keystroke_p90_ms, o.keystrokes, l.decode_tok_s
         );
     }
 }
@@ -188,5 +318,80 @@ impl PeakSampler {
     pub fn finish(mut self) -> f64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0.0)
+    }
+}
+
+/// One device configuration compared with the CPU's f32 path.
+#[derive(Debug, Clone)]
+pub struct CheckRow {
+    pub name: String,
+    /// Largest |device - cpu| over every compared position's logits.
+    pub max_abs: f32,
+    /// Largest ||device - cpu|| / ||cpu|| over the positions.
+    pub rel_l2: f32,
+    /// Positions whose argmax agrees, of `positions`.
+    pub argmax_agree: usize,
+    pub positions: usize,
+    /// The logits stayed on the device until the final copy.
+    pub on_device: bool,
+}
+
+/// Runs the same tokens through the CPU reference (f32 activations, weights
+/// dequantized to f32: no int8 activations as in the CPU's fast kernels) and
+/// through `device` with each configuration: a prompt in two
+/// chunks (the second one attends to cached positions), then `steps` single
+/// tokens fed from the reference's greedy choice, comparing the logits of
+/// every step.
+pub fn check_device(path: &Path, device: &Device, configs: &[(String, LoadOptions)], prompt: usize, steps: usize) -> Result<Vec<CheckRow>> {
+    let mut file = GgufFile::open(path)?;
+    let exact = LoadOptions { repack: false, dense_prefill: false, dtype: candle_core::DType::F32, dense_weights: true };
+    let mut cpu = Decoder::load(&mut file, &Device::Cpu, &exact)?;
+    let ids = bench_tokens(prompt + steps, cpu.cfg.vocab, path)?;
+    let split = prompt / 2;
+    let mut reference = vec![cpu.forward(&ids[..split])?];
+    reference.push(cpu.forward(&ids[split..prompt])?);
+    for &t in &ids[prompt..prompt + steps] {
+        reference.push(cpu.forward(&[t])?);
+    }
+    drop(cpu);
+    let mut rows = Vec::new();
+    for (name, opts) in configs {
+        let mut file = GgufFile::open(path)?;
+        let mut dec = Decoder::load(&mut file, device, opts)?;
+        let mut got = Vec::new();
+        let mut on_device = true;
+        let mut run = |dec: &mut Decoder, t: &[u32]| -> Result<()> {
+            let l = dec.forward_tensor(t)?;
+            on_device &= l.device().same_device(device);
+            got.push(l.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?);
+            Ok(())
+        };
+        run(&mut dec, &ids[..split])?;
+        run(&mut dec, &ids[split..prompt])?;
+        for &t in &ids[prompt..prompt + steps] {
+            run(&mut dec, &[t])?;
+        }
+        let mut row = CheckRow { name: name.clone(), max_abs: 0.0, rel_l2: 0.0, argmax_agree: 0, positions: got.len(), on_device };
+        for (a, b) in got.iter().zip(&reference) {
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, |m, x| if x.is_nan() { f32::NAN } else { m.max(x) });
+            let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+            row.max_abs = if d.is_nan() || row.max_abs.is_nan() { f32::NAN } else { row.max_abs.max(d) };
+            row.rel_l2 = row.rel_l2.max((num / den.max(1e-30)).sqrt() as f32);
+            row.argmax_agree += usize::from(argmax(a) == argmax(b));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+pub fn print_check(device: &Device, rows: &[CheckRow]) {
+    eprintln!("logits on {:?} vs the CPU in f32 with f32 weights", device.location());
+    eprintln!("{:<28} {:>12} {:>10} {:>14} {:>10}", "config", "max abs diff", "rel L2", "argmax agree", "on device");
+    for r in rows {
+        eprintln!(
+            "{:<28} {:>12.5} {:>10.2e} {:>10}/{:<3} {:>10}",
+            r.name, r.max_abs, r.rel_l2, r.argmax_agree, r.positions, r.on_device
+        );
     }
 }

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 pub struct LspBenchOptions {
     pub model: Option<String>,
+    /// Device for the server (`--device`); its own setting otherwise.
+    pub device: Option<String>,
     pub colds: usize,
     pub keystrokes: usize,
     pub context_tokens: usize,
@@ -85,6 +87,10 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
         if let Some(m) = &opts.model {
             args.push("--model".into());
             args.push(m.clone());
+        }
+        if let Some(d) = &opts.device {
+            args.push("--device".into());
+            args.push(d.clone());
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = Client::spawn(bin, &argv, &[]);

@@ -20,23 +20,104 @@ pub fn parse(spec: &str) -> Result<Device> {
         None => bail!("unknown device '{spec}' (cpu, cuda or cuda:N)"),
     };
     if !cfg!(feature = "cuda") {
-        bail!("device '{spec}': this wick was built without the `cuda` feature (rebuild with --features cuda); the CPU is available with --device cpu");
+        bail!("device '{spec}': this wick was built without the `cuda` feature (rebuild with --features cuda, see scripts/build-cuda); the CPU is available with --device cpu");
     }
-    match Device::new_cuda(ordinal) {
+    match open_cuda(ordinal) {
         Ok(d) => Ok(d),
-        Err(e) => bail!(
-            "device '{spec}': no usable CUDA device or driver ({}); the CPU is available with --device cpu",
-            e.to_string().lines().next().unwrap_or("")
-        ),
+        Err(e) => bail!("device '{spec}': {e}; the CPU is available with --device cpu"),
     }
 }
 
-/// Loading defaults per device: f32 on the CPU with Q5_0 repacked; half
-/// precision activations on GPUs.
+/// Loading defaults per device: f32 on the CPU with Q5_0 repacked; on GPUs
+/// f16 activations and dense f16 weights for cuBLAS.
 pub fn load_options(device: &Device) -> LoadOptions {
     if device.is_cuda() {
-        LoadOptions { repack: false, dense_prefill: false, dtype: DType::F16 }
+        LoadOptions { repack: false, dense_prefill: false, dtype: DType::F16, dense_weights: true }
     } else {
         LoadOptions::default()
+    }
+}
+
+/// Opens a CUDA device. cudarc loads the driver, cuBLAS and cuRAND when the
+/// device is created and panics when one is missing: that becomes an error
+/// naming what is missing, and the panic message is kept off stderr.
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
+    use candle_core::cuda::cudarc::driver::sys;
+    // SAFETY: only tries to dlopen libcuda.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no NVIDIA driver found (libcuda.so could not be loaded)".into());
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(hook);
+    let device = match r {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            return Err(format!("no usable CUDA device ({})", e.to_string().lines().next().unwrap_or("")))
+        }
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            // cudarc: 'Unable to dynamically load the "cublas" shared library - searched for ...'
+            let lib = msg.split('"').nth(1).unwrap_or("a CUDA");
+            return Err(format!(
+                "the {lib} library of CUDA {} could not be loaded (put its folder on LD_LIBRARY_PATH)",
+                cuda_version()
+            ));
+        }
+    };
+    if let Device::Cuda(d) = &device {
+        if std::env::var_os("WICK_CUDA_EVENT_TRACKING").is_none() {
+            // cudarc creates two CUDA events per allocation to order work
+            // across streams; the engine uses one stream on one thread, so
+            // that is pure overhead on every op.
+            // SAFETY: every tensor of this device is created, used and
+            // dropped on the engine's thread, on the device's one stream.
+            unsafe { d.disable_event_tracking() };
+        }
+    }
+    Ok(device)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_ordinal: usize) -> std::result::Result<Device, String> {
+    Err("this wick was built without the `cuda` feature".into())
+}
+
+/// The CUDA version this build was compiled against, e.g. "13.0".
+#[cfg(feature = "cuda")]
+fn cuda_version() -> String {
+    let v = candle_core::cuda::cudarc::driver::sys::CUDA_VERSION;
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_without_the_feature_or_a_driver_is_a_one_line_error() {
+        match parse("cuda") {
+            // A machine with a GPU and a cuda build.
+            Ok(d) => assert!(d.is_cuda()),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!e.contains('\n'), "{e}");
+                assert!(e.contains("--device cpu"), "{e}");
+                if cfg!(feature = "cuda") {
+                    assert!(e.contains("driver") || e.contains("library") || e.contains("device"), "{e}");
+                } else {
+                    assert!(e.contains("without the `cuda` feature"), "{e}");
+                }
+            }
+        }
+        assert!(parse("cuda:x").unwrap_err().to_string().contains("unknown device"));
+        assert!(parse("tpu").is_err());
+        assert!(parse(" CPU ").unwrap().is_cpu());
     }
 }

@@ -29,6 +29,13 @@ struct ModelArgs {
     /// Keep f32 copies of the weights for prefill (faster prefill, ~4x memory).
     #[arg(long)]
     dense_prefill: bool,
+    /// Linear weights: `dense` (dequantized at load; the GPU default) or
+    /// `quantized` (the CPU default). For measurements.
+    #[arg(long, hide = true)]
+    weights: Option<String>,
+    /// Activation dtype: f32 (the CPU default), f16 (the GPU default) or bf16.
+    #[arg(long, hide = true)]
+    dtype: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +92,20 @@ enum Cmd {
         /// Skip the candle-transformers reference.
         #[arg(long)]
         no_reference: bool,
+        /// Also time a cold completion (1,500-token prompt, 24 tokens) and
+        /// keystrokes (+2 prompt tokens on the cached prompt, 16 tokens).
+        #[arg(long)]
+        latency: bool,
+    },
+    /// Compare the logits on a device with the CPU's f32 path (GPU checks).
+    #[command(hide = true)]
+    CheckDevice {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 48)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
     },
     /// Run an evaluation set from ../shared/eval (or --data).
     Eval {
@@ -154,11 +175,30 @@ pub fn set_threads(n: Option<usize>) {
     }
 }
 
+/// The device's loading defaults, with the command line's overrides.
+fn load_options(m: &ModelArgs, device: &candle_core::Device) -> Result<LoadOptions> {
+    let mut opts = LoadOptions { dense_prefill: m.dense_prefill, ..wick::device::load_options(device) };
+    match m.weights.as_deref() {
+        None => {}
+        Some("dense") => opts.dense_weights = true,
+        Some("quantized") => opts.dense_weights = false,
+        Some(w) => bail!("unknown --weights '{w}' (dense or quantized)"),
+    }
+    match m.dtype.as_deref() {
+        None => {}
+        Some("f32") => opts.dtype = candle_core::DType::F32,
+        Some("f16") => opts.dtype = candle_core::DType::F16,
+        Some("bf16") => opts.dtype = candle_core::DType::BF16,
+        Some(d) => bail!("unknown --dtype '{d}' (f32, f16 or bf16)"),
+    }
+    Ok(opts)
+}
+
 fn load_engine(m: &ModelArgs) -> Result<Engine> {
     set_threads(m.threads);
     let path = wick::models::resolve(m.model.as_deref())?;
     let device = wick::device::parse(&m.device)?;
-    let opts = LoadOptions { dense_prefill: m.dense_prefill, ..wick::device::load_options(&device) };
+    let opts = load_options(m, &device)?;
     let t = Instant::now();
     let engine = Engine::load(path.clone(), device, opts);
     let info = engine.wait_ready().with_context(|| format!("loading {}", path.display()))?;
@@ -227,17 +267,41 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;
-            let opts = wick::bench_lsp::LspBenchOptions { model: model.model, colds, keystrokes, context_tokens: 2600 };
+            let device = (model.device != "cpu").then_some(model.device);
+            let opts = wick::bench_lsp::LspBenchOptions { model: model.model, device, colds, keystrokes, context_tokens: 2600 };
             wick::bench_lsp::run(&bin, &opts)
         }
         Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, or nothing for the engine)"),
-        Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, .. } => {
+        Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, latency, .. } => {
             set_threads(model.threads);
             let path = wick::models::resolve(model.model.as_deref())?;
             let device = wick::device::parse(&model.device)?;
-            let opts = LoadOptions { dense_prefill: model.dense_prefill, ..wick::device::load_options(&device) };
-            let report = wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference)?;
+            let opts = load_options(&model, &device)?;
+            let latency = latency.then(wick::bench::LatencyOptions::standard);
+            let report = wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference, latency.as_ref())?;
             wick::bench::print(&report);
+            Ok(())
+        }
+        Cmd::CheckDevice { model, prompt_tokens, steps } => {
+            set_threads(model.threads);
+            let path = wick::models::resolve(model.model.as_deref())?;
+            let device = wick::device::parse(&model.device)?;
+            let base = load_options(&model, &device)?;
+            let configs: Vec<(String, LoadOptions)> = [
+                (candle_core::DType::F32, true),
+                (candle_core::DType::F32, false),
+                (candle_core::DType::F16, true),
+                (candle_core::DType::F16, false),
+                (candle_core::DType::BF16, true),
+            ]
+                .into_iter()
+                .map(|(dtype, dense_weights)| {
+                    let name = format!("{dtype:?} {}", if dense_weights { "dense" } else { "quantized" });
+                    (name, LoadOptions { dtype, dense_weights, ..base.clone() })
+                })
+                .collect();
+            let rows = wick::bench::check_device(&path, &device, &configs, prompt_tokens, steps)?;
+            wick::bench::print_check(&device, &rows);
             Ok(())
         }
         Cmd::Eval { set, model, limit, order, mode, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data } => {

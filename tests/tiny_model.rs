@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
 use common::tiny_model;
 use std::sync::atomic::AtomicBool;
@@ -83,6 +83,28 @@ fn logits_match_after_truncate_then_extend() {
         last = e.forward(&[t]).unwrap();
     }
     assert_close(&last, &b, "token by token");
+}
+
+#[test]
+fn the_gpu_layout_matches_on_the_cpu_too() {
+    // What GPUs run by default: weights dequantized at load, q/k/v and
+    // gate/up stacked, the attention scale folded into the queries, the
+    // causal mask built on the device, f16 activations.
+    let path = tiny_model(Family::QwenCoder);
+    let ids = prompt_ids(40);
+    let b = reference_logits(&path, &ids);
+    for dtype in [DType::F32, DType::F16] {
+        let opts = LoadOptions { repack: false, dense_prefill: false, dtype, dense_weights: true };
+        let mut d = Decoder::load(&mut GgufFile::open(&path).unwrap(), &Device::Cpu, &opts).unwrap();
+        d.forward(&ids[..25]).unwrap();
+        d.truncate(20);
+        d.forward(&ids[20..30]).unwrap();
+        let mut a = Vec::new();
+        for i in 30..40 {
+            a = d.forward(&ids[i..i + 1]).unwrap();
+        }
+        assert_close(&a, &b, &format!("{dtype:?} dense"));
+    }
 }
 
 #[test]

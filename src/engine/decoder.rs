@@ -55,11 +55,14 @@ pub struct LoadOptions {
     pub dense_prefill: bool,
     /// Activation dtype: f32 on CPU; f16/bf16 on GPUs.
     pub dtype: DType,
+    /// Dequantize every linear weight to `dtype` at load and stack q/k/v and
+    /// gate/up into one matrix each (GPUs: one cuBLAS GEMM per projection).
+    pub dense_weights: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: true, dense_prefill: false, dtype: DType::F32 }
+        LoadOptions { repack: true, dense_prefill: false, dtype: DType::F32, dense_weights: false }
     }
 }
 
@@ -69,15 +72,25 @@ const MAX_POSITIONS: usize = 32768;
 
 struct Layer {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: Qkv,
     o: Linear,
     ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    gate_up: GateUp,
     down: Linear,
     cache: KvCache,
+}
+
+/// The attention input projections: separate, or stacked into one matrix
+/// whose output is [q | k | v].
+enum Qkv {
+    Split { q: Linear, k: Linear, v: Linear },
+    Stacked(Linear),
+}
+
+/// The feed-forward input projections: separate, or stacked as [gate | up].
+enum GateUp {
+    Split { gate: Linear, up: Linear },
+    Stacked(Linear),
 }
 
 /// A preallocated, growable, truncatable KV cache for one layer.
@@ -124,6 +137,8 @@ pub struct Decoder {
     sin: Tensor,
     device: Device,
     dtype: DType,
+    /// The query projection already includes attention's 1/sqrt(head_dim).
+    q_prescaled: bool,
     pos: usize,
 }
 
@@ -182,8 +197,11 @@ impl Decoder {
             rope,
         };
         let kv = n_kv_head * head_dim;
-        let mut w = Weights { file, device, repack: opts.repack && device.is_cpu() };
         let dt = opts.dtype;
+        let dense = opts.dense_weights.then_some(dt);
+        let mut w = Weights { file, device, repack: opts.repack && device.is_cpu(), dense };
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut q_prescaled = dense.is_some();
 
         // The embedding is only ever gathered row by row: keep it compact.
         let embed = w.load("token_embd.weight", &[vocab, hidden], false)?;
@@ -203,24 +221,41 @@ impl Decoder {
                 }
                 Ok(l)
             };
-            let q = linear(&mut w, "attn_q", hidden, hidden)?;
+            let mut q = linear(&mut w, "attn_q", hidden, hidden)?;
             let k = linear(&mut w, "attn_k", kv, hidden)?;
             let v = linear(&mut w, "attn_v", kv, hidden)?;
             let o = linear(&mut w, "attn_output", hidden, hidden)?;
             let gate = linear(&mut w, "ffn_gate", ffn, hidden)?;
             let up = linear(&mut w, "ffn_up", ffn, hidden)?;
             let down = linear(&mut w, "ffn_down", hidden, ffn)?;
+            // Dense weights: fold the attention scale into the queries (one
+            // op less per layer, and q.k stays small in half precision), and
+            // stack projections that read the same input.
+            q_prescaled &= q.scale(scale)?;
+            let parts = [q, k, v];
+            let qkv = match Linear::stack(&parts)? {
+                Some(l) => Qkv::Stacked(l),
+                None => {
+                    let [q, k, v] = parts;
+                    Qkv::Split { q, k, v }
+                }
+            };
+            let parts = [gate, up];
+            let gate_up = match Linear::stack(&parts)? {
+                Some(l) => GateUp::Stacked(l),
+                None => {
+                    let [gate, up] = parts;
+                    GateUp::Split { gate, up }
+                }
+            };
             let attn_norm = w.dense(&p("attn_norm.weight"), &[hidden], dt)?;
             let ffn_norm = w.dense(&p("ffn_norm.weight"), &[hidden], dt)?;
             layers.push(Layer {
                 attn_norm,
-                q,
-                k,
-                v,
+                qkv,
                 o,
                 ffn_norm,
-                gate,
-                up,
+                gate_up,
                 down,
                 cache: KvCache { k: None, v: None, len: 0, cap: 0 },
             });
@@ -244,6 +279,7 @@ impl Decoder {
             sin,
             device: device.clone(),
             dtype: dt,
+            q_prescaled,
             pos: 0,
         })
     }
@@ -297,14 +333,20 @@ impl Decoder {
         let cos = self.cos.narrow(0, pos, t)?;
         let sin = self.sin.narrow(0, pos, t)?;
         let group = self.cfg.n_head / self.cfg.n_kv_head;
-        let mask = if t > 1 { Some(causal_mask(t, pos, group, &self.device, self.dtype)?) } else { None };
+        let mask = if t > 1 { Some(causal_mask(t, pos, &self.device, self.dtype)?) } else { None };
         let eps = self.cfg.rms_eps as f32;
         let cfg = &self.cfg;
+        let kv = cfg.n_kv_head * cfg.head_dim;
+        let scale = if self.q_prescaled { None } else { Some(1.0 / (cfg.head_dim as f64).sqrt()) };
         for layer in &mut self.layers {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer.q.forward(&h)?;
-            let k = layer.k.forward(&h)?;
-            let v = layer.v.forward(&h)?;
+            let (q, k, v) = match &layer.qkv {
+                Qkv::Split { q, k, v } => (q.forward(&h)?, k.forward(&h)?, v.forward(&h)?),
+                Qkv::Stacked(l) => {
+                    let y = l.forward(&h)?;
+                    (y.narrow(2, 0, cfg.hidden)?, y.narrow(2, cfg.hidden, kv)?, y.narrow(2, cfg.hidden + kv, kv)?)
+                }
+            };
             let q = q.reshape((1, t, cfg.n_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
             let v = v.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
@@ -321,11 +363,20 @@ impl Decoder {
             let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
             // Grouped-query attention without copying K/V per head: the
             // query heads sharing one KV head become extra query rows.
-            let q = q.reshape((1, cfg.n_kv_head, group * t, cfg.head_dim))?;
-            let scale = 1.0 / (cfg.head_dim as f64).sqrt();
-            let mut att = (q.matmul(&k_all.t()?)? * scale)?;
+            let mut q = q.reshape((1, cfg.n_kv_head, group * t, cfg.head_dim))?;
+            if let Some(s) = scale {
+                // Scaling the queries rather than the scores: fewer elements.
+                q = (q * s)?;
+            }
+            let mut att = q.matmul(&k_all.t()?)?;
             if let Some(m) = &mask {
-                att = att.broadcast_add(m)?;
+                // Rows are (query head in the group, position): one causal
+                // mask broadcast over both head dimensions.
+                let total = att.dim(3)?;
+                att = att
+                    .reshape((cfg.n_kv_head, group, t, total))?
+                    .broadcast_add(m)?
+                    .reshape((1, cfg.n_kv_head, group * t, total))?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let y = att.matmul(&v_all)?;
@@ -336,8 +387,13 @@ impl Decoder {
             let y = layer.o.forward(&y)?;
             x = (x + y)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let g = layer.gate.forward(&h)?;
-            let u = layer.up.forward(&h)?;
+            let (g, u) = match &layer.gate_up {
+                GateUp::Split { gate, up } => (gate.forward(&h)?, up.forward(&h)?),
+                GateUp::Stacked(l) => {
+                    let y = l.forward(&h)?;
+                    (y.narrow(2, 0, cfg.ffn)?, y.narrow(2, cfg.ffn, cfg.ffn)?)
+                }
+            };
             let y = layer.down.forward(&(candle_nn::ops::silu(&g)? * u)?)?;
             x = (x + y)?;
         }
@@ -353,6 +409,8 @@ struct Weights<'a> {
     file: &'a mut GgufFile,
     device: &'a Device,
     repack: bool,
+    /// Dequantize linear weights to this dtype.
+    dense: Option<DType>,
 }
 
 impl Weights<'_> {
@@ -387,7 +445,11 @@ impl Weights<'_> {
                 msg: format!("tensor '{name}' has shape {dims:?}, expected {want:?}"),
             });
         }
-        Linear::from_raw(dtype, &dims, &raw, self.device, self.repack, bias).map_err(|e| DecoderError::Tensor {
+        let l = match self.dense {
+            Some(act) => Linear::dense_from_raw(dtype, &dims, &raw, self.device, act, bias),
+            None => Linear::from_raw(dtype, &dims, &raw, self.device, self.repack, bias),
+        };
+        l.map_err(|e| DecoderError::Tensor {
             path: self.file.path.clone(),
             tensor: name.into(),
             msg: e.to_string().lines().next().unwrap_or("").to_string(),
@@ -418,17 +480,14 @@ fn rope_tables(head_dim: usize, base: f32, positions: usize, dev: &Device, dt: D
     Ok((cos, sin))
 }
 
-/// Additive causal mask for `t` new queries after `pos` cached positions,
-/// repeated for the `group` query heads folded into each KV head.
-fn causal_mask(t: usize, pos: usize, group: usize, dev: &Device, dt: DType) -> CResult<Tensor> {
+/// Additive causal mask [t, pos + t] for `t` new queries after `pos` cached
+/// positions, built on the device: query i sees keys 0..=pos+i.
+fn causal_mask(t: usize, pos: usize, dev: &Device, dt: DType) -> CResult<Tensor> {
     let total = pos + t;
-    let mut m = Vec::with_capacity(group * t * total);
-    for _ in 0..group {
-        for i in 0..t {
-            for j in 0..total {
-                m.push(if j > pos + i { f32::NEG_INFINITY } else { 0.0 });
-            }
-        }
-    }
-    Tensor::from_vec(m, (group * t, total), dev)?.to_dtype(dt)
+    let rows = Tensor::arange(pos as u32, total as u32, dev)?.reshape((t, 1))?;
+    let cols = Tensor::arange(0u32, total as u32, dev)?.reshape((1, total))?;
+    let future = cols.broadcast_gt(&rows)?;
+    let blocked = Tensor::new(f32::NEG_INFINITY, dev)?.to_dtype(dt)?.broadcast_as((t, total))?;
+    let open = Tensor::zeros((), dt, dev)?.broadcast_as((t, total))?;
+    future.where_cond(&blocked, &open)
 }

@@ -14,9 +14,21 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Prompt tokens processed per forward pass during prefill: bounds the
-/// attention scratch memory and how long a cancellation waits.
+/// Prompt tokens processed per forward pass during prefill on the CPU:
+/// bounds the attention scratch memory and how long a cancellation waits.
 pub const PREFILL_CHUNK: usize = 256;
+
+/// The same on GPUs, where a chunk takes milliseconds and each one pays
+/// ~500 kernel launches: bigger chunks, fewer launches.
+pub const GPU_PREFILL_CHUNK: usize = 1024;
+
+pub fn prefill_chunk(device: &Device) -> usize {
+    if device.is_cpu() {
+        PREFILL_CHUNK
+    } else {
+        GPU_PREFILL_CHUNK
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -237,11 +249,12 @@ impl Session {
         let reused = common;
         let mut logits = Vec::new();
         let mut pos = common;
+        let chunk = prefill_chunk(self.decoder.device());
         while pos < ids.len() {
             if interrupted() {
                 return Err(EngineError::Cancelled);
             }
-            let end = (pos + PREFILL_CHUNK).min(ids.len());
+            let end = (pos + chunk).min(ids.len());
             let r = self.decoder.forward(&ids[pos..end]);
             let l = match r {
                 Ok(l) => l,
