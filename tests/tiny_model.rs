@@ -218,6 +218,23 @@ fn token_healing_extends_the_last_prompt_token() {
 }
 
 #[test]
+fn greedy_argmax_on_the_device_gives_the_same_tokens() {
+    // GPUs take the greedy argmax on the device; the CPU can do the same.
+    let no = AtomicBool::new(false);
+    for text in ["def add(a, b):\n    retu", "fn main() {\n    let x"] {
+        let mut req = Request::new(prompt::prefix_only(text));
+        req.max_tokens = 24;
+        let mut s = session();
+        let host = s.generate(&req, &no).unwrap();
+        let mut s = session();
+        s.set_argmax_on_device(true);
+        let device = s.generate(&req, &no).unwrap();
+        assert_eq!(host.tokens, device.tokens, "{text:?}");
+        assert_eq!(host.text, device.text);
+    }
+}
+
+#[test]
 fn sampling_with_a_seed_is_reproducible() {
     let mut s = session();
     let no = AtomicBool::new(false);

@@ -317,6 +317,15 @@ impl Decoder {
         Ok(logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// As `forward`, for greedy decoding: the argmax over the first `vocab`
+    /// logits, computed where the logits are, so a GPU sends back 4 bytes
+    /// instead of the whole row.
+    pub fn forward_argmax(&mut self, tokens: &[u32], vocab: usize) -> Result<u32, DecoderError> {
+        let logits = self.forward_tensor(tokens)?;
+        let n = vocab.min(logits.dim(0)?);
+        Ok(logits.narrow(0, 0, n)?.argmax(0)?.to_scalar::<u32>()?)
+    }
+
     /// As `forward`, returning the logits tensor [vocab] on the device.
     pub fn forward_tensor(&mut self, tokens: &[u32]) -> Result<Tensor, DecoderError> {
         let t = tokens.len();

@@ -127,6 +127,9 @@ pub struct Session {
     cached: Vec<u32>,
     stop_ids: Vec<u32>,
     path: String,
+    /// Greedy decoding takes the argmax where the logits are (GPUs: 4 bytes
+    /// back per token instead of the whole row).
+    argmax_on_device: bool,
 }
 
 impl Session {
@@ -163,7 +166,8 @@ impl Session {
                 }
             }
         }
-        Session { decoder, tokenizer, family, cached: Vec::new(), stop_ids, path }
+        let argmax_on_device = !decoder.device().is_cpu();
+        Session { decoder, tokenizer, family, cached: Vec::new(), stop_ids, path, argmax_on_device }
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -209,6 +213,12 @@ impl Session {
             }
         }
         Ok((ids, healed))
+    }
+
+    /// Chooses where greedy decoding takes its argmax (on by default on GPUs;
+    /// tests turn it on for the CPU).
+    pub fn set_argmax_on_device(&mut self, on: bool) {
+        self.argmax_on_device = on;
     }
 
     /// Drops the KV cache (the next request prefills from scratch).
@@ -290,11 +300,15 @@ impl Session {
             }
         }
         let mut pending = heal.clone();
+        let greedy_on_device = self.argmax_on_device && req.sampling.temperature <= 0.0;
+        let mut chosen: Option<u32> = None;
         while generated < req.max_tokens {
             // Token healing: until the backed-off bytes are spelled again,
             // each token either covers the rest of them (and does not just
             // end the line there, an empty answer) or is a piece of them.
-            let tok = if !pending.is_empty() {
+            let tok = if let Some(t) = chosen.take() {
+                t
+            } else if !pending.is_empty() {
                 let tk = &self.tokenizer;
                 let h = pending.as_slice();
                 let allowed = |t: u32| {
@@ -341,12 +355,14 @@ impl Session {
                 break;
             }
             let pos = self.cached.len();
-            match self.decoder.forward(&[tok]) {
-                Ok(l) => logits = l,
-                Err(e) => {
-                    self.decoder.truncate(pos);
-                    return Err(e.into());
-                }
+            let step = if greedy_on_device && pending.is_empty() {
+                self.decoder.forward_argmax(&[tok], vocab_used).map(|t| chosen = Some(t))
+            } else {
+                self.decoder.forward(&[tok]).map(|l| logits = l)
+            };
+            if let Err(e) = step {
+                self.decoder.truncate(pos);
+                return Err(e.into());
             }
             if logits.len() > vocab_used {
                 for l in &mut logits[vocab_used..] {
