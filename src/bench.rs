@@ -105,9 +105,9 @@ pub fn run(
     device.synchronize()?;
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    let mut next = argmax(&logits);
     for _ in 0..decode {
-        let next = argmax(&logits);
-        logits = dec.forward(&[next])?;
+        next = greedy_step(&mut dec, next, &mut logits)?;
     }
     device.synchronize()?;
     let dec_s = t.elapsed().as_secs_f64();
@@ -167,6 +167,18 @@ pub fn run(
     })
 }
 
+/// One greedy decode step as the session takes it: the argmax on the
+/// device for GPUs, on the host's copy of the logits for the CPU.
+fn greedy_step(dec: &mut Decoder, tok: u32, logits: &mut Vec<f32>) -> Result<u32> {
+    if dec.device().is_cpu() {
+        *logits = dec.forward(&[tok])?;
+        Ok(argmax(logits))
+    } else {
+        let vocab = dec.cfg.vocab;
+        Ok(dec.forward_argmax(&[tok], vocab)?)
+    }
+}
+
 fn device_name(device: &Device, opts: &LoadOptions) -> String {
     let weights = if opts.dense_weights { "dense" } else { "quantized" };
     match device {
@@ -182,8 +194,9 @@ fn measure_latency(dec: &mut Decoder, o: &LatencyOptions, path: &Path) -> Result
     let prompt = &ids[..o.prompt_tokens];
     // The answer's tokens: greedy, as the editor's requests are.
     let answer = |dec: &mut Decoder, mut logits: Vec<f32>, n: usize| -> Result<()> {
+        let mut next = argmax(&logits);
         for _ in 1..n {
-            logits = dec.forward(&[argmax(&logits)])?;
+            next = greedy_step(dec, next, &mut logits)?;
         }
         Ok(())
     };
