@@ -38,39 +38,18 @@ pub fn load_options(device: &Device) -> LoadOptions {
     }
 }
 
-/// Opens a CUDA device. cudarc loads the driver, cuBLAS and cuRAND when the
-/// device is created and panics when one is missing: that becomes an error
-/// naming what is missing, and the panic message is kept off stderr.
+/// Opens a CUDA device. The cuda build links the driver and CUDA's libraries
+/// (it does not start without them), so what can fail here is the device
+/// itself: none, a wrong ordinal, a driver too old for the CUDA version.
 #[cfg(feature = "cuda")]
 fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
-    use candle_core::cuda::cudarc::driver::sys;
-    // SAFETY: only tries to dlopen libcuda.
-    if !unsafe { sys::is_culib_present() } {
-        return Err("no NVIDIA driver found (libcuda.so could not be loaded)".into());
-    }
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
-    std::panic::set_hook(hook);
-    let device = match r {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            return Err(format!("no usable CUDA device ({})", e.to_string().lines().next().unwrap_or("")))
-        }
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            // cudarc: 'Unable to dynamically load the "cublas" shared library - searched for ...'
-            let lib = msg.split('"').nth(1).unwrap_or("a CUDA");
-            return Err(format!(
-                "the {lib} library of CUDA {} could not be loaded (put its folder on LD_LIBRARY_PATH)",
-                cuda_version()
-            ));
-        }
-    };
+    let device = Device::new_cuda(ordinal).map_err(|e| {
+        format!(
+            "no usable CUDA device with this driver and CUDA {} ({})",
+            cuda_version(),
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })?;
     if let Device::Cuda(d) = &device {
         if std::env::var_os("WICK_CUDA_EVENT_TRACKING").is_none() {
             // cudarc creates two CUDA events per allocation to order work
