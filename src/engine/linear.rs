@@ -81,9 +81,13 @@ impl Linear {
         bias: Option<Tensor>,
     ) -> Result<Self> {
         let q = qtensor_from_raw(dtype, dims, raw, device, false)?;
-        let w = match act {
-            DType::F16 => q.dequantize_f16(device)?,
-            _ => q.dequantize(device)?.to_dtype(act)?,
+        // candle's CUDA dequantize-to-f16 kernels cover the quantized types;
+        // float weights go through f32.
+        let quantized = !matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        let w = if act == DType::F16 && quantized {
+            q.dequantize_f16(device)?
+        } else {
+            q.dequantize(device)?.to_dtype(act)?
         };
         Ok(Linear { weight: Weight::Dense(w), bias, dense: None })
     }
