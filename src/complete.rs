@@ -604,6 +604,7 @@ mod tests {
             .enumerate()
             .map(|(i, x)| match x {
                 Piece::Special(s) => format!("[{s}]"),
+                Piece::Control(s) => format!("[{s}]"),
                 Piece::Text(t) if p.cursor_piece == Some(i) => format!("{t}$0"),
                 Piece::Text(t) => t.clone(),
             })

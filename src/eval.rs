@@ -202,6 +202,7 @@ pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
                     match piece {
                         prompt::Piece::Text(s) => ids.extend(tok.encode(s)?),
                         prompt::Piece::Special(s) => ids.push(tok.require(s)?),
+                        prompt::Piece::Control(s) => ids.extend(tok.encode(s)?),
                     }
                 }
                 let common = prev.iter().zip(&ids).take_while(|(a, b)| a == b).count();

@@ -608,3 +608,21 @@ fn bad_input_thousands_of_errors() {
         exercise_everything(lang, &text);
     }
 }
+
+#[test]
+fn print_corpus_diagnostics() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixes");
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for path in names {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lang = Lang::from_path(path.to_str().unwrap()).unwrap();
+        let p = Parsed::parse(lang, &text).unwrap();
+        let errs = super::syntax_errors(&p, &text, 20);
+        eprintln!("== {}", path.file_name().unwrap().to_string_lossy());
+        for e in &errs {
+            let r = super::fix_region(&p, &text, e.start, e.end, 4000);
+            eprintln!("  {:?} {:?} region {:?}", e.message, &text[e.start..e.end], r.map(|(s, e)| &text[s..e]));
+        }
+    }
+}
