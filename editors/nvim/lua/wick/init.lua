@@ -31,7 +31,7 @@ local defaults = {
   keymaps = { accept = '<Tab>', accept_line = '<C-l>', dismiss = '<C-]>' },
   --- Restart after a crash: delays double from base_ms up to max_ms; after
   --- max_attempts quick crashes in a row, stop and say so.
-  restart = { base_ms = 1000, max_ms = 30000, max_attempts = 5, reset_after_ms = 60000 },
+  restart = { base_ms = 1000, max_ms = 30000, max_attempts = 6, reset_after_ms = 60000 },
 }
 
 ---@type wick.Config
