@@ -4,7 +4,8 @@
 -- loop running, so typed keys go through insert mode, autocommands and
 -- mappings as they do for a user. The exit code is the verdict.
 --
--- 1. a missing binary: an error through vim.notify, setup returns false;
+-- 1. a missing binary: an error through vim.notify, setup returns false; a
+--    missing model: wick/status error, and the editor still edits;
 -- 2. the model loads (wick/status ready);
 -- 3. typing shows ghost text (an extmark with virt_text at the cursor) and
 --    <Tab> inserts it;
@@ -17,6 +18,7 @@ local wick_bin = assert(os.getenv('WICK_BIN'), 'WICK_BIN is not set')
 vim.opt.rtp:prepend(assert(os.getenv('PLUGIN_DIR'), 'PLUGIN_DIR is not set'))
 vim.cmd('filetype plugin indent on')
 vim.o.showmode = false -- no "-- INSERT --" on stdout
+vim.opt.shortmess:append('c') -- nor completion-menu messages
 
 local uv = vim.uv
 local t0 = uv.now()
@@ -137,6 +139,21 @@ local function main()
   check(wick.setup({ server_path = tmp .. '/no-such-wick' }) == false, 'setup with a missing binary returns false')
   check(noted('server binary not found', vim.log.levels.ERROR), 'vim.notify names the missing binary')
   check(wick.statusline() == 'wick: not found', 'statusline: ' .. wick.statusline())
+
+  -- A model that does not load: the state says so; the editor keeps working.
+  check(wick.setup({ server_path = wrapper, settings = { model = tmp .. '/missing.gguf' } }), 'setup with a missing model')
+  vim.cmd.edit(vim.fn.fnameescape(tmp .. '/scratch.py'))
+  wait_for('wick/status error', 10000, function()
+    return wick.state.status.state == 'error'
+  end)
+  check(wick.statusline() == 'wick: error', 'statusline: ' .. wick.statusline())
+  check(noted('missing.gguf'), "the server's message names the model file")
+  keys('ihello<Esc>')
+  sleep(100)
+  check(line(1) == 'hello', 'editing works without a model: ' .. tostring(line(1)))
+  say('missing model: ' .. wick.state.status.message)
+  wick.stop()
+  vim.cmd('bwipeout!')
 
   -- 2. The real server; the model loads.
   check(wick.setup({

@@ -60,7 +60,6 @@ fs.writeFileSync(file, SOURCE);
 
 const settingsFile = path.join(dirs.data, 'User', 'settings.json');
 const settings = {
-    'wick.serverPath': wrapper,
     'workbench.startupEditor': 'none',
     'workbench.tips.enabled': false,
     'workbench.enableExperiments': false,
@@ -82,6 +81,12 @@ const settings = {
 };
 fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
 fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+// wick.serverPath is machine-overridable: in code-server it belongs to the
+// remote ("Machine") settings; VS Code drops it from the user settings of a
+// remote window once it re-reads them.
+const machineSettings = path.join(dirs.data, 'Machine', 'settings.json');
+fs.mkdirSync(path.dirname(machineSettings), { recursive: true });
+fs.writeFileSync(machineSettings, JSON.stringify({ 'wick.serverPath': wrapper }, null, 2));
 
 const entry = path.join(CODE_SERVER, 'out', 'node', 'entry.js');
 const env = { ...process.env, XDG_CONFIG_HOME: dirs.xdg, XDG_DATA_HOME: dirs.xdg, XDG_CACHE_HOME: dirs.xdg };
@@ -136,10 +141,23 @@ try {
     log('workbench loaded');
 
     // 1. The model loads and the status bar says so.
-    const status = page.locator('.statusbar-item').filter({ hasText: /^\s*wick\b/ });
+    // Our item, not the client's progress item ("wick: loading model: ...").
+    const status = page.locator('.statusbar-item[id$="wick.status"]');
     const statusText = async () => ((await status.first().textContent({ timeout: 1000 }).catch(() => '')) ?? '').trim();
-    await waitFor(async () => /^wick( \d+ ms)?$/.test(await statusText()), FIRST_SUGGESTION_MS, 'status bar "wick" (model ready)', statusText);
+    const seen = new Set();
+    await waitFor(
+        async () => {
+            const text = await statusText();
+            seen.add(text);
+            return /^wick( \d+ ms)?$/.test(text);
+        },
+        FIRST_SUGGESTION_MS,
+        'status bar "wick" (model ready)',
+        statusText,
+    );
     timings.readyMs = Date.now() - t0;
+    log(`status bar went through ${JSON.stringify([...seen].filter((t) => t))}`);
+    check(seen.has('wick: loading model'), 'the status bar said the model was loading');
     log(`status bar: "${await statusText()}"`);
 
     // 2. Ghost text while typing; Tab accepts it.
@@ -202,6 +220,20 @@ try {
     const afterItem = fs.readFileSync(file, 'utf8');
     check(afterItem.includes(`count = len(${label}`), `Enter inserted the item: ${JSON.stringify(afterItem.split('\n').slice(-3))}`);
 
+    // The toggle command, from the command palette.
+    const command = async (title) => {
+        await page.keyboard.press('F1');
+        await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
+        await page.keyboard.type(title);
+        await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`);
+        await page.keyboard.press('Enter');
+    };
+    await command('wick: Toggle Completions');
+    await waitFor(async () => (await statusText()) === 'wick: off', 10_000, 'status "wick: off"', statusText);
+    await command('wick: Toggle Completions');
+    await waitFor(async () => /^wick \d+ ms$/.test(await statusText()), 10_000, 'status "wick N ms" again', statusText);
+    log('toggled completions off and on');
+
     // 4. A crashed server is restarted with a back-off.
     const before = readPids();
     process.kill(before.at(-1), 'SIGKILL');
@@ -219,9 +251,9 @@ try {
     await page.keyboard.press('Control+Comma');
     await page.waitForSelector('.settings-editor', { state: 'visible' });
     await page.keyboard.type('wick.serverPath');
-    // A machine-overridable setting: in code-server it is edited under "Remote".
+    // A machine-overridable setting: in code-server it lives under "Remote".
     await page.locator('.settings-tabs-widget .action-label', { hasText: 'Remote' }).click();
-    const pathInput = page.locator('.settings-editor .setting-item .monaco-inputbox input').first();
+    const pathInput = page.locator('.settings-editor input[aria-label="wick.serverPath"]');
     await pathInput.waitFor({ state: 'visible' });
     await pathInput.fill(path.join(tmp, 'no-such-wick'));
     await pathInput.press('Enter');
@@ -252,6 +284,13 @@ try {
     try {
         process.kill(-server.pid, 'SIGTERM');
     } catch {}
+    // VS Code's logs (the extension's output channel among them) and settings.
+    for (const p of ['logs', 'User/settings.json', 'Machine/settings.json']) {
+        const from = path.join(dirs.data, p);
+        if (fs.existsSync(from)) {
+            fs.cpSync(from, path.join(ART, 'vscode', p), { recursive: true });
+        }
+    }
     fs.rmSync(tmp, { recursive: true, force: true });
 }
 process.exit(verdict);
@@ -268,9 +307,24 @@ async function openFile(name) {
 }
 
 async function save() {
-    const before = fs.statSync(file).mtimeMs;
+    const before = fs.readFileSync(file, 'utf8');
     await page.keyboard.press('Control+S');
-    await waitFor(async () => fs.statSync(file).mtimeMs !== before, 10_000, 'the file saved');
+    // Until the text on disk changed and stayed the same for 200 ms (a save
+    // may be seen half-written).
+    let last = before;
+    let stableSince = Date.now();
+    await waitFor(
+        async () => {
+            const now = fs.readFileSync(file, 'utf8');
+            if (now !== last) {
+                last = now;
+                stableSince = Date.now();
+            }
+            return now !== before && Date.now() - stableSince >= 200;
+        },
+        10_000,
+        'the file saved',
+    );
 }
 
 function readPids() {

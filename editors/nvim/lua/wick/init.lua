@@ -465,8 +465,9 @@ local function client_config(root)
     name = 'wick',
     cmd = cmd,
     root_dir = root,
+    -- Settings go as initializationOptions only: with `settings` set, Neovim
+    -- also sends them in a didChangeConfiguration right after start.
     init_options = object(M.config.settings),
-    settings = { wick = object(M.config.settings) },
     handlers = { ['wick/status'] = on_status },
     on_exit = on_exit,
     on_init = function()
@@ -584,8 +585,7 @@ end
 function M.update_settings(settings)
   M.config.settings = vim.tbl_deep_extend('force', M.config.settings, settings)
   for _, c in ipairs(vim.lsp.get_clients({ name = 'wick' })) do
-    c.settings = { wick = object(M.config.settings) }
-    c:notify('workspace/didChangeConfiguration', { settings = c.settings })
+    c:notify('workspace/didChangeConfiguration', { settings = { wick = object(M.config.settings) } })
   end
 end
 
