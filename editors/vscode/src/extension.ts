@@ -132,7 +132,7 @@ class Controller {
                 error: (): ErrorHandlerResult => ({ action: ErrorAction.Continue, handled: true }),
                 closed: (): CloseHandlerResult => {
                     this.closed();
-                    return { action: CloseAction.DoNotRestart, handled: true };
+                    return { action: CloseAction.DoNotRestart, handled: true, message: 'the server stopped; the extension restarts it with a back-off' };
                 },
             },
             middleware: {
