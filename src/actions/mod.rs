@@ -122,12 +122,20 @@ pub fn plan_fix(req: &FixRequest, parsed: Option<&Parsed>) -> Result<FixPlan, Fi
         }
     };
     let errs = parsed.map(|p| syntax::syntax_errors(p, text, 1000)).unwrap_or_default();
-    let is_syntax = errs.iter().any(|x| x.start <= e && x.end >= s);
+    // The diagnostic is a syntax error, or sits in code that has one: the
+    // fix must leave the region parsing.
+    let is_syntax = errs.iter().any(|x| x.start <= e && x.end >= s) || errors_within(&errs, start, end) > 0;
+    // Another server's diagnostic (indentation, a name, a type) may need the
+    // code around the statement: one level more, when it fits.
+    let (start, end) = match parsed {
+        Some(p) if !is_syntax => syntax::widen_region(p, text, start, end, MAX_REGION_BYTES).unwrap_or((start, end)),
+        _ => (start, end),
+    };
     Ok(FixPlan { start, end, errors_total: errs.len(), errors_in_region: errors_within(&errs, start, end), is_syntax })
 }
 
 /// The lines before and after the region shown as context.
-fn context(text: &str, start: usize, end: usize) -> (&str, &str) {
+pub fn context(text: &str, start: usize, end: usize) -> (&str, &str) {
     let mut b = start;
     for _ in 0..CONTEXT_LINES_BEFORE {
         if b == 0 {
@@ -190,28 +198,71 @@ fn indent_of(line: &str) -> &str {
     &line[..line.len() - line.trim_start().len()]
 }
 
-/// Turns the model's answer into the region's replacement: the same line
-/// ending, and the region's indentation when the answer lost it.
+/// Non-blank lines of `s`, trimmed, with their byte ranges in `s`.
+fn code_lines(s: &str) -> Vec<(usize, usize, &str)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for l in s.split_inclusive('\n') {
+        if !l.trim().is_empty() {
+            out.push((at, at + l.len(), l.trim()));
+        }
+        at += l.len();
+    }
+    out
+}
+
+/// The model's answer without the context it echoed: lines at its start
+/// that repeat the end of the context shown before the region, and lines
+/// at its end that repeat the start of the context after it.
+pub fn strip_context<'a>(answer: &'a str, before: &str, after: &str) -> &'a str {
+    let a = code_lines(answer);
+    let b = code_lines(before);
+    let c = code_lines(after);
+    let mut from = 0;
+    // The answer starts with before[j..]: cut those lines (longest first).
+    for j in 0..b.len() {
+        let n = b.len() - j;
+        if n < a.len() && a[..n].iter().zip(&b[j..]).all(|(x, y)| x.2 == y.2) {
+            from = a[n].0;
+            break;
+        }
+    }
+    let mut to = answer.len();
+    // The answer ends with after[..k].
+    for k in (1..=c.len()).rev() {
+        if k < a.len() && a[a.len() - k..].iter().zip(&c[..k]).all(|(x, y)| x.2 == y.2) {
+            to = a[a.len() - k].0;
+            break;
+        }
+    }
+    if from >= to { "" } else { &answer[from..to] }
+}
+
+/// Turns the model's answer into the region's replacement: the context it
+/// echoed cut off, the region's line ending, and the region's indentation
+/// (its first line keeps its place; the rest move with it).
 pub fn shape_answer(region: &str, answer: &str) -> String {
     let answer = answer.trim_end_matches(['\n', '\r', ' ', '\t']);
     let answer = answer.trim_start_matches('\n');
-    let min_indent = |s: &str| s.lines().filter(|l| !l.trim().is_empty()).map(|l| indent_of(l).len()).min().unwrap_or(0);
-    let (want, got) = (min_indent(region), min_indent(answer));
+    let first_indent = |s: &str| s.lines().find(|l| !l.trim().is_empty()).map(indent_of).unwrap_or("").to_string();
+    let (want, got) = (first_indent(region), first_indent(answer));
     let mut out = String::new();
-    if got < want {
-        let first = region.lines().find(|l| !l.trim().is_empty()).map(indent_of).unwrap_or("");
-        let pad: String = first.chars().take(want - got).collect();
-        for (i, l) in answer.split('\n').enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            if !l.trim().is_empty() {
-                out.push_str(&pad);
-            }
-            out.push_str(l);
+    for (i, l) in answer.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
         }
-    } else {
-        out.push_str(answer);
+        if l.trim().is_empty() {
+            continue;
+        }
+        if want.len() >= got.len() {
+            out.push_str(&want[..want.len() - got.len()]);
+            out.push_str(l);
+        } else {
+            // Over-indented: remove the excess where the line has it.
+            let excess = got.len() - want.len();
+            let ind = indent_of(l).len();
+            out.push_str(&l[excess.min(ind)..]);
+        }
     }
     if region.ends_with('\n') {
         out.push('\n');

@@ -84,7 +84,8 @@ pub fn fix(engine: &Engine, req: &FixRequest, parsed: Option<&Parsed>, opts: &Ac
             rejected.push("the answer was cut off".to_string());
             continue;
         }
-        let replacement = shape_answer(region, &g.text);
+        let (before, after) = context(req.text, plan.start, plan.end);
+        let replacement = shape_answer(region, strip_context(&g.text, before, after));
         match verify(req, &plan, &replacement) {
             Ok(()) => match minimal_edit(req.text, plan.start, plan.end, &replacement) {
                 Some(edit) => return Ok(Fixed { edit, plan, attempt: attempt + 1, rejected }),

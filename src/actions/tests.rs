@@ -20,13 +20,15 @@ fn plans_the_broken_lines_and_verifies_a_real_fix() {
     let r = FixRequest { text: MISSING_COLON, lang: Some(Lang::Python), language_id: "python", start: e.start, end: e.end, message: &e.message };
     let plan = plan_fix(&r, Some(&p)).unwrap();
     assert!(plan.is_syntax);
-    assert_eq!(&MISSING_COLON[plan.start..plan.end], "def area(r)\n");
-    assert_eq!(verify(&r, &plan, "def area(r):\n"), Ok(()));
+    let region = &MISSING_COLON[plan.start..plan.end];
+    assert_eq!(region, "def area(r)\n    return math.pi * r ** 2\n");
+    let fixed = region.replace("(r)", "(r):");
+    assert_eq!(verify(&r, &plan, &fixed), Ok(()));
     // Unchanged, deleted, or still broken: rejected.
-    assert!(verify(&r, &plan, "def area(r)\n").is_err());
+    assert!(verify(&r, &plan, region).is_err());
     assert!(verify(&r, &plan, "\n").is_err());
-    assert!(verify(&r, &plan, "def area(r:\n").is_err());
-    let edit = minimal_edit(MISSING_COLON, plan.start, plan.end, "def area(r):\n").unwrap();
+    assert!(verify(&r, &plan, &region.replace("(r)", "(r:")).is_err());
+    let edit = minimal_edit(MISSING_COLON, plan.start, plan.end, &fixed).unwrap();
     assert_eq!((edit.start_line, edit.end_line, edit.text.as_str()), (3, 4, "def area(r):\n"));
 }
 
@@ -34,7 +36,7 @@ fn plans_the_broken_lines_and_verifies_a_real_fix() {
 fn a_fix_that_breaks_other_code_is_rejected() {
     let text = "def f(x)\n    return x\n\ny = [1, 2]\n";
     let p = parsed(Lang::Python, text);
-    let r = req(text, Lang::Python, "def", "expected ':'");
+    let r = req(text, Lang::Python, "(x)", "expected ':'");
     let plan = plan_fix(&r, Some(&p)).unwrap();
     let region = &text[plan.start..plan.end];
     // Fixing the colon but opening a bracket that swallows the rest.
@@ -49,9 +51,9 @@ fn foreign_diagnostics_need_a_change_and_no_new_errors() {
     let r = req(text, Lang::Python, "y", "\"y\" is not defined");
     let plan = plan_fix(&r, Some(&p)).unwrap();
     assert!(!plan.is_syntax);
-    assert_eq!(&text[plan.start..plan.end], "    return y\n");
-    assert_eq!(verify(&r, &plan, "    return x\n"), Ok(()));
-    assert!(verify(&r, &plan, "    return (x\n").is_err());
+    assert_eq!(&text[plan.start..plan.end], text);
+    assert_eq!(verify(&r, &plan, "def f(x):\n    return x\n"), Ok(()));
+    assert!(verify(&r, &plan, "def f(x):\n    return (x\n").is_err());
 }
 
 #[test]
@@ -60,7 +62,7 @@ fn out_of_range_and_too_large() {
     let p = parsed(Lang::Python, text);
     let r = FixRequest { text, lang: Some(Lang::Python), language_id: "python", start: 3, end: 99, message: "m" };
     assert_eq!(plan_fix(&r, Some(&p)), Err(FixError::OutOfRange));
-    let big = format!("def f(\n{}\n", "    a,\n".repeat(2000));
+    let big = format!("x = [{}\n", "1, ".repeat(1000));
     let p = parsed(Lang::Python, &big);
     let r = FixRequest { text: &big, lang: Some(Lang::Python), language_id: "python", start: 5, end: 6, message: "m" };
     assert!(matches!(plan_fix(&r, Some(&p)), Err(FixError::TooLarge(_))));
@@ -71,6 +73,18 @@ fn answers_keep_the_region_indentation() {
     assert_eq!(shape_answer("    x = 1\n    y = 2\n", "x = 1\ny = 3"), "    x = 1\n    y = 3\n");
     assert_eq!(shape_answer("    x = 1\n", "    x = 2\n\n"), "    x = 2\n");
     assert_eq!(shape_answer("x", "y\n"), "y");
+    assert_eq!(shape_answer("  if a:\n    b\n", "      if a:\n        b"), "  if a:\n    b\n");
+}
+
+#[test]
+fn echoed_context_is_cut_from_answers() {
+    let before = "def f(items):\n    total = 0\n";
+    let after = "    return total\n\nprint(f([]))\n";
+    let answer = "def f(items):\n    total = 0\n    for i in items:\n        total += i\n    return total\n";
+    assert_eq!(strip_context(answer, before, after), "    for i in items:\n        total += i\n");
+    assert_eq!(strip_context("    for i in items:\n", before, after), "    for i in items:\n");
+    // Only the part after the echoed lines: the echo must reach the region.
+    assert_eq!(strip_context("    total = 0\n    x\n", before, after), "    x\n");
 }
 
 #[test]
@@ -120,3 +134,4 @@ fn bodies_are_cut_where_the_function_ends() {
     assert_eq!(cut_body("return a + b\n\ndef sub(a, b):\n    return a - b\n", &fp), "return a + b");
     assert_eq!(cut_body("x = a\n    return x + b\nprint(2)\n", &fp), "x = a\n    return x + b");
 }
+

@@ -19,7 +19,10 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 use tracing::Instrument;
 
 pub mod client;
+mod code_actions;
 pub mod framing;
+
+use code_actions::DIAGNOSTICS_DEBOUNCE_MS;
 
 /// Options from the command line that start the server.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,12 @@ struct State {
     loaded: Mutex<Option<(PathBuf, String)>>,
     /// The workspace root (for relative paths and imported files).
     root: Mutex<Option<PathBuf>>,
+    /// Per-document counter for the diagnostics debounce.
+    diag_seq: Mutex<HashMap<String, u64>>,
+    /// Whether the client resolves code actions lazily (`edit` resolvable).
+    resolve_edits: Mutex<bool>,
+    /// Whether the client takes versioned `documentChanges`.
+    document_changes: Mutex<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -493,6 +502,18 @@ impl LanguageServer for Backend {
         *lock(&self.st.root) = root;
         *lock(&self.st.progress_supported) =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+        let td = params.capabilities.text_document.as_ref();
+        *lock(&self.st.resolve_edits) = td
+            .and_then(|t| t.code_action.as_ref())
+            .and_then(|c| c.resolve_support.as_ref())
+            .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
+        *lock(&self.st.document_changes) = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref())
+            .and_then(|w| w.document_changes)
+            .unwrap_or(false);
         if let Some(opts) = &params.initialization_options {
             let problems = lock(&self.st.config).update(opts);
             if !problems.is_empty() {
@@ -521,6 +542,11 @@ impl LanguageServer for Backend {
                     ..Default::default()
                 }),
                 inline_completion_provider: Some(OneOf::Left(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                    code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
+                    resolve_provider: Some(true),
+                    work_done_progress_options: Default::default(),
+                })),
                 ..Default::default()
             },
             server_info: Some(ServerInfo { name: "wick".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
@@ -540,6 +566,7 @@ impl LanguageServer for Backend {
     async fn did_open(&self, p: DidOpenTextDocumentParams) {
         let d = p.text_document;
         lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+        self.schedule_diagnostics(d.uri, 0);
     }
 
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
@@ -558,6 +585,7 @@ impl LanguageServer for Backend {
         if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
             tracing::warn!("didChange: {e}");
         }
+        self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
     }
 
     async fn did_close(&self, p: DidCloseTextDocumentParams) {
@@ -565,6 +593,16 @@ impl LanguageServer for Backend {
         lock(&self.st.docs).close(&uri);
         lock(&self.st.last).remove(&uri);
         lock(&self.st.seq).remove(&uri);
+        lock(&self.st.diag_seq).remove(&uri);
+        self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
+        self.code_actions(params).await
+    }
+
+    async fn code_action_resolve(&self, action: CodeAction) -> RpcResult<CodeAction> {
+        self.resolve_code_action(action).await
     }
 
     async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {

@@ -103,17 +103,36 @@ fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
             message: format!("unclosed '{}'", t.kind()),
         };
     }
-    // The first token the parser could not place: a direct child that is a
-    // leaf, or the first leaf of the error.
-    let mut c = n.walk();
-    let direct = n.children(&mut c).find(|k| k.child_count() == 0 && !node_text(k, text).trim().is_empty());
-    let tok = direct.or_else(|| toks.first().copied());
+    // The first token the parser could not place: in the innermost first
+    // nested ERROR (outer ones often wrap valid code), a direct child that
+    // is a leaf, else the first leaf of the error.
+    let mut inner = n;
+    loop {
+        let mut c = inner.walk();
+        let next = inner.children(&mut c).find(|k| k.is_error());
+        match next {
+            Some(k) => inner = k,
+            None => break,
+        }
+    }
+    let mut c = inner.walk();
+    let direct = inner.children(&mut c).find(|k| k.child_count() == 0 && !node_text(k, text).trim().is_empty());
+    let mut inner_toks = Vec::new();
+    leaves(inner, &mut inner_toks, 64);
+    let tok = direct.or_else(|| inner_toks.first().copied());
     match tok {
-        Some(t) if !node_text(&t, text).trim().is_empty() => SyntaxError {
-            start: t.start_byte(),
-            end: t.end_byte(),
-            message: format!("unexpected {}", quote(node_text(&t, text))),
-        },
+        Some(t) if !node_text(&t, text).trim().is_empty() => {
+            let mut message = format!("unexpected {}", quote(node_text(&t, text)));
+            // A word right after a word: most often a misspelled keyword.
+            if let Some(prev) = t.prev_sibling().or_else(|| inner.prev_sibling()) {
+                let p = node_text(&prev, text);
+                let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+                if word(p) && word(node_text(&t, text)) && prev.end_byte() <= t.start_byte() {
+                    message = format!("unexpected {} after {}", quote(node_text(&t, text)), quote(p));
+                }
+            }
+            SyntaxError { start: t.start_byte(), end: t.end_byte(), message }
+        }
         _ => {
             // Nothing to quote: the first line of the error.
             let s = n.start_byte();
@@ -121,6 +140,87 @@ fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
             SyntaxError { start: s, end: line_end.max(s), message: "syntax error".into() }
         }
     }
+}
+
+/// Texts up to this size get the missing-token search.
+const REPAIR_MAX_BYTES: usize = 64 * 1024;
+/// Lines of an ERROR node whose ends are tried, and the tokens tried there.
+const REPAIR_LINES: usize = 6;
+const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
+
+/// For an ERROR node, looks for one token that, inserted at the end of one
+/// of its first lines, leaves fewer errors in the text than any other such
+/// insertion: the parser's "expected ':'" that tree-sitter does not say
+/// itself. Bounded: a few dozen parses of a small text.
+fn missing_token(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<SyntaxError> {
+    let (at, tok) = repair(lang, n, text, errors_now)?;
+    // Underline the character before the gap.
+    let start = text[..at].char_indices().next_back().map_or(at, |(i, _)| i);
+    Some(SyntaxError { start, end: at, message: format!("expected '{tok}'") })
+}
+
+/// The insertion [`missing_token`] finds: where, and which token.
+fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, &'static str)> {
+    if text.len() > REPAIR_MAX_BYTES {
+        return None;
+    }
+    let mut parser = super::parse::new_parser(lang)?;
+    let in_node = super::checks::count_errors_in(n);
+    let mut best: Option<(usize, usize, &'static str)> = None;
+    let mut at = n.start_byte();
+    for _ in 0..REPAIR_LINES {
+        let eol = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let code_end = at + text[at..eol].trim_end().len();
+        if code_end > at && code_end <= n.end_byte() {
+            for tok in REPAIR_TOKENS {
+                let mut t = String::with_capacity(text.len() + 1);
+                t.push_str(&text[..code_end]);
+                t.push_str(tok);
+                t.push_str(&text[code_end..]);
+                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
+                let errs = super::checks::count_errors(&tree);
+                // Every error of this node gone, and nothing new.
+                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
+                    best = Some((errs, code_end, tok));
+                }
+            }
+        }
+        if eol >= n.end_byte() || eol >= text.len() {
+            break;
+        }
+        at = eol + 1;
+    }
+    best.map(|(_, at, tok)| (at, tok))
+}
+
+/// For a diagnostic at an ERROR node that one inserted token repairs: the
+/// lines of the smallest whole-line node around the insertion in the
+/// repaired text (a clean tree), in the original text's offsets.
+fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    if text.len() > REPAIR_MAX_BYTES {
+        return None;
+    }
+    let errors_now = super::checks::count_errors(&p.tree);
+    let mut n = p.tree.root_node().descendant_for_byte_range(start, end)?;
+    while !n.is_error() {
+        n = n.parent()?;
+    }
+    // The outermost error around the range, as syntax_errors reports it.
+    while let Some(up) = n.parent().filter(|u| u.is_error()) {
+        n = up;
+    }
+    let (at, tok) = repair(p.lang, n, text, errors_now)?;
+    if at < start || at > end.max(start + 1) + 1 {
+        return None;
+    }
+    let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
+    let tree = super::parse::parse_str(p.lang, &fixed)?;
+    let node = tree.root_node().descendant_for_byte_range(at, at + tok.len())?;
+    let a = line_aligned_ancestor(&fixed, node)?;
+    let back = |b: usize| if b > at { b - tok.len() } else { b };
+    let lo = line_start(text, back(a.start_byte()));
+    let hi = line_end(text, back(a.end_byte()).saturating_sub(1));
+    Some((lo, hi))
 }
 
 /// Syntax errors of a parsed text: one per ERROR node (not nested) and one
@@ -131,6 +231,7 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
     if !root.has_error() {
         return out;
     }
+    let errors_now = super::checks::count_errors(&p.tree);
     let mut cursor = root.walk();
     loop {
         let node = cursor.node();
@@ -140,7 +241,8 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
             out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
             descend = false;
         } else if node.is_error() {
-            out.push(error_diagnostic(node, text));
+            let repaired = if out.len() < 3 { missing_token(p.lang, node, text, errors_now) } else { None };
+            out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
             descend = false;
         }
         if out.len() >= max {
@@ -226,6 +328,9 @@ fn error_anchors<'t>(p: &'t Parsed, start: usize, end: usize) -> Vec<Node<'t>> {
     }
 }
 
+/// Lines beyond which a top-level ERROR node is not taken as a fix region.
+const SPRAWL_LINES: usize = 12;
+
 /// The region a fix for an error at `[start, end)` may rewrite: the
 /// smallest syntax node that spans whole lines and holds both the range and
 /// the syntax errors at it (for a MISSING token, the node that lacks it;
@@ -238,12 +343,24 @@ pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: u
     // The diagnostic's own lines are the least a fix may touch.
     let mut lo = line_start(text, start);
     let mut hi = line_end(text, end.saturating_sub(usize::from(end > start)));
+    if let Some((a, b)) = repaired_region(p, text, start, end) {
+        let (a, b) = (a.min(lo), b.max(hi));
+        return (b > a && b - a <= max_bytes).then_some((a, b));
+    }
     let mut nodes = error_anchors(p, start, end);
     if nodes.is_empty() {
         nodes.extend(p.tree.root_node().descendant_for_byte_range(start, end));
     }
+    // A top-level ERROR that swallowed many lines says little about where
+    // the mistake is: the diagnostic's lines are a better guess.
+    let sprawling = |n: &Node| {
+        n.is_error() && n.parent().is_some_and(|p| p.parent().is_none()) && n.end_position().row - n.start_position().row > SPRAWL_LINES
+    };
     for n in nodes {
-        match line_aligned_ancestor(text, n) {
+        if sprawling(&n) {
+            continue;
+        }
+        match line_aligned_ancestor(text, n).filter(|a| !sprawling(a)) {
             Some(a) => {
                 lo = lo.min(line_start(text, a.start_byte()));
                 hi = hi.max(line_end(text, a.end_byte().saturating_sub(1)));
@@ -351,4 +468,24 @@ fn strip_leading_docstring(lang: Lang, s: &str) -> &str {
         }
     }
     s
+}
+
+/// The smallest syntax node that spans whole lines and is larger than the
+/// lines `[start, end)`: one level of surrounding code, for diagnostics
+/// (indentation, say) whose fix may need the lines around them. Byte
+/// offsets of whole lines; None when the result exceeds `max_bytes` or
+/// only the root is larger.
+pub fn widen_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
+    let mut n = p.tree.root_node().descendant_for_byte_range(start, end.saturating_sub(1).max(start))?;
+    loop {
+        let parent = n.parent()?;
+        let (s, e) = (n.start_byte(), n.end_byte());
+        if (n.is_named() || n.is_error()) && e > s && line_aligned(text, s, e) {
+            let (ls, le) = (line_start(text, s), line_end(text, e.saturating_sub(1)));
+            if ls < start || le > end {
+                return (le - ls <= max_bytes).then_some((ls.min(start), le.max(end)));
+            }
+        }
+        n = parent;
+    }
 }
