@@ -53,7 +53,15 @@ struct State {
     resolve_edits: Mutex<bool>,
     /// Whether the client takes versioned `documentChanges`.
     document_changes: Mutex<bool>,
+    /// The last model error shown, not to repeat it on every settings change.
+    shown_error: Mutex<Option<String>>,
+    /// The suggestion being computed per document, by version and position:
+    /// a completion and an inline completion for the same place share it
+    /// instead of superseding each other.
+    inflight: Mutex<HashMap<String, (Option<i32>, Position, SharedSuggestion)>>,
 }
+
+type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -65,6 +73,7 @@ pub struct Backend {
 }
 
 /// A completion computed by the core, in char indices of `rope`.
+#[derive(Clone)]
 struct Suggestion {
     rope: Rope,
     cursor: usize,
@@ -133,7 +142,9 @@ impl Backend {
                 *lock(&self.st.engine) = None;
                 tracing::error!("{e}");
                 self.status("error", "", &e.to_string()).await;
-                self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
+                    self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                }
                 return;
             }
         };
@@ -144,7 +155,9 @@ impl Backend {
             Ok(d) => d,
             Err(e) => {
                 self.status("error", "", &e.to_string()).await;
-                self.show(MessageType::ERROR, format!("wick: {e}")).await;
+                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
+                    self.show(MessageType::ERROR, format!("wick: {e}")).await;
+                }
                 return;
             }
         };
@@ -160,6 +173,7 @@ impl Backend {
         let progress = *lock(&self.st.progress_supported);
         let st = self.st.clone();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        *lock(&self.st.shown_error) = None;
         self.status("loading", &name, "").await;
         tokio::spawn(async move {
             let token = ProgressToken::String(format!("wick/load/{}", std::process::id()));
@@ -194,8 +208,37 @@ impl Backend {
         });
     }
 
-    /// The shared path of completion and inline completion.
+    fn handle(&self) -> Backend {
+        Backend { client: self.client.clone(), st: self.st.clone() }
+    }
+
+    /// The shared path of completion and inline completion. Requests for
+    /// the same document version and position share one computation.
     async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+        let uri_s = uri.as_str().to_string();
+        let version = lock(&self.st.docs).latest_version(&uri_s);
+        let fut = {
+            let mut inflight = lock(&self.st.inflight);
+            match inflight.get(&uri_s) {
+                Some((v, p, f)) if *v == version && *p == pos => f.clone(),
+                _ => {
+                    let b = self.handle();
+                    let u = uri.clone();
+                    let f = async move { b.suggest_now(&u, pos).await }.boxed().shared();
+                    inflight.insert(uri_s.clone(), (version, pos, f.clone()));
+                    f
+                }
+            }
+        };
+        let r = fut.clone().await;
+        let mut inflight = lock(&self.st.inflight);
+        if inflight.get(&uri_s).is_some_and(|(v, p, _)| *v == version && *p == pos) {
+            inflight.remove(&uri_s);
+        }
+        r
+    }
+
+    async fn suggest_now(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
         let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos).instrument(span)).catch_unwind();
