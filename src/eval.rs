@@ -6,7 +6,7 @@ use crate::models::gguf::GgufFile;
 use crate::models::tokenizer::Tokenizer;
 use crate::prompt::{self, Family, FimOrder};
 use anyhow::{bail, Context, Result};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -364,8 +364,8 @@ pub fn fixes(engine: &Engine, dir: &Path, opts: &crate::actions::run::ActionOpti
         };
         if !quiet {
             match &res.outcome {
-                Ok(new) => println!("fixed   {:<28} {:<28} try {} {:>5.1}s  {:?}", res.file, res.message, res.attempt, res.seconds, new.trim_end()),
-                Err(e) => println!("FAILED  {:<28} {:<28}       {:>5.1}s  {e}", res.file, res.message, res.seconds),
+                Ok(new) => writeln!(std::io::stdout(), "fixed   {:<28} {:<28} try {} {:>5.1}s  {:?}", res.file, res.message, res.attempt, res.seconds, new.trim_end())?,
+                Err(e) => writeln!(std::io::stdout(), "FAILED  {:<28} {:<28}       {:>5.1}s  {e}", res.file, res.message, res.seconds)?,
             }
         }
         out.push(res);
@@ -373,14 +373,15 @@ pub fn fixes(engine: &Engine, dir: &Path, opts: &crate::actions::run::ActionOpti
     let fixed = out.iter().filter(|r| r.outcome.is_ok()).count();
     if !quiet {
         let secs: f64 = out.iter().map(|r| r.seconds).sum();
-        println!(
+        writeln!(
+            std::io::stdout(),
             "fix rate: {fixed}/{} = {:.1}% (mode {:?}, up to {} samples, {:.1} s a snippet on average)",
             out.len(),
             100.0 * fixed as f64 / out.len().max(1) as f64,
             opts.mode,
             opts.attempts,
             secs / out.len().max(1) as f64
-        );
+        )?;
     }
     Ok(out)
 }

@@ -58,8 +58,11 @@ struct State {
     /// The suggestion being computed per document, by version and position:
     /// a completion and an inline completion for the same place share it
     /// instead of superseding each other.
-    inflight: Mutex<HashMap<String, (Option<i32>, Position, SharedSuggestion)>>,
+    inflight: Mutex<HashMap<String, InFlight>>,
 }
+
+/// A suggestion being computed: for this document version and position.
+type InFlight = (Option<i32>, Position, SharedSuggestion);
 
 type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
@@ -525,7 +528,7 @@ fn import_candidates(lang: crate::syntax::Lang, import: &str, current: &std::pat
 fn position_encoding(params: &InitializeParams) -> Encoding {
     let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
     match offered {
-        Some(list) if list.iter().any(|e| *e == PositionEncodingKind::UTF8) => Encoding::Utf8,
+        Some(list) if list.contains(&PositionEncodingKind::UTF8) => Encoding::Utf8,
         _ => Encoding::Utf16,
     }
 }
