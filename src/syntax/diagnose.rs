@@ -146,6 +146,10 @@ fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
 const REPAIR_MAX_BYTES: usize = 64 * 1024;
 /// Lines of an ERROR node whose ends are tried, and the tokens tried there.
 const REPAIR_LINES: usize = 6;
+/// Lines before an ERROR node where a missing closer is looked for.
+const REPAIR_LINES_BEFORE: usize = 4;
+/// Errors per text that get the search.
+const REPAIRED_ERRORS: usize = 3;
 const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
 
 /// For an ERROR node, looks for one token that, inserted at the end of one
@@ -190,7 +194,63 @@ fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, 
         }
         at = eol + 1;
     }
+    if best.is_none() {
+        // A closer missing before the error: the parser only notices when
+        // the next definition starts. The nearest earlier lines first.
+        let mut line_start_at = line_start(text, n.start_byte());
+        for _ in 0..REPAIR_LINES_BEFORE {
+            if line_start_at == 0 {
+                break;
+            }
+            let prev_end = line_start_at - 1;
+            let ls = line_start(text, prev_end);
+            let code_end = ls + text[ls..prev_end].trim_end().len();
+            line_start_at = ls;
+            if code_end == ls {
+                continue;
+            }
+            for tok in ["}", ")", "]"] {
+                let t = format!("{}{tok}{}", &text[..code_end], &text[code_end..]);
+                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
+                let errs = super::checks::count_errors(&tree);
+                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
+                    best = Some((errs, code_end, tok));
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+    }
     best.map(|(_, at, tok)| (at, tok))
+}
+
+/// The outermost ERROR nodes of a tree, in order, at most `max`.
+fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
+    let mut out = Vec::new();
+    let mut cursor = p.tree.root_node().walk();
+    loop {
+        let n = cursor.node();
+        let mut descend = n.has_error();
+        if n.is_error() {
+            out.push(n);
+            descend = false;
+            if out.len() >= max {
+                return out;
+            }
+        }
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
+    }
 }
 
 /// For a diagnostic at an ERROR node that one inserted token repairs: the
@@ -201,18 +261,11 @@ fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(
         return None;
     }
     let errors_now = super::checks::count_errors(&p.tree);
-    let mut n = p.tree.root_node().descendant_for_byte_range(start, end)?;
-    while !n.is_error() {
-        n = n.parent()?;
-    }
-    // The outermost error around the range, as syntax_errors reports it.
-    while let Some(up) = n.parent().filter(|u| u.is_error()) {
-        n = up;
-    }
-    let (at, tok) = repair(p.lang, n, text, errors_now)?;
-    if at < start || at > end.max(start + 1) + 1 {
-        return None;
-    }
+    // The error whose repair is this diagnostic (as syntax_errors found it).
+    let (at, tok) = outer_errors(p, REPAIRED_ERRORS)
+        .into_iter()
+        .filter_map(|n| repair(p.lang, n, text, errors_now))
+        .find(|&(at, _)| at >= start && at <= end.max(start + 1))?;
     let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
     let tree = super::parse::parse_str(p.lang, &fixed)?;
     let node = tree.root_node().descendant_for_byte_range(at, at + tok.len())?;
@@ -241,7 +294,7 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
             out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
             descend = false;
         } else if node.is_error() {
-            let repaired = if out.len() < 3 { missing_token(p.lang, node, text, errors_now) } else { None };
+            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text, errors_now) } else { None };
             out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
             descend = false;
         }

@@ -660,3 +660,14 @@ fn missing_colon_is_named_at_its_place() {
     let (s, e) = super::fix_region(&p, text, errs[0].start, errs[0].end, 4000).unwrap();
     assert_eq!(&text[s..e], "def area(r)\n    return math.pi * r ** 2\n");
 }
+
+#[test]
+fn a_closer_missing_before_the_error_is_found() {
+    let text = "package main\n\nfunc max(a, b int) int {\n\tif a > b {\n\t\treturn a\n\treturn b\n}\n\nfunc main() {\n\tprintln(max(3, 7))\n}\n";
+    let p = Parsed::parse(Lang::Go, text).unwrap();
+    let errs = super::syntax_errors(&p, text, 10);
+    assert_eq!(errs[0].message, "expected '}'", "{errs:?}");
+    let (s, e) = super::fix_region(&p, text, errs[0].start, errs[0].end, 4000).unwrap();
+    assert!(text[s..e].contains("\t\treturn a\n"), "{:?}", &text[s..e]);
+    assert!(!text[s..e].contains("func main"), "{:?}", &text[s..e]);
+}
