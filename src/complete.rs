@@ -604,6 +604,7 @@ mod tests {
             .enumerate()
             .map(|(i, x)| match x {
                 Piece::Special(s) => format!("[{s}]"),
+                Piece::Control(s) => format!("[{s}]"),
                 Piece::Text(t) if p.cursor_piece == Some(i) => format!("{t}$0"),
                 Piece::Text(t) => t.clone(),
             })
@@ -616,8 +617,7 @@ mod tests {
         // window drops the half of `first` it would cut, keeps the imports.
         let src = "import os\nimport sys\n\ndef first(a):\n    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0\n\ndef third(c):\n    return c\n";
         let (rope, cursor) = at(src);
-        let mut cfg = Config::default();
-        cfg.context_tokens = 40;
+        let cfg = Config { context_tokens: 40, ..Default::default() };
         let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
         let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap();
         assert_eq!(

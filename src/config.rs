@@ -105,6 +105,8 @@ impl Config {
         let obj = match value.get("wick").unwrap_or(value) {
             Value::Object(m) => m,
             Value::Null => return problems,
+            // An empty Lua table arrives as [] from Neovim: no settings.
+            Value::Array(a) if a.is_empty() => return problems,
             other => {
                 problems.invalid.push(format!("settings must be an object, got {other}"));
                 return problems;
@@ -201,6 +203,14 @@ mod tests {
         assert_eq!(p.invalid.len(), 1);
         assert!(p.message().contains("bogus"));
         assert!(c.update(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn an_empty_array_is_no_settings() {
+        let mut c = Config::default();
+        assert!(c.update(&json!([])).is_empty());
+        assert_eq!(c, Config::default());
+        assert!(!c.update(&json!([1])).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::models::gguf::GgufFile;
 use crate::models::tokenizer::Tokenizer;
 use crate::prompt::{self, Family, FimOrder};
 use anyhow::{bail, Context, Result};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -202,6 +202,7 @@ pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
                     match piece {
                         prompt::Piece::Text(s) => ids.extend(tok.encode(s)?),
                         prompt::Piece::Special(s) => ids.push(tok.require(s)?),
+                        prompt::Piece::Control(s) => ids.extend(tok.encode(s)?),
                     }
                 }
                 let common = prev.iter().zip(&ids).take_while(|(a, b)| a == b).count();
@@ -293,4 +294,94 @@ fn tempdir() -> std::io::Result<PathBuf> {
     ));
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+/// One corpus snippet's outcome in [`fixes`].
+#[derive(Debug, Clone)]
+pub struct FixResult {
+    pub file: String,
+    pub message: String,
+    /// The verified edit's new text, or why there is none.
+    pub outcome: Result<String, String>,
+    pub attempt: usize,
+    pub seconds: f64,
+}
+
+/// The diagnostic a corpus file is about: `NAME.diag` beside it (JSON
+/// `{line, message, source}`, standing for another server's diagnostic on
+/// that 1-based line), else the first syntax error tree-sitter finds.
+pub fn corpus_diagnostic(path: &Path, text: &str) -> Result<Option<(usize, usize, String)>> {
+    let side = PathBuf::from(format!("{}.diag", path.display()));
+    if side.exists() {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&side)?)?;
+        let line = v["line"].as_u64().context("diag: line")? as usize;
+        let start = crate::offset_of(text, line, 1).context("diag: line past the end")?;
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let ws = text[start..end].len() - text[start..end].trim_start().len();
+        return Ok(Some((start + ws, end, v["message"].as_str().unwrap_or("error").to_string())));
+    }
+    let Some(lang) = crate::syntax::Lang::from_path(&path.to_string_lossy()) else { return Ok(None) };
+    let Some(p) = crate::syntax::Parsed::parse(lang, text) else { return Ok(None) };
+    Ok(crate::syntax::syntax_errors(&p, text, 1).into_iter().next().map(|e| (e.start, e.end, e.message)))
+}
+
+/// Runs the fix action on every broken snippet in `dir` and prints the fix
+/// rate: the error gone and nothing new broken (verified by reparsing).
+pub fn fixes(engine: &Engine, dir: &Path, opts: &crate::actions::run::ActionOptions, limit: Option<usize>, quiet: bool) -> Result<Vec<FixResult>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e != "diag") && p.is_file())
+        .collect();
+    files.sort();
+    let files = pick(&files, limit);
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some((start, end, message)) = corpus_diagnostic(&path, &text)? else {
+            bail!("{name}: no syntax error and no .diag file: not a broken snippet");
+        };
+        let lang = crate::syntax::Lang::from_path(&name);
+        let parsed = lang.and_then(|l| crate::syntax::Parsed::parse(l, &text));
+        let language_id = match lang {
+            Some(crate::syntax::Lang::Python) => "python",
+            Some(crate::syntax::Lang::Rust) => "rust",
+            Some(crate::syntax::Lang::JavaScript) => "javascript",
+            Some(crate::syntax::Lang::TypeScript) => "typescript",
+            Some(crate::syntax::Lang::Go) => "go",
+            _ => "",
+        };
+        let req = crate::actions::FixRequest { text: &text, lang, language_id, start, end, message: &message };
+        let t = Instant::now();
+        let r = crate::actions::run::fix(engine, &req, parsed.as_ref(), opts);
+        let res = FixResult {
+            file: name,
+            message,
+            attempt: r.as_ref().map_or(0, |f| f.attempt),
+            outcome: r.map(|f| f.edit.text).map_err(|e| e.to_string()),
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        if !quiet {
+            match &res.outcome {
+                Ok(new) => writeln!(std::io::stdout(), "fixed   {:<28} {:<28} try {} {:>5.1}s  {:?}", res.file, res.message, res.attempt, res.seconds, new.trim_end())?,
+                Err(e) => writeln!(std::io::stdout(), "FAILED  {:<28} {:<28}       {:>5.1}s  {e}", res.file, res.message, res.seconds)?,
+            }
+        }
+        out.push(res);
+    }
+    let fixed = out.iter().filter(|r| r.outcome.is_ok()).count();
+    if !quiet {
+        let secs: f64 = out.iter().map(|r| r.seconds).sum();
+        writeln!(
+            std::io::stdout(),
+            "fix rate: {fixed}/{} = {:.1}% (mode {:?}, up to {} samples, {:.1} s a snippet on average)",
+            out.len(),
+            100.0 * fixed as f64 / out.len().max(1) as f64,
+            opts.mode,
+            opts.attempts,
+            secs / out.len().max(1) as f64
+        )?;
+    }
+    Ok(out)
 }

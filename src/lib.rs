@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the module map and what each module must not know.
 
+pub mod actions;
 pub mod bench;
 pub mod bench_lsp;
 pub mod complete;

@@ -109,7 +109,8 @@ enum Cmd {
     },
     /// Run an evaluation set from ../shared/eval (or --data).
     Eval {
-        /// humaneval-single-line, humaneval-multi-line or kv-reuse.
+        /// humaneval-single-line, humaneval-multi-line, kv-reuse, or fixes
+        /// (the fix action on the broken snippets in tests/fixes).
         set: String,
         #[command(flatten)]
         model: ModelArgs,
@@ -117,9 +118,13 @@ enum Cmd {
         limit: Option<usize>,
         #[arg(long, default_value = "psm")]
         order: FimOrder,
-        /// fim, prefix (plain continuation) or chat (the instruct chat template).
-        #[arg(long, default_value = "fim")]
-        mode: String,
+        /// fim, prefix (plain continuation) or chat (the instruct chat
+        /// template). For `fixes`: chat (default) or fim.
+        #[arg(long)]
+        mode: Option<String>,
+        /// For `fixes`: samples tried per snippet.
+        #[arg(long, default_value_t = 3)]
+        attempts: usize,
         #[arg(long)]
         no_heal: bool,
         /// Go through the server's context builder and post-processing.
@@ -304,7 +309,17 @@ fn run(cli: Cli) -> Result<()> {
             wick::bench::print_check(&device, &rows);
             Ok(())
         }
-        Cmd::Eval { set, model, limit, order, mode, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data } => {
+        Cmd::Eval { set, model, limit, order, mode, attempts, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data } => {
+            if set == "fixes" {
+                let mode = mode.as_deref().unwrap_or("chat");
+                let mode = wick::actions::FixMode::parse(mode).with_context(|| format!("unknown mode '{mode}' (chat or fim)"))?;
+                let dir = data.unwrap_or_else(|| PathBuf::from("tests/fixes"));
+                let engine = load_engine(&model)?;
+                let opts = wick::actions::run::ActionOptions { mode, attempts, ..Default::default() };
+                wick::eval::fixes(&engine, &dir, &opts, limit, false)?;
+                return Ok(());
+            }
+            let mode = mode.unwrap_or_else(|| "fim".into());
             let data = data.unwrap_or_else(wick::eval::default_data_dir);
             if set == "kv-reuse" {
                 let path = wick::models::resolve(model.model.as_deref())?;

@@ -108,6 +108,24 @@ fn inline_completion_answers_with_a_range_at_the_cursor() {
 }
 
 #[test]
+fn completion_and_inline_completion_at_once_share_one_answer() {
+    let mut c = server();
+    c.open("file:///t/both.txt", "plaintext", "def f(x):\n    return x\n");
+    let pos = json!({"line": 1, "character": 12});
+    let a = c.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos, "context": {"triggerKind": 2}}));
+    let b = c.request("textDocument/completion", json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos}));
+    let ra = c.response(a, LONG);
+    let rb = c.response(b, LONG);
+    let inline = ra["result"].as_array().cloned().unwrap_or_else(|| ra["result"]["items"].as_array().cloned().unwrap_or_default());
+    let list = items(&rb);
+    assert_eq!(inline.len(), 1, "{ra}");
+    assert_eq!(list.len(), 1, "the completion was superseded by the inline request: {rb}");
+    // The item's edit replaces the typed word ("x") too.
+    let new_text = list[0]["textEdit"]["newText"].as_str().unwrap();
+    assert!(new_text.ends_with(inline[0]["insertText"].as_str().unwrap()), "{new_text:?} vs {inline:?}");
+}
+
+#[test]
 fn a_burst_of_edits_and_requests_is_all_answered() {
     let mut c = server();
     let uri = "file:///t/burst.txt";

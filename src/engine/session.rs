@@ -117,6 +117,8 @@ pub struct ModelInfo {
     pub vocab: usize,
     pub context: usize,
     pub has_chat_template: bool,
+    /// The GGUF's `tokenizer.chat_template` (Jinja), if any.
+    pub chat_template: Option<String>,
 }
 
 pub struct Session {
@@ -181,6 +183,7 @@ impl Session {
             vocab: c.vocab,
             context: c.context.min(self.decoder.max_positions()),
             has_chat_template: self.tokenizer.chat_template.is_some(),
+            chat_template: self.tokenizer.chat_template.clone(),
         }
     }
 
@@ -210,6 +213,10 @@ impl Session {
                     ids.extend(piece);
                 }
                 Piece::Special(s) => ids.push(self.tokenizer.require(s)?),
+                Piece::Control(s) => match self.tokenizer.token_id(s) {
+                    Some(id) if self.tokenizer.is_special(id) => ids.push(id),
+                    _ => ids.extend(self.tokenizer.encode(s)?),
+                },
             }
         }
         Ok((ids, healed))

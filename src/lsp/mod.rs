@@ -19,7 +19,10 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 use tracing::Instrument;
 
 pub mod client;
+mod code_actions;
 pub mod framing;
+
+use code_actions::DIAGNOSTICS_DEBOUNCE_MS;
 
 /// Options from the command line that start the server.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +47,24 @@ struct State {
     loaded: Mutex<Option<(PathBuf, String)>>,
     /// The workspace root (for relative paths and imported files).
     root: Mutex<Option<PathBuf>>,
+    /// Per-document counter for the diagnostics debounce.
+    diag_seq: Mutex<HashMap<String, u64>>,
+    /// Whether the client resolves code actions lazily (`edit` resolvable).
+    resolve_edits: Mutex<bool>,
+    /// Whether the client takes versioned `documentChanges`.
+    document_changes: Mutex<bool>,
+    /// The last model error shown, not to repeat it on every settings change.
+    shown_error: Mutex<Option<String>>,
+    /// The suggestion being computed per document, by version and position:
+    /// a completion and an inline completion for the same place share it
+    /// instead of superseding each other.
+    inflight: Mutex<HashMap<String, InFlight>>,
 }
+
+/// A suggestion being computed: for this document version and position.
+type InFlight = (Option<i32>, Position, SharedSuggestion);
+
+type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -56,6 +76,7 @@ pub struct Backend {
 }
 
 /// A completion computed by the core, in char indices of `rope`.
+#[derive(Clone)]
 struct Suggestion {
     rope: Rope,
     cursor: usize,
@@ -124,7 +145,9 @@ impl Backend {
                 *lock(&self.st.engine) = None;
                 tracing::error!("{e}");
                 self.status("error", "", &e.to_string()).await;
-                self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
+                    self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                }
                 return;
             }
         };
@@ -135,7 +158,9 @@ impl Backend {
             Ok(d) => d,
             Err(e) => {
                 self.status("error", "", &e.to_string()).await;
-                self.show(MessageType::ERROR, format!("wick: {e}")).await;
+                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
+                    self.show(MessageType::ERROR, format!("wick: {e}")).await;
+                }
                 return;
             }
         };
@@ -151,6 +176,7 @@ impl Backend {
         let progress = *lock(&self.st.progress_supported);
         let st = self.st.clone();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        *lock(&self.st.shown_error) = None;
         self.status("loading", &name, "").await;
         tokio::spawn(async move {
             let token = ProgressToken::String(format!("wick/load/{}", std::process::id()));
@@ -185,8 +211,37 @@ impl Backend {
         });
     }
 
-    /// The shared path of completion and inline completion.
+    fn handle(&self) -> Backend {
+        Backend { client: self.client.clone(), st: self.st.clone() }
+    }
+
+    /// The shared path of completion and inline completion. Requests for
+    /// the same document version and position share one computation.
     async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+        let uri_s = uri.as_str().to_string();
+        let version = lock(&self.st.docs).latest_version(&uri_s);
+        let fut = {
+            let mut inflight = lock(&self.st.inflight);
+            match inflight.get(&uri_s) {
+                Some((v, p, f)) if *v == version && *p == pos => f.clone(),
+                _ => {
+                    let b = self.handle();
+                    let u = uri.clone();
+                    let f = async move { b.suggest_now(&u, pos).await }.boxed().shared();
+                    inflight.insert(uri_s.clone(), (version, pos, f.clone()));
+                    f
+                }
+            }
+        };
+        let r = fut.clone().await;
+        let mut inflight = lock(&self.st.inflight);
+        if inflight.get(&uri_s).is_some_and(|(v, p, _)| *v == version && *p == pos) {
+            inflight.remove(&uri_s);
+        }
+        r
+    }
+
+    async fn suggest_now(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
         let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos).instrument(span)).catch_unwind();
@@ -473,7 +528,7 @@ fn import_candidates(lang: crate::syntax::Lang, import: &str, current: &std::pat
 fn position_encoding(params: &InitializeParams) -> Encoding {
     let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
     match offered {
-        Some(list) if list.iter().any(|e| *e == PositionEncodingKind::UTF8) => Encoding::Utf8,
+        Some(list) if list.contains(&PositionEncodingKind::UTF8) => Encoding::Utf8,
         _ => Encoding::Utf16,
     }
 }
@@ -493,6 +548,18 @@ impl LanguageServer for Backend {
         *lock(&self.st.root) = root;
         *lock(&self.st.progress_supported) =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+        let td = params.capabilities.text_document.as_ref();
+        *lock(&self.st.resolve_edits) = td
+            .and_then(|t| t.code_action.as_ref())
+            .and_then(|c| c.resolve_support.as_ref())
+            .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
+        *lock(&self.st.document_changes) = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref())
+            .and_then(|w| w.document_changes)
+            .unwrap_or(false);
         if let Some(opts) = &params.initialization_options {
             let problems = lock(&self.st.config).update(opts);
             if !problems.is_empty() {
@@ -521,6 +588,11 @@ impl LanguageServer for Backend {
                     ..Default::default()
                 }),
                 inline_completion_provider: Some(OneOf::Left(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                    code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
+                    resolve_provider: Some(true),
+                    work_done_progress_options: Default::default(),
+                })),
                 ..Default::default()
             },
             server_info: Some(ServerInfo { name: "wick".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
@@ -540,6 +612,7 @@ impl LanguageServer for Backend {
     async fn did_open(&self, p: DidOpenTextDocumentParams) {
         let d = p.text_document;
         lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+        self.schedule_diagnostics(d.uri, 0);
     }
 
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
@@ -558,6 +631,7 @@ impl LanguageServer for Backend {
         if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
             tracing::warn!("didChange: {e}");
         }
+        self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
     }
 
     async fn did_close(&self, p: DidCloseTextDocumentParams) {
@@ -565,6 +639,16 @@ impl LanguageServer for Backend {
         lock(&self.st.docs).close(&uri);
         lock(&self.st.last).remove(&uri);
         lock(&self.st.seq).remove(&uri);
+        lock(&self.st.diag_seq).remove(&uri);
+        self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
+        self.code_actions(params).await
+    }
+
+    async fn code_action_resolve(&self, action: CodeAction) -> RpcResult<CodeAction> {
+        self.resolve_code_action(action).await
     }
 
     async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {

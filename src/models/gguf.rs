@@ -103,7 +103,7 @@ impl GgufFile {
                     .ok_or_else(|| invalid(format!("tensor '{name}' has an overflowing shape {:?}", info.shape)))?;
             }
             let block = info.ggml_dtype.block_size() as u64;
-            if elems % block != 0 {
+            if !elems.is_multiple_of(block) {
                 return Err(invalid(format!(
                     "tensor '{name}' has {elems} elements, not a multiple of its block size {block}"
                 )));

@@ -38,7 +38,7 @@ impl Tokenizer {
         let tokens = match content.metadata.get("tokenizer.ggml.tokens") {
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.to_string().map(|s| s.clone()).unwrap_or_default())
+                .map(|v| v.to_string().cloned().unwrap_or_default())
                 .collect::<Vec<_>>(),
             _ => return Err(TokenizerError::Build("missing tokenizer.ggml.tokens".into())),
         };

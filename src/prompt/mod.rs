@@ -3,10 +3,15 @@
 //! I/O. A prompt is a list of pieces; special tokens are named, never typed
 //! into text, so code that contains `<|fim_prefix|>` stays text.
 
+pub mod chat;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
     Special(&'static str),
+    /// A control string from a chat template (`<|im_start|>`): one special
+    /// token when the vocabulary has it as one, else plain text.
+    Control(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,7 +6,12 @@ use super::parse::{ONE_SHOT_PARSE_BUDGET, new_parser, parse_str, parse_str_with}
 /// Number of ERROR and MISSING nodes in a tree. Subtrees without errors are
 /// skipped (`has_error`), so this is cheap on mostly-valid code.
 pub(crate) fn count_errors(tree: &Tree) -> usize {
-    let mut cursor = tree.walk();
+    count_errors_in(tree.root_node())
+}
+
+/// ERROR and MISSING nodes in the subtree of `root`, itself included.
+pub(crate) fn count_errors_in(root: tree_sitter::Node) -> usize {
+    let mut cursor = root.walk();
     let mut count = 0;
     // Iterative pre-order walk: no recursion, so no stack overflow on deeply
     // nested error trees.
@@ -22,7 +27,7 @@ pub(crate) fn count_errors(tree: &Tree) -> usize {
             if cursor.goto_next_sibling() {
                 break;
             }
-            if !cursor.goto_parent() {
+            if !cursor.goto_parent() || cursor.node() == root {
                 return count;
             }
         }

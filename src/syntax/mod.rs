@@ -10,6 +10,7 @@
 
 mod checks;
 mod context;
+mod diagnose;
 mod lang;
 mod parse;
 
@@ -21,6 +22,7 @@ pub use context::{
     CursorContext, CursorKind, Definition, cursor_context, definitions, enclosing_scope,
     enclosing_scopes, identifiers_near, imports,
 };
+pub use diagnose::{EmptyBody, SyntaxError, empty_body_at, fix_region, syntax_errors, widen_region};
 pub use lang::Lang;
 pub use parse::{
     MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, Parsed, SyntaxTree, TREE_PARSE_BUDGET,

@@ -608,3 +608,66 @@ fn bad_input_thousands_of_errors() {
         exercise_everything(lang, &text);
     }
 }
+
+/// Every broken snippet of the fix corpus (but those that name another
+/// server's diagnostic) has a syntax error with a message and a region a
+/// fix may rewrite, and the named messages are the precise ones.
+#[test]
+fn corpus_snippets_have_diagnostics_and_regions() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixes");
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let mut seen = 0;
+    for path in names {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".diag") || path.with_file_name(format!("{name}.diag")).exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lang = Lang::from_path(&name).unwrap();
+        let p = Parsed::parse(lang, &text).unwrap();
+        let errs = super::syntax_errors(&p, &text, 20);
+        assert!(!errs.is_empty(), "{name}: no syntax error found");
+        let e = &errs[0];
+        assert!(!e.message.is_empty());
+        let (s, en) = super::fix_region(&p, &text, e.start, e.end, 4000).unwrap_or_else(|| panic!("{name}: no region"));
+        assert!(s <= e.start && en >= e.end, "{name}: region misses the error");
+        let expected = match name.as_str() {
+            "py_missing_colon.py" | "py_for_missing_colon.py" => Some("expected ':'"),
+            "py_missing_bracket_list.py" => Some("expected ']'"),
+            "go_missing_comma.go" => Some("expected ','"),
+            "rs_missing_semicolon.rs" => Some("expected ';'"),
+            "js_misspelled_keyword.js" => Some("unexpected 'i' after 'retrun'"),
+            "go_unclosed_string.go" | "py_unclosed_string.py" => Some("unclosed string"),
+            _ => None,
+        };
+        if let Some(m) = expected {
+            assert_eq!(e.message, m, "{name}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 20, "{seen}");
+}
+
+#[test]
+fn missing_colon_is_named_at_its_place() {
+    let text = "import math\n\n\ndef area(r)\n    return math.pi * r ** 2\n\n\ndef todo(x):\n    pass\n";
+    let p = Parsed::parse(Lang::Python, text).unwrap();
+    let errs = super::syntax_errors(&p, text, 10);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].message, "expected ':'");
+    assert_eq!(&text[errs[0].start..errs[0].end], ")");
+    let (s, e) = super::fix_region(&p, text, errs[0].start, errs[0].end, 4000).unwrap();
+    assert_eq!(&text[s..e], "def area(r)\n    return math.pi * r ** 2\n");
+}
+
+#[test]
+fn a_closer_missing_before_the_error_is_found() {
+    let text = "package main\n\nfunc max(a, b int) int {\n\tif a > b {\n\t\treturn a\n\treturn b\n}\n\nfunc main() {\n\tprintln(max(3, 7))\n}\n";
+    let p = Parsed::parse(Lang::Go, text).unwrap();
+    let errs = super::syntax_errors(&p, text, 10);
+    assert_eq!(errs[0].message, "expected '}'", "{errs:?}");
+    let (s, e) = super::fix_region(&p, text, errs[0].start, errs[0].end, 4000).unwrap();
+    assert!(text[s..e].contains("\t\treturn a\n"), "{:?}", &text[s..e]);
+    assert!(!text[s..e].contains("func main"), "{:?}", &text[s..e]);
+}

@@ -1,0 +1,241 @@
+//! Diagnostics from tree-sitter, and the code actions that fix them with the
+//! model ("Fix with wick: …", resolved lazily) or fill empty functions.
+
+use super::*;
+use crate::actions::run::ActionOptions;
+use crate::actions::{self, FixError, FixRequest, LineEdit};
+use serde_json::{json, Value};
+
+/// Quiet time after an edit before the document's syntax errors are published.
+pub const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
+/// Most diagnostics published for one document.
+const MAX_DIAGNOSTICS: usize = 50;
+/// Longest diagnostic message repeated in an action's title.
+const TITLE_MESSAGE_CHARS: usize = 60;
+
+fn title_message(m: &str) -> String {
+    let first = m.lines().next().unwrap_or("").trim();
+    if first.chars().count() > TITLE_MESSAGE_CHARS {
+        format!("{}…", first.chars().take(TITLE_MESSAGE_CHARS - 1).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
+
+impl Backend {
+    /// Publishes the document's syntax errors after `delay_ms` without
+    /// further edits.
+    pub(super) fn schedule_diagnostics(&self, uri: Uri, delay_ms: u64) {
+        let key = uri.as_str().to_string();
+        let n = {
+            let mut seqs = lock(&self.st.diag_seq);
+            let n = seqs.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let st = self.st.clone();
+        let client = self.client.clone();
+        let enc = self.encoding();
+        tokio::spawn(async move {
+            if delay_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            }
+            if lock(&st.diag_seq).get(&key) != Some(&n) {
+                return;
+            }
+            let Ok(snap) = lock(&st.docs).snapshot(&key, enc) else { return };
+            let work = tokio::task::spawn_blocking(move || {
+                let diags = syntax_diagnostics(&snap, enc);
+                (diags, snap.version)
+            });
+            let Ok((diags, version)) = work.await else { return };
+            // Superseded by a newer edit, or closed meanwhile.
+            if lock(&st.diag_seq).get(&key) != Some(&n) {
+                return;
+            }
+            client.publish_diagnostics(uri, diags, Some(version)).await;
+        });
+    }
+
+    /// `textDocument/codeAction`: lists "Fix with wick" for each diagnostic
+    /// in the request (ours or another server's) and "Complete this
+    /// function" in an empty body. Listing makes no model call, unless the
+    /// client cannot resolve edits lazily.
+    pub(super) async fn code_actions(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
+        let enc = self.encoding();
+        let uri = params.text_document.uri.clone();
+        let Ok(snap) = lock(&self.st.docs).snapshot(uri.as_str(), enc) else {
+            return Ok(None);
+        };
+        let only = params.context.only.clone();
+        let wants = |k: &CodeActionKind| {
+            only.as_ref().is_none_or(|o| o.iter().any(|w| k.as_str() == w.as_str() || k.as_str().starts_with(&format!("{}.", w.as_str()))))
+        };
+        let mut out: Vec<CodeActionOrCommand> = Vec::new();
+        let text = snap.rope.to_string();
+        if wants(&CodeActionKind::QUICKFIX) {
+            for d in &params.context.diagnostics {
+                let Some((start, end)) = byte_range(&snap.rope, &d.range, enc) else { continue };
+                let req = FixRequest {
+                    text: &text,
+                    lang: snap.lang,
+                    language_id: &snap.language,
+                    start,
+                    end,
+                    message: &d.message,
+                };
+                let disabled = match actions::plan_fix(&req, snap.parsed.as_ref()) {
+                    Ok(_) => None,
+                    Err(e) => Some(CodeActionDisabled { reason: e.to_string() }),
+                };
+                let source = d.source.as_deref().filter(|s| *s != "wick");
+                let title = match source {
+                    Some(s) => format!("Fix with wick: {} ({s})", title_message(&d.message)),
+                    None => format!("Fix with wick: {}", title_message(&d.message)),
+                };
+                out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                    title,
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    diagnostics: Some(vec![d.clone()]),
+                    disabled,
+                    data: Some(json!({
+                        "kind": "fix",
+                        "uri": uri.as_str(),
+                        "version": snap.version,
+                        "range": d.range,
+                        "message": d.message,
+                    })),
+                    ..Default::default()
+                }));
+            }
+        }
+        if wants(&CodeActionKind::REFACTOR_REWRITE) {
+            if let (Some(parsed), Some((at, _))) = (snap.parsed.as_ref(), byte_range(&snap.rope, &params.range, enc)) {
+                if let Some(body) = crate::syntax::empty_body_at(parsed, &text, at) {
+                    out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                        title: format!("Complete this function with wick: {}", body.name),
+                        kind: Some(CodeActionKind::REFACTOR_REWRITE),
+                        data: Some(json!({
+                            "kind": "fill",
+                            "uri": uri.as_str(),
+                            "version": snap.version,
+                            "range": params.range,
+                        })),
+                        ..Default::default()
+                    }));
+                }
+            }
+        }
+        if !*lock(&self.st.resolve_edits) {
+            // No lazy resolution: compute every edit now.
+            let mut eager = Vec::with_capacity(out.len());
+            for a in out {
+                eager.push(match a {
+                    CodeActionOrCommand::CodeAction(a) if a.disabled.is_none() => {
+                        CodeActionOrCommand::CodeAction(self.resolve_action(a).await)
+                    }
+                    other => other,
+                });
+            }
+            out = eager;
+        }
+        Ok(Some(out))
+    }
+
+    /// `codeAction/resolve`: computes the action's edit with the model.
+    pub(super) async fn resolve_code_action(&self, action: CodeAction) -> RpcResult<CodeAction> {
+        Ok(self.resolve_action(action).await)
+    }
+
+    async fn resolve_action(&self, mut action: CodeAction) -> CodeAction {
+        match self.compute_edit(&action).await {
+            Ok(edit) => action.edit = Some(edit),
+            Err(e) => {
+                tracing::info!("code action '{}': {e}", action.title);
+                self.show(MessageType::WARNING, format!("wick: {}: {e}", action.title)).await;
+            }
+        }
+        action
+    }
+
+    async fn compute_edit(&self, action: &CodeAction) -> Result<WorkspaceEdit, FixError> {
+        let data = action.data.clone().unwrap_or(Value::Null);
+        let kind = data["kind"].as_str().unwrap_or("");
+        let uri_s = data["uri"].as_str().ok_or(FixError::Stale)?.to_string();
+        let version = data["version"].as_i64().ok_or(FixError::Stale)?;
+        let range: Range = serde_json::from_value(data["range"].clone()).map_err(|_| FixError::OutOfRange)?;
+        let enc = self.encoding();
+        let snap = lock(&self.st.docs).snapshot(&uri_s, enc).map_err(|_| FixError::Stale)?;
+        if i64::from(snap.version) != version {
+            return Err(FixError::Stale);
+        }
+        let engine = lock(&self.st.engine).clone().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
+        let (start, end) = byte_range(&snap.rope, &range, enc).ok_or(FixError::OutOfRange)?;
+        let message = data["message"].as_str().unwrap_or("error").to_string();
+        let opts = ActionOptions { key: Some(format!("action:{uri_s}")), ..Default::default() };
+        let text = snap.rope.to_string();
+        let (lang, language_id, parsed) = (snap.lang, snap.language.clone(), snap.parsed.clone());
+        let fill = kind == "fill";
+        let job = tokio::task::spawn_blocking(move || {
+            if fill {
+                let p = parsed.ok_or(FixError::NotEmpty)?;
+                actions::run::fill(&engine, &text, &p, start, &opts)
+            } else {
+                let req = FixRequest { text: &text, lang, language_id: &language_id, start, end, message: &message };
+                actions::run::fix(&engine, &req, parsed.as_ref(), &opts)
+            }
+        });
+        let fixed = job.await.map_err(|e| FixError::Engine(e.to_string()))??;
+        // The document may have changed while the model ran.
+        if lock(&self.st.docs).latest_version(&uri_s) != Some(snap.version) {
+            return Err(FixError::Stale);
+        }
+        let uri: Uri = uri_s.parse().map_err(|_| FixError::Stale)?;
+        let edit = self.text_edit(&snap.rope, &fixed.edit);
+        Ok(if *lock(&self.st.document_changes) {
+            WorkspaceEdit {
+                document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
+                    text_document: OptionalVersionedTextDocumentIdentifier { uri, version: Some(snap.version) },
+                    edits: vec![OneOf::Left(edit)],
+                }])),
+                ..Default::default()
+            }
+        } else {
+            WorkspaceEdit { changes: Some(HashMap::from([(uri, vec![edit])])), ..Default::default() }
+        })
+    }
+
+    fn text_edit(&self, rope: &Rope, e: &LineEdit) -> TextEdit {
+        let a = rope.byte_to_char(e.start.min(rope.len_bytes()));
+        let b = rope.byte_to_char(e.end.min(rope.len_bytes()));
+        TextEdit { range: self.range(rope, a, b), new_text: e.text.clone() }
+    }
+}
+
+/// Byte offsets of an LSP range in `rope`; None when it lies outside the
+/// document (a line past the end) or is reversed.
+fn byte_range(rope: &Rope, r: &Range, enc: Encoding) -> Option<(usize, usize)> {
+    let a = documents::char_at(rope, Pos { line: r.start.line, col: r.start.character }, enc).ok()?;
+    let b = documents::char_at(rope, Pos { line: r.end.line, col: r.end.character }, enc).ok()?;
+    (a <= b).then(|| (rope.char_to_byte(a), rope.char_to_byte(b)))
+}
+
+/// The document's syntax errors as LSP diagnostics.
+fn syntax_diagnostics(snap: &documents::Snapshot, enc: Encoding) -> Vec<Diagnostic> {
+    let Some(parsed) = snap.parsed.as_ref() else { return Vec::new() };
+    let text = snap.rope.to_string();
+    let pos = |b: usize| {
+        let p = documents::pos_of(&snap.rope, snap.rope.byte_to_char(b.min(text.len())), enc);
+        Position::new(p.line, p.col)
+    };
+    crate::syntax::syntax_errors(parsed, &text, MAX_DIAGNOSTICS)
+        .into_iter()
+        .map(|e| Diagnostic {
+            range: Range::new(pos(e.start), pos(e.end)),
+            severity: Some(DiagnosticSeverity::ERROR),
+            source: Some("wick".into()),
+            message: e.message,
+            ..Default::default()
+        })
+        .collect()
+}

@@ -1,0 +1,544 @@
+//! Syntax errors as diagnostics, the region a fix may rewrite, and the
+//! bodies that "complete this function" may fill. Pure tree-sitter queries.
+
+use tree_sitter::Node;
+
+use super::lang::Lang;
+use super::parse::Parsed;
+
+/// One syntax error: a byte range of the text and a short message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub start: usize,
+    pub end: usize,
+    pub message: String,
+}
+
+/// Longest token text quoted in a message.
+const QUOTE_CHARS: usize = 24;
+
+fn quote(s: &str) -> String {
+    let s = s.lines().next().unwrap_or("").trim();
+    if s.chars().count() > QUOTE_CHARS {
+        format!("'{}…'", s.chars().take(QUOTE_CHARS - 1).collect::<String>())
+    } else {
+        format!("'{s}'")
+    }
+}
+
+fn node_text<'a>(n: &Node, text: &'a str) -> &'a str {
+    text.get(n.start_byte()..n.end_byte()).unwrap_or("")
+}
+
+/// The message for a MISSING node: what the parser expected there.
+fn missing_message(n: &Node) -> String {
+    let kind = n.kind();
+    if kind.chars().any(|c| c.is_alphanumeric()) && kind.chars().all(|c| c.is_alphanumeric() || c == '_') && n.is_named() {
+        format!("expected {}", kind.replace('_', " "))
+    } else {
+        format!("expected '{kind}'")
+    }
+}
+
+fn is_open(k: &str) -> Option<&'static str> {
+    match k {
+        "(" => Some(")"),
+        "[" => Some("]"),
+        "{" => Some("}"),
+        _ => None,
+    }
+}
+
+/// Leaves (tokens) under `n`, in order, without descending into complete
+/// strings and comments.
+fn leaves<'t>(n: Node<'t>, out: &mut Vec<Node<'t>>, limit: usize) {
+    let mut stack = vec![n];
+    while let Some(n) = stack.pop() {
+        if out.len() >= limit {
+            return;
+        }
+        if n.child_count() == 0 || (n.kind().contains("string") && !n.has_error()) || n.kind().contains("comment") {
+            out.push(n);
+            continue;
+        }
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.children(&mut c).collect();
+        stack.extend(kids.into_iter().rev());
+    }
+}
+
+/// Describes an ERROR node: an unclosed bracket or string if it holds one,
+/// else the first unexpected token.
+fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
+    let mut toks = Vec::new();
+    leaves(n, &mut toks, 4096);
+    // A quote token, or a line that ends inside an unterminated literal.
+    for t in &toks {
+        let s = node_text(t, text);
+        if matches!(s, "\"" | "'" | "`") || (t.kind().contains("string") && t.has_error()) {
+            return SyntaxError { start: t.start_byte(), end: t.end_byte(), message: "unclosed string".into() };
+        }
+    }
+    let mut stack: Vec<(Node, &str)> = Vec::new();
+    for t in &toks {
+        let k = t.kind();
+        if let Some(close) = is_open(k) {
+            stack.push((*t, close));
+        } else if matches!(k, ")" | "]" | "}") {
+            if let Some(i) = stack.iter().rposition(|(_, c)| *c == k) {
+                stack.truncate(i);
+            } else {
+                return SyntaxError {
+                    start: t.start_byte(),
+                    end: t.end_byte(),
+                    message: format!("unmatched '{k}'"),
+                };
+            }
+        }
+    }
+    if let Some((t, _)) = stack.first() {
+        return SyntaxError {
+            start: t.start_byte(),
+            end: t.end_byte(),
+            message: format!("unclosed '{}'", t.kind()),
+        };
+    }
+    // The first token the parser could not place: in the innermost first
+    // nested ERROR (outer ones often wrap valid code), a direct child that
+    // is a leaf, else the first leaf of the error.
+    let mut inner = n;
+    loop {
+        let mut c = inner.walk();
+        let next = inner.children(&mut c).find(|k| k.is_error());
+        match next {
+            Some(k) => inner = k,
+            None => break,
+        }
+    }
+    let mut c = inner.walk();
+    let direct = inner.children(&mut c).find(|k| k.child_count() == 0 && !node_text(k, text).trim().is_empty());
+    let mut inner_toks = Vec::new();
+    leaves(inner, &mut inner_toks, 64);
+    let tok = direct.or_else(|| inner_toks.first().copied());
+    match tok {
+        Some(t) if !node_text(&t, text).trim().is_empty() => {
+            let mut message = format!("unexpected {}", quote(node_text(&t, text)));
+            // A word right after a word: most often a misspelled keyword.
+            if let Some(prev) = t.prev_sibling().or_else(|| inner.prev_sibling()) {
+                let p = node_text(&prev, text);
+                let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+                if word(p) && word(node_text(&t, text)) && prev.end_byte() <= t.start_byte() {
+                    message = format!("unexpected {} after {}", quote(node_text(&t, text)), quote(p));
+                }
+            }
+            SyntaxError { start: t.start_byte(), end: t.end_byte(), message }
+        }
+        _ => {
+            // Nothing to quote: the first line of the error.
+            let s = n.start_byte();
+            let line_end = text[s..].find('\n').map_or(n.end_byte(), |i| (s + i).min(n.end_byte()));
+            SyntaxError { start: s, end: line_end.max(s), message: "syntax error".into() }
+        }
+    }
+}
+
+/// Texts up to this size get the missing-token search.
+const REPAIR_MAX_BYTES: usize = 64 * 1024;
+/// Lines of an ERROR node whose ends are tried, and the tokens tried there.
+const REPAIR_LINES: usize = 6;
+/// Lines before an ERROR node where a missing closer is looked for.
+const REPAIR_LINES_BEFORE: usize = 4;
+/// Errors per text that get the search.
+const REPAIRED_ERRORS: usize = 3;
+const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
+
+/// For an ERROR node, looks for one token that, inserted at the end of one
+/// of its first lines, leaves fewer errors in the text than any other such
+/// insertion: the parser's "expected ':'" that tree-sitter does not say
+/// itself. Bounded: a few dozen parses of a small text.
+fn missing_token(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<SyntaxError> {
+    let (at, tok) = repair(lang, n, text, errors_now)?;
+    // Underline the character before the gap.
+    let start = text[..at].char_indices().next_back().map_or(at, |(i, _)| i);
+    Some(SyntaxError { start, end: at, message: format!("expected '{tok}'") })
+}
+
+/// The insertion [`missing_token`] finds: where, and which token.
+fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, &'static str)> {
+    if text.len() > REPAIR_MAX_BYTES {
+        return None;
+    }
+    let mut parser = super::parse::new_parser(lang)?;
+    let in_node = super::checks::count_errors_in(n);
+    let mut best: Option<(usize, usize, &'static str)> = None;
+    let mut at = n.start_byte();
+    for _ in 0..REPAIR_LINES {
+        let eol = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let code_end = at + text[at..eol].trim_end().len();
+        if code_end > at && code_end <= n.end_byte() {
+            for tok in REPAIR_TOKENS {
+                let mut t = String::with_capacity(text.len() + 1);
+                t.push_str(&text[..code_end]);
+                t.push_str(tok);
+                t.push_str(&text[code_end..]);
+                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
+                let errs = super::checks::count_errors(&tree);
+                // Every error of this node gone, and nothing new.
+                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
+                    best = Some((errs, code_end, tok));
+                }
+            }
+        }
+        if eol >= n.end_byte() || eol >= text.len() {
+            break;
+        }
+        at = eol + 1;
+    }
+    if best.is_none() {
+        // A closer missing before the error: the parser only notices when
+        // the next definition starts. The nearest earlier lines first.
+        let mut line_start_at = line_start(text, n.start_byte());
+        for _ in 0..REPAIR_LINES_BEFORE {
+            if line_start_at == 0 {
+                break;
+            }
+            let prev_end = line_start_at - 1;
+            let ls = line_start(text, prev_end);
+            let code_end = ls + text[ls..prev_end].trim_end().len();
+            line_start_at = ls;
+            if code_end == ls {
+                continue;
+            }
+            for tok in ["}", ")", "]"] {
+                let t = format!("{}{tok}{}", &text[..code_end], &text[code_end..]);
+                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
+                let errs = super::checks::count_errors(&tree);
+                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
+                    best = Some((errs, code_end, tok));
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+    }
+    best.map(|(_, at, tok)| (at, tok))
+}
+
+/// The outermost ERROR nodes of a tree, in order, at most `max`.
+fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
+    let mut out = Vec::new();
+    let mut cursor = p.tree.root_node().walk();
+    loop {
+        let n = cursor.node();
+        let mut descend = n.has_error();
+        if n.is_error() {
+            out.push(n);
+            descend = false;
+            if out.len() >= max {
+                return out;
+            }
+        }
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
+    }
+}
+
+/// For a diagnostic at an ERROR node that one inserted token repairs: the
+/// lines of the smallest whole-line node around the insertion in the
+/// repaired text (a clean tree), in the original text's offsets.
+fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    if text.len() > REPAIR_MAX_BYTES {
+        return None;
+    }
+    let errors_now = super::checks::count_errors(&p.tree);
+    // The error whose repair is this diagnostic (as syntax_errors found it).
+    let (at, tok) = outer_errors(p, REPAIRED_ERRORS)
+        .into_iter()
+        .filter_map(|n| repair(p.lang, n, text, errors_now))
+        .find(|&(at, _)| at >= start && at <= end.max(start + 1))?;
+    let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
+    let tree = super::parse::parse_str(p.lang, &fixed)?;
+    let node = tree.root_node().descendant_for_byte_range(at, at + tok.len())?;
+    let a = line_aligned_ancestor(&fixed, node)?;
+    let back = |b: usize| if b > at { b - tok.len() } else { b };
+    let lo = line_start(text, back(a.start_byte()));
+    let hi = line_end(text, back(a.end_byte()).saturating_sub(1));
+    Some((lo, hi))
+}
+
+/// Syntax errors of a parsed text: one per ERROR node (not nested) and one
+/// per MISSING node, in text order, at most `max`.
+pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
+    let mut out = Vec::new();
+    let root = p.tree.root_node();
+    if !root.has_error() {
+        return out;
+    }
+    let errors_now = super::checks::count_errors(&p.tree);
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let mut descend = node.has_error();
+        if node.is_missing() {
+            let at = node.start_byte().min(text.len());
+            out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
+            descend = false;
+        } else if node.is_error() {
+            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text, errors_now) } else { None };
+            out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
+            descend = false;
+        }
+        if out.len() >= max {
+            break;
+        }
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                out.sort_by_key(|e| (e.start, e.end));
+                out.dedup_by(|a, b| a.start == b.start && a.message == b.message);
+                return out;
+            }
+        }
+    }
+    out.sort_by_key(|e| (e.start, e.end));
+    out
+}
+
+/// Start of the line holding `byte`.
+fn line_start(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// End of the line holding `byte`, after its '\n' (or the text's end).
+fn line_end(text: &str, byte: usize) -> usize {
+    let b = byte.min(text.len());
+    text[b..].find('\n').map_or(text.len(), |i| b + i + 1)
+}
+
+/// Whether `[start, end)` begins a line (only indentation before it) and
+/// ends one (only spaces before the line's end).
+fn line_aligned(text: &str, start: usize, end: usize) -> bool {
+    let before = &text[line_start(text, start)..start];
+    let after_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    before.trim().is_empty() && text[end..after_end].trim().is_empty()
+}
+
+/// The smallest node that spans whole lines and contains `n`, with its
+/// line-aligned byte range; None when only the root does.
+fn line_aligned_ancestor<'t>(text: &str, mut n: Node<'t>) -> Option<Node<'t>> {
+    loop {
+        let parent = n.parent()?;
+        let (s, e) = (n.start_byte(), n.end_byte());
+        if (n.is_named() || n.is_error()) && e > s && line_aligned(text, s, e) {
+            return Some(n);
+        }
+        n = parent;
+    }
+}
+
+/// The syntax errors' nodes that touch `[start, end]`: what a fix must
+/// cover. For an ERROR node, the node that holds it (the error is often
+/// caused before it); for a MISSING node, the node that lacks it.
+fn error_anchors<'t>(p: &'t Parsed, start: usize, end: usize) -> Vec<Node<'t>> {
+    let mut out = Vec::new();
+    let mut cursor = p.tree.root_node().walk();
+    loop {
+        let n = cursor.node();
+        let touches = n.start_byte() <= end && n.end_byte() >= start;
+        let mut descend = n.has_error() && touches;
+        if touches && (n.is_error() || n.is_missing()) {
+            if let Some(parent) = n.parent() {
+                out.push(if parent.parent().is_some() { parent } else { n });
+            }
+            descend = false;
+        }
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
+    }
+}
+
+/// Lines beyond which a top-level ERROR node is not taken as a fix region.
+const SPRAWL_LINES: usize = 12;
+
+/// The region a fix for an error at `[start, end)` may rewrite: the
+/// smallest syntax node that spans whole lines and holds both the range and
+/// the syntax errors at it (for a MISSING token, the node that lacks it;
+/// for an ERROR node, the node around it), widened to whole lines. Byte
+/// offsets of whole lines: the end is after the last line's '\n'. None when
+/// the region would exceed `max_bytes`.
+pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
+    let start = start.min(text.len());
+    let end = end.clamp(start, text.len());
+    // The diagnostic's own lines are the least a fix may touch.
+    let mut lo = line_start(text, start);
+    let mut hi = line_end(text, end.saturating_sub(usize::from(end > start)));
+    if let Some((a, b)) = repaired_region(p, text, start, end) {
+        let (a, b) = (a.min(lo), b.max(hi));
+        return (b > a && b - a <= max_bytes).then_some((a, b));
+    }
+    let mut nodes = error_anchors(p, start, end);
+    if nodes.is_empty() {
+        nodes.extend(p.tree.root_node().descendant_for_byte_range(start, end));
+    }
+    // A top-level ERROR that swallowed many lines says little about where
+    // the mistake is: the diagnostic's lines are a better guess.
+    let sprawling = |n: &Node| {
+        n.is_error() && n.parent().is_some_and(|p| p.parent().is_none()) && n.end_position().row - n.start_position().row > SPRAWL_LINES
+    };
+    for n in nodes {
+        if sprawling(&n) {
+            continue;
+        }
+        match line_aligned_ancestor(text, n).filter(|a| !sprawling(a)) {
+            Some(a) => {
+                lo = lo.min(line_start(text, a.start_byte()));
+                hi = hi.max(line_end(text, a.end_byte().saturating_sub(1)));
+            }
+            None => {
+                // Only the whole file spans whole lines: take the node's lines.
+                lo = lo.min(line_start(text, n.start_byte()));
+                hi = hi.max(line_end(text, n.end_byte().saturating_sub(1)));
+            }
+        }
+    }
+    if hi <= lo {
+        // An error at the very end of the text: its last line.
+        lo = line_start(text, lo.saturating_sub(1));
+    }
+    (hi > lo && hi - lo <= max_bytes).then_some((lo, hi))
+}
+
+/// A function whose body is empty or a placeholder (`pass`, `...`,
+/// `todo!()`, `unimplemented!()`, a "not implemented" throw or panic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmptyBody {
+    /// Bytes to replace: the placeholder, or the inside of empty braces.
+    pub start: usize,
+    pub end: usize,
+    /// Indentation of the function's first line.
+    pub indent: String,
+    /// The function's name, for the action's title.
+    pub name: String,
+    /// Whether the body is brace-delimited (the replacement goes inside).
+    pub braces: bool,
+}
+
+const FUNCTION_KINDS: &[&str] = &[
+    "function_definition",
+    "function_item",
+    "function_declaration",
+    "method_declaration",
+    "method_definition",
+    "function_expression",
+    "arrow_function",
+    "generator_function_declaration",
+    "constructor_declaration",
+    "func_literal",
+];
+
+fn is_placeholder(body: &str) -> bool {
+    let b: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let b = b.trim_end_matches(';');
+    if matches!(b, "" | "pass" | "..." | "todo!()" | "unimplemented!()") || b.starts_with("todo!(\"") || b.starts_with("unimplemented!(\"") {
+        return true;
+    }
+    let l = b.to_ascii_lowercase();
+    (l.starts_with("thrownewerror(") || l.starts_with("panic(") || l.starts_with("thrownew"))
+        && (l.contains("notimplemented") || l.contains("todo") || l.contains("unimplemented"))
+        || l.starts_with("raisenotimplementederror")
+}
+
+/// The innermost function around `byte` whose body is empty or a
+/// placeholder, if any.
+pub fn empty_body_at(p: &Parsed, text: &str, byte: usize) -> Option<EmptyBody> {
+    let byte = byte.min(text.len());
+    let mut node = p.tree.root_node().descendant_for_byte_range(byte, byte)?;
+    loop {
+        if FUNCTION_KINDS.contains(&node.kind()) {
+            if let Some(body) = node.child_by_field_name("body") {
+                let (bs, be) = (body.start_byte(), body.end_byte());
+                let raw = node_text(&body, text);
+                let braces = raw.starts_with('{') && raw.ends_with('}') && raw.len() >= 2;
+                let inner = if braces { &raw[1..raw.len() - 1] } else { raw };
+                // A docstring may precede a Python placeholder.
+                let inner_code = strip_leading_docstring(p.lang, inner);
+                if is_placeholder(inner_code) {
+                    let ls = line_start(text, node.start_byte());
+                    let indent: String = text[ls..].chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+                    let name = node
+                        .child_by_field_name("name")
+                        .map(|n| node_text(&n, text).to_string())
+                        .unwrap_or_else(|| "this function".into());
+                    let (start, end) = if braces {
+                        (bs + 1, be - 1)
+                    } else {
+                        let off = inner.len() - inner_code.len();
+                        (bs + off, be)
+                    };
+                    return Some(EmptyBody { start, end, indent, name, braces });
+                }
+                return None;
+            }
+        }
+        node = node.parent()?;
+    }
+}
+
+fn strip_leading_docstring(lang: Lang, s: &str) -> &str {
+    if lang != Lang::Python {
+        return s;
+    }
+    let t = s.trim_start();
+    for q in ["\"\"\"", "'''"] {
+        if let Some(rest) = t.strip_prefix(q) {
+            if let Some(i) = rest.find(q) {
+                return &rest[i + 3..];
+            }
+        }
+    }
+    s
+}
+
+/// The smallest syntax node that spans whole lines and is larger than the
+/// lines `[start, end)`: one level of surrounding code, for diagnostics
+/// (indentation, say) whose fix may need the lines around them. Byte
+/// offsets of whole lines; None when the result exceeds `max_bytes` or
+/// only the root is larger.
+pub fn widen_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
+    let mut n = p.tree.root_node().descendant_for_byte_range(start, end.saturating_sub(1).max(start))?;
+    loop {
+        let parent = n.parent()?;
+        let (s, e) = (n.start_byte(), n.end_byte());
+        if (n.is_named() || n.is_error()) && e > s && line_aligned(text, s, e) {
+            let (ls, le) = (line_start(text, s), line_end(text, e.saturating_sub(1)));
+            if ls < start || le > end {
+                return (le - ls <= max_bytes).then_some((ls.min(start), le.max(end)));
+            }
+        }
+        n = parent;
+    }
+}

@@ -1,0 +1,195 @@
+//! Diagnostics and code actions through the real `wick serve` binary, with
+//! a tiny generated model: the protocol flow (publish, list, resolve, stale
+//! versions, bad ranges). The tiny model writes gibberish, so its fixes are
+//! rejected by verification: that path is tested here; real fixes are in
+//! lsp_real.rs and fix_corpus.rs.
+
+mod common;
+
+use common::lsp::{caps_with_progress, Client, LONG};
+use common::tiny_model;
+use serde_json::{json, Value};
+use wick::lsp::client::Client as Conn;
+use wick::prompt::Family;
+
+const BROKEN: &str = "import math\n\n\ndef area(r)\n    return math.pi * r ** 2\n\n\ndef todo(x):\n    pass\n";
+
+fn caps(resolve: bool) -> Value {
+    let mut c = caps_with_progress();
+    if resolve {
+        c["textDocument"] = json!({"codeAction": {"resolveSupport": {"properties": ["edit"]},
+            "codeActionLiteralSupport": {"codeActionKind": {"valueSet": ["quickfix", "refactor"]}}}});
+        c["workspace"] = json!({"workspaceEdit": {"documentChanges": true}});
+    }
+    c
+}
+
+fn server(resolve: bool) -> Conn {
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
+    let init = c.initialize(caps(resolve), json!({"maxTokens": 8}));
+    let cap = &init["result"]["capabilities"]["codeActionProvider"];
+    assert_eq!(cap["resolveProvider"], true, "{init}");
+    c.wait_model();
+    c
+}
+
+fn diagnostics_for(c: &mut Conn, uri: &str, version: i64) -> Vec<Value> {
+    let n = c
+        .wait_notification(LONG, |v| {
+            v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri && v["params"]["version"] == version
+        })
+        .unwrap_or_else(|| panic!("no diagnostics for version {version}"));
+    n["params"]["diagnostics"].as_array().cloned().unwrap()
+}
+
+fn code_actions(c: &mut Conn, uri: &str, range: Value, diags: Vec<Value>) -> Vec<Value> {
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": diags}}),
+    );
+    let r = c.response(id, LONG);
+    r["result"].as_array().cloned().unwrap_or_else(|| panic!("{r}"))
+}
+
+#[test]
+fn syntax_errors_are_published_updated_and_cleared() {
+    let mut c = server(true);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    let d = diagnostics_for(&mut c, uri, 1);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["source"], "wick");
+    assert_eq!(d[0]["severity"], 1);
+    assert_eq!(d[0]["range"]["start"]["line"], 3, "{d:?}");
+    assert_eq!(d[0]["message"], "expected ':'");
+    assert_eq!(d[0]["range"]["end"], json!({"line": 3, "character": 11}));
+    // Type the missing colon: the error goes away.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}}, "text": ":"}]}),
+    );
+    assert!(diagnostics_for(&mut c, uri, 2).is_empty());
+    // An unclosed bracket, named as such.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 3},
+               "contentChanges": [{"range": {"start": {"line": 0, "character": 11}, "end": {"line": 0, "character": 11}}, "text": "\nx = f(1, 2\n"}]}),
+    );
+    let d = diagnostics_for(&mut c, uri, 3);
+    assert!(d.iter().any(|x| x["message"] == "expected ')'" && x["range"]["start"]["line"] == 1), "{d:?}");
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    let cleared = c.wait_notification(LONG, |v| {
+        v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri && v["params"]["diagnostics"] == json!([]) && v["params"].get("version").is_none_or(|x| x.is_null())
+    });
+    assert!(cleared.is_some(), "diagnostics not cleared on close");
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
+    let mut c = server(true);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    let ours = diagnostics_for(&mut c, uri, 1);
+    let foreign = json!({"range": {"start": {"line": 4, "character": 11}, "end": {"line": 4, "character": 15}},
+        "severity": 1, "source": "Pylance", "message": "\"math\" is possibly unbound"});
+    let mut diags = ours.clone();
+    diags.push(foreign);
+    let actions = code_actions(&mut c, uri, json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}), diags);
+    let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(titles[0], format!("Fix with wick: {}", ours[0]["message"].as_str().unwrap()));
+    assert_eq!(titles[1], "Fix with wick: \"math\" is possibly unbound (Pylance)");
+    for a in &actions {
+        assert_eq!(a["kind"], "quickfix");
+        assert!(a.get("edit").is_none(), "listing computes no edit: {a}");
+        assert!(a["data"].is_object());
+        assert_eq!(a["diagnostics"].as_array().unwrap().len(), 1);
+    }
+    // Resolve: the tiny model's answers are gibberish, so verification
+    // rejects them: no edit, and a message that says why.
+    let id = c.request("codeAction/resolve", actions[0].clone());
+    let r = c.response(id, LONG);
+    assert!(r["result"]["title"].is_string(), "{r}");
+    assert!(r["result"].get("edit").is_none_or(|e| e.is_null()), "{r}");
+    let msg = c.wait_notification(LONG, |v| v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("Fix with wick"));
+    assert!(msg.is_some());
+
+    // A stale action: the document changed after listing.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "# hi\n"}]}),
+    );
+    let id = c.request("codeAction/resolve", actions[1].clone());
+    let r = c.response(id, LONG);
+    assert!(r["result"].get("edit").is_none_or(|e| e.is_null()), "{r}");
+    let stale = c.wait_notification(LONG, |v| v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("changed since"));
+    assert!(stale.is_some(), "no stale message");
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn bad_ranges_get_no_action_and_large_regions_a_reason() {
+    let mut c = server(true);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    let past_end = json!({"range": {"start": {"line": 400, "character": 0}, "end": {"line": 401, "character": 3}}, "message": "nope"});
+    let reversed = json!({"range": {"start": {"line": 4, "character": 3}, "end": {"line": 3, "character": 0}}, "message": "backwards"});
+    let actions = code_actions(&mut c, uri, json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}), vec![past_end, reversed]);
+    assert!(actions.is_empty(), "{actions:?}");
+    // Unknown document: no actions, no error.
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": "file:///nowhere.py"}, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "context": {"diagnostics": []}}),
+    );
+    let r = c.response(id, LONG);
+    assert!(r.get("error").is_none(), "{r}");
+    // A region larger than the budget: listed, disabled with the reason.
+    let big_uri = "file:///ws/big.py";
+    let big = format!("x = [{}\n", "1, ".repeat(1000));
+    c.open(big_uri, "python", &big);
+    let d = diagnostics_for(&mut c, big_uri, 1);
+    let actions = code_actions(&mut c, big_uri, json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}), d);
+    assert!(!actions.is_empty());
+    let reason = actions[0]["disabled"]["reason"].as_str().unwrap_or_else(|| panic!("{actions:?}"));
+    assert!(reason.contains("larger than"), "{reason}");
+    // A hostile resolve: data that names no document.
+    let id = c.request("codeAction/resolve", json!({"title": "Fix with wick: x", "data": {"kind": "fix", "uri": 3}}));
+    let r = c.response(id, LONG);
+    assert!(r["result"].get("edit").is_none_or(|e| e.is_null()), "{r}");
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn empty_functions_offer_completion_and_clients_without_resolve_get_eager_actions() {
+    let mut c = server(false);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", &BROKEN.replace("def area(r)", "def area(r):"));
+    let cursor = json!({"start": {"line": 8, "character": 5}, "end": {"line": 8, "character": 5}});
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": cursor, "context": {"diagnostics": []}}),
+    );
+    let r = c.response(id, LONG);
+    let actions = r["result"].as_array().cloned().unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["title"], "Complete this function with wick: todo");
+    assert_eq!(actions[0]["kind"], "refactor.rewrite");
+    // Computed at listing: an edit, or the message saying why there is none.
+    let has_edit = actions[0]["edit"].is_object();
+    let said = c.wait_notification(std::time::Duration::from_secs(5), |v| {
+        v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("Complete this function")
+    });
+    assert!(has_edit || said.is_some(), "{actions:?}");
+    // Not in an empty function: no fill action.
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 1}, "end": {"line": 0, "character": 1}}, "context": {"diagnostics": []}}),
+    );
+    let r = c.response(id, LONG);
+    assert_eq!(r["result"], json!([]), "{r}");
+    assert!(c.shutdown().success());
+}

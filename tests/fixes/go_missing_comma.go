@@ -1,0 +1,12 @@
+package main
+
+import "fmt"
+
+func main() {
+	names := []string{
+		"ada",
+		"grace"
+		"linus",
+	}
+	fmt.Println(len(names))
+}

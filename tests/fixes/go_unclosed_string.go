@@ -1,0 +1,8 @@
+package main
+
+import "fmt"
+
+func main() {
+	name := "gopher
+	fmt.Println("hello", name)
+}

@@ -1,0 +1,12 @@
+class Stack {
+  constructor() {
+    this.items = [];
+  }
+
+  push(item) {
+    this.items.push(item);
+
+  pop() {
+    return this.items.pop();
+  }
+}

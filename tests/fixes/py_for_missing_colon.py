@@ -1,0 +1,5 @@
+def squares(limit):
+    result = []
+    for i in range(limit)
+        result.append(i * i)
+    return result
