@@ -166,13 +166,13 @@ impl Decoder {
                 "implausible dimensions: {n_layer} layers, hidden {hidden}, ffn {ffn}"
             )));
         }
-        if n_head == 0 || n_kv_head == 0 || hidden % n_head != 0 || n_head % n_kv_head != 0 {
+        if n_head == 0 || n_kv_head == 0 || !hidden.is_multiple_of(n_head) || !n_head.is_multiple_of(n_kv_head) {
             return Err(shape_err(format!(
                 "inconsistent heads: hidden {hidden}, {n_head} heads, {n_kv_head} kv heads"
             )));
         }
         let head_dim = hidden / n_head;
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(shape_err(format!("odd head dimension {head_dim}")));
         }
         let embed_dims = file
