@@ -9,6 +9,29 @@ pub(crate) fn count_errors(tree: &Tree) -> usize {
     count_errors_in(tree.root_node())
 }
 
+/// Start bytes of the ERROR and MISSING nodes of a tree, in order.
+pub(crate) fn error_starts(tree: &Tree) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut cursor = tree.walk();
+    loop {
+        let node = cursor.node();
+        if node.is_error() || node.is_missing() {
+            out.push(node.start_byte());
+        }
+        if node.has_error() && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
+    }
+}
+
 /// ERROR and MISSING nodes in the subtree of `root`, itself included.
 pub(crate) fn count_errors_in(root: tree_sitter::Node) -> usize {
     let mut cursor = root.walk();

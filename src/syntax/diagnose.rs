@@ -156,20 +156,24 @@ const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
 /// of its first lines, leaves fewer errors in the text than any other such
 /// insertion: the parser's "expected ':'" that tree-sitter does not say
 /// itself. Bounded: a few dozen parses of a small text.
-fn missing_token(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<SyntaxError> {
-    let (at, tok) = repair(lang, n, text, errors_now)?;
+fn missing_token(lang: Lang, n: Node, text: &str) -> Option<SyntaxError> {
+    let (at, tok) = repair(lang, n, text)?;
     // Underline the character before the gap.
     let start = text[..at].char_indices().next_back().map_or(at, |(i, _)| i);
     Some(SyntaxError { start, end: at, message: format!("expected '{tok}'") })
 }
 
 /// The insertion [`missing_token`] finds: where, and which token.
-fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, &'static str)> {
+fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
     if text.len() > REPAIR_MAX_BYTES {
         return None;
     }
     let mut parser = super::parse::new_parser(lang)?;
-    let in_node = super::checks::count_errors_in(n);
+    // The errors elsewhere, which an insertion here may leave as they are.
+    let others: Vec<usize> = match super::parse::parse_str(lang, text) {
+        Some(t) => super::checks::error_starts(&t).into_iter().filter(|&b| b < n.start_byte() || b > n.end_byte()).collect(),
+        None => return None,
+    };
     let mut best: Option<(usize, usize, &'static str)> = None;
     let mut at = n.start_byte();
     for _ in 0..REPAIR_LINES {
@@ -182,10 +186,11 @@ fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, 
                 t.push_str(tok);
                 t.push_str(&text[code_end..]);
                 let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
-                let errs = super::checks::count_errors(&tree);
                 // Every error of this node gone, and nothing new.
-                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
-                    best = Some((errs, code_end, tok));
+                if let Some(errs) = repaired_errors(&tree, code_end, tok.len(), &others) {
+                    if best.is_none_or(|b| errs < b.0) {
+                        best = Some((errs, code_end, tok));
+                    }
                 }
             }
         }
@@ -212,9 +217,10 @@ fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, 
             for tok in ["}", ")", "]"] {
                 let t = format!("{}{tok}{}", &text[..code_end], &text[code_end..]);
                 let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
-                let errs = super::checks::count_errors(&tree);
-                if errs + in_node <= errors_now && best.is_none_or(|b| errs < b.0) {
-                    best = Some((errs, code_end, tok));
+                if let Some(errs) = repaired_errors(&tree, code_end, tok.len(), &others) {
+                    if best.is_none_or(|b| errs < b.0) {
+                        best = Some((errs, code_end, tok));
+                    }
                 }
             }
             if best.is_some() {
@@ -223,6 +229,19 @@ fn repair(lang: Lang, n: Node, text: &str, errors_now: usize) -> Option<(usize, 
         }
     }
     best.map(|(_, at, tok)| (at, tok))
+}
+
+/// The error count of a text repaired by inserting `len` bytes at `at`, if
+/// every error it has was already there outside the repaired node.
+fn repaired_errors(tree: &tree_sitter::Tree, at: usize, len: usize, others: &[usize]) -> Option<usize> {
+    let now = super::checks::error_starts(tree);
+    let mut pool = others.to_vec();
+    for b in &now {
+        let old = if *b >= at + len { b - len } else { *b };
+        let i = pool.iter().position(|&o| o == old)?;
+        pool.swap_remove(i);
+    }
+    Some(now.len())
 }
 
 /// The outermost ERROR nodes of a tree, in order, at most `max`.
@@ -260,11 +279,10 @@ fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(
     if text.len() > REPAIR_MAX_BYTES {
         return None;
     }
-    let errors_now = super::checks::count_errors(&p.tree);
     // The error whose repair is this diagnostic (as syntax_errors found it).
     let (at, tok) = outer_errors(p, REPAIRED_ERRORS)
         .into_iter()
-        .filter_map(|n| repair(p.lang, n, text, errors_now))
+        .filter_map(|n| repair(p.lang, n, text))
         .find(|&(at, _)| at >= start && at <= end.max(start + 1))?;
     let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
     let tree = super::parse::parse_str(p.lang, &fixed)?;
@@ -284,7 +302,6 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
     if !root.has_error() {
         return out;
     }
-    let errors_now = super::checks::count_errors(&p.tree);
     let mut cursor = root.walk();
     loop {
         let node = cursor.node();
@@ -294,7 +311,7 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
             out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
             descend = false;
         } else if node.is_error() {
-            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text, errors_now) } else { None };
+            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text) } else { None };
             out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
             descend = false;
         }
