@@ -1,49 +1,19 @@
-use tree_sitter::Tree;
+use tree_sitter::{Node, Tree};
 
 use super::lang::Lang;
 use super::parse::{ONE_SHOT_PARSE_BUDGET, new_parser, parse_str, parse_str_with};
 
-/// Number of ERROR and MISSING nodes in a tree. Subtrees without errors are
-/// skipped (`has_error`), so this is cheap on mostly-valid code.
-pub(crate) fn count_errors(tree: &Tree) -> usize {
-    count_errors_in(tree.root_node())
-}
-
-/// Start bytes of the ERROR and MISSING nodes of a tree, in order.
-pub(crate) fn error_starts(tree: &Tree) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut cursor = tree.walk();
-    loop {
-        let node = cursor.node();
-        if node.is_error() || node.is_missing() {
-            out.push(node.start_byte());
-        }
-        if node.has_error() && cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return out;
-            }
-        }
-    }
-}
-
-/// ERROR and MISSING nodes in the subtree of `root`, itself included.
-pub(crate) fn count_errors_in(root: tree_sitter::Node) -> usize {
+/// Pre-order walk of `root` and the nodes under it, entering only
+/// subtrees that hold errors (`has_error`), so it is cheap on mostly-valid
+/// code. `visit` sees each node and says whether to go into it (it is only
+/// asked to for nodes with errors); returning `None` ends the walk.
+/// Iterative: no stack overflow on deeply nested error trees.
+pub(crate) fn walk_errors<'t>(root: Node<'t>, mut visit: impl FnMut(Node<'t>) -> Option<bool>) {
     let mut cursor = root.walk();
-    let mut count = 0;
-    // Iterative pre-order walk: no recursion, so no stack overflow on deeply
-    // nested error trees.
     loop {
         let node = cursor.node();
-        if node.is_error() || node.is_missing() {
-            count += 1;
-        }
-        if node.has_error() && cursor.goto_first_child() {
+        let Some(enter) = visit(node) else { return };
+        if enter && node.has_error() && cursor.goto_first_child() {
             continue;
         }
         loop {
@@ -51,10 +21,27 @@ pub(crate) fn count_errors_in(root: tree_sitter::Node) -> usize {
                 break;
             }
             if !cursor.goto_parent() || cursor.node() == root {
-                return count;
+                return;
             }
         }
     }
+}
+
+/// Number of ERROR and MISSING nodes in a tree.
+pub(crate) fn count_errors(tree: &Tree) -> usize {
+    error_starts(tree).len()
+}
+
+/// Start bytes of the ERROR and MISSING nodes of a tree, in order.
+pub(crate) fn error_starts(tree: &Tree) -> Vec<usize> {
+    let mut out = Vec::new();
+    walk_errors(tree.root_node(), |n| {
+        if n.is_error() || n.is_missing() {
+            out.push(n.start_byte());
+        }
+        Some(true)
+    });
+    out
 }
 
 /// Counts ERROR and MISSING nodes in `text`. Returns 0 when the text is not

@@ -4,6 +4,7 @@
 use tree_sitter::Node;
 
 use super::lang::Lang;
+use super::checks::walk_errors;
 use super::parse::Parsed;
 
 /// One syntax error: a byte range of the text and a short message.
@@ -247,29 +248,14 @@ fn repaired_errors(tree: &tree_sitter::Tree, at: usize, len: usize, others: &[us
 /// The outermost ERROR nodes of a tree, in order, at most `max`.
 fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
     let mut out = Vec::new();
-    let mut cursor = p.tree.root_node().walk();
-    loop {
-        let n = cursor.node();
-        let mut descend = n.has_error();
-        if n.is_error() {
-            out.push(n);
-            descend = false;
-            if out.len() >= max {
-                return out;
-            }
+    walk_errors(p.tree.root_node(), |n| {
+        if !n.is_error() {
+            return Some(true);
         }
-        if descend && cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return out;
-            }
-        }
-    }
+        out.push(n);
+        (out.len() < max).then_some(false)
+    });
+    out
 }
 
 /// For a diagnostic at an ERROR node that one inserted token repairs: the
@@ -298,41 +284,23 @@ fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(
 /// per MISSING node, in text order, at most `max`.
 pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
     let mut out = Vec::new();
-    let root = p.tree.root_node();
-    if !root.has_error() {
+    if max == 0 {
         return out;
     }
-    let mut cursor = root.walk();
-    loop {
-        let node = cursor.node();
-        let mut descend = node.has_error();
+    walk_errors(p.tree.root_node(), |node| {
         if node.is_missing() {
             let at = node.start_byte().min(text.len());
             out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
-            descend = false;
         } else if node.is_error() {
             let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text) } else { None };
             out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
-            descend = false;
+        } else {
+            return Some(true);
         }
-        if out.len() >= max {
-            break;
-        }
-        if descend && cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                out.sort_by_key(|e| (e.start, e.end));
-                out.dedup_by(|a, b| a.start == b.start && a.message == b.message);
-                return out;
-            }
-        }
-    }
+        (out.len() < max).then_some(false)
+    });
     out.sort_by_key(|e| (e.start, e.end));
+    out.dedup_by(|a, b| a.start == b.start && a.message == b.message);
     out
 }
 
@@ -373,29 +341,17 @@ fn line_aligned_ancestor<'t>(text: &str, mut n: Node<'t>) -> Option<Node<'t>> {
 /// caused before it); for a MISSING node, the node that lacks it.
 fn error_anchors<'t>(p: &'t Parsed, start: usize, end: usize) -> Vec<Node<'t>> {
     let mut out = Vec::new();
-    let mut cursor = p.tree.root_node().walk();
-    loop {
-        let n = cursor.node();
+    walk_errors(p.tree.root_node(), |n| {
         let touches = n.start_byte() <= end && n.end_byte() >= start;
-        let mut descend = n.has_error() && touches;
         if touches && (n.is_error() || n.is_missing()) {
             if let Some(parent) = n.parent() {
                 out.push(if parent.parent().is_some() { parent } else { n });
             }
-            descend = false;
+            return Some(false);
         }
-        if descend && cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return out;
-            }
-        }
-    }
+        Some(touches)
+    });
+    out
 }
 
 /// Lines beyond which a top-level ERROR node is not taken as a fix region.
