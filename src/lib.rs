@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod bench;
 pub mod bench_lsp;
+pub mod bench_actions;
 pub mod complete;
 pub mod config;
 pub mod documents;

@@ -77,8 +77,11 @@ enum Cmd {
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
     Bench {
-        /// `lsp` for the language-server benchmark.
+        /// `lsp` for the language-server benchmark, `actions` for code-action listing.
         what: Option<String>,
+        /// For `actions`: a source file with syntax errors (default: a generated 60 KB Python file).
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         colds: usize,
         #[arg(long, default_value_t = 20)]
@@ -276,7 +279,13 @@ fn run(cli: Cli) -> Result<()> {
             let opts = wick::bench_lsp::LspBenchOptions { model: model.model, device, colds, keystrokes, context_tokens: 2600 };
             wick::bench_lsp::run(&bin, &opts)
         }
-        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, or nothing for the engine)"),
+        Cmd::Bench { what: Some(w), file, .. } if w == "actions" => {
+            let report = wick::bench_actions::run(file.as_deref(), 5)?;
+            use std::io::Write;
+            std::io::stdout().lock().write_all(wick::bench_actions::print(&report).as_bytes())?;
+            Ok(())
+        }
+        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, actions, or nothing for the engine)"),
         Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, latency, .. } => {
             set_threads(model.threads);
             let path = wick::models::resolve(model.model.as_deref())?;

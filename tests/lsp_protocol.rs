@@ -225,3 +225,24 @@ fn a_missing_model_is_reported_with_the_fetch_command() {
     assert_eq!(items(&r).len(), 0);
     assert!(c.shutdown().success());
 }
+
+#[test]
+fn an_unusable_device_falls_back_to_the_cpu_with_a_warning() {
+    // A build without the `cuda` feature, or a machine without a driver:
+    // the server says why in one line and completes on the CPU.
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
+    c.initialize(caps_with_progress(), json!({"device": "cuda", "maxTokens": 4, "multiline": "always"}));
+    let cuda_here = cfg!(feature = "cuda") && wick::device::parse("cuda").is_ok();
+    if !cuda_here {
+        let msg = c.wait_notification(LONG, |v| v["method"] == "window/showMessage").expect("a warning");
+        assert_eq!(msg["params"]["type"], 2, "a warning: {msg}");
+        let text = msg["params"]["message"].as_str().unwrap();
+        assert!(text.contains("cuda") && text.contains("CPU") && !text.contains('\n'), "{text}");
+    }
+    c.wait_model();
+    c.open("file:///t/dev.py", "python", "def f(x):\n    return ");
+    let r = complete(&mut c, "file:///t/dev.py", 1, 11);
+    assert!(!items(&r).is_empty(), "{r}");
+    assert!(c.shutdown().success());
+}

@@ -106,13 +106,20 @@ fn errors_within(errs: &[syntax::SyntaxError], s: usize, e: usize) -> usize {
 
 /// Chooses the region for a fix.
 pub fn plan_fix(req: &FixRequest, parsed: Option<&Parsed>) -> Result<FixPlan, FixError> {
+    let analysis = parsed.map(|p| syntax::Analysis::new(p, req.text));
+    plan_fix_with(req, parsed.zip(analysis.as_ref()))
+}
+
+/// [`plan_fix`] with the text's parse and its [`syntax::Analysis`], as a
+/// server keeps them per document version.
+pub fn plan_fix_with(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysis)>) -> Result<FixPlan, FixError> {
     let text = req.text;
     if req.start > text.len() || req.end > text.len() || req.start > req.end {
         return Err(FixError::OutOfRange);
     }
     let (s, e) = (floor_char(text, req.start), floor_char(text, req.end));
     let (start, end) = match parsed {
-        Some(p) => syntax::fix_region(p, text, s, e, MAX_REGION_BYTES).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?,
+        Some((p, a)) => syntax::fix_region_with(p, text, s, e, MAX_REGION_BYTES, a).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?,
         None => {
             let r = (line_start(text, s), line_end(text, e.saturating_sub(usize::from(e > s))));
             if r.1 - r.0 > MAX_REGION_BYTES {
@@ -121,17 +128,17 @@ pub fn plan_fix(req: &FixRequest, parsed: Option<&Parsed>) -> Result<FixPlan, Fi
             r
         }
     };
-    let errs = parsed.map(|p| syntax::syntax_errors(p, text, 1000)).unwrap_or_default();
+    let errs: &[syntax::SyntaxError] = parsed.map_or(&[], |(_, a)| &a.errors);
     // The diagnostic is a syntax error, or sits in code that has one: the
     // fix must leave the region parsing.
-    let is_syntax = errs.iter().any(|x| x.start <= e && x.end >= s) || errors_within(&errs, start, end) > 0;
+    let is_syntax = errs.iter().any(|x| x.start <= e && x.end >= s) || errors_within(errs, start, end) > 0;
     // Another server's diagnostic (indentation, a name, a type) may need the
     // code around the statement: one level more, when it fits.
     let (start, end) = match parsed {
-        Some(p) if !is_syntax => syntax::widen_region(p, text, start, end, MAX_REGION_BYTES).unwrap_or((start, end)),
+        Some((p, _)) if !is_syntax => syntax::widen_region(p, text, start, end, MAX_REGION_BYTES).unwrap_or((start, end)),
         _ => (start, end),
     };
-    Ok(FixPlan { start, end, errors_total: errs.len(), errors_in_region: errors_within(&errs, start, end), is_syntax })
+    Ok(FixPlan { start, end, errors_total: errs.len(), errors_in_region: errors_within(errs, start, end), is_syntax })
 }
 
 /// The lines before and after the region shown as context.

@@ -4,6 +4,7 @@
 use super::*;
 use crate::actions::run::ActionOptions;
 use crate::actions::{self, FixError, FixRequest, LineEdit};
+use crate::syntax::Analysis;
 use serde_json::{json, Value};
 
 /// Quiet time after an edit before the document's syntax errors are published.
@@ -44,11 +45,13 @@ impl Backend {
                 return;
             }
             let Ok(snap) = lock(&st.docs).snapshot(&key, enc) else { return };
-            let work = tokio::task::spawn_blocking(move || {
-                let diags = syntax_diagnostics(&snap, enc);
-                (diags, snap.version)
-            });
-            let Ok((diags, version)) = work.await else { return };
+            let Some(analysis) = analysis_of(&st, &snap).await else {
+                return;
+            };
+            let version = snap.version;
+            let Ok(diags) = tokio::task::spawn_blocking(move || syntax_diagnostics(&snap, &analysis, enc)).await else {
+                return;
+            };
             // Superseded by a newer edit, or closed meanwhile.
             if lock(&st.diag_seq).get(&key) != Some(&n) {
                 return;
@@ -73,7 +76,9 @@ impl Backend {
         };
         let mut out: Vec<CodeActionOrCommand> = Vec::new();
         let text = snap.rope.to_string();
-        if wants(&CodeActionKind::QUICKFIX) {
+        let fixes_wanted = wants(&CodeActionKind::QUICKFIX) && !params.context.diagnostics.is_empty();
+        let analysis = if fixes_wanted { analysis_of(&self.st, &snap).await } else { None };
+        if fixes_wanted {
             for d in &params.context.diagnostics {
                 let Some((start, end)) = byte_range(&snap.rope, &d.range, enc) else { continue };
                 let req = FixRequest {
@@ -84,7 +89,7 @@ impl Backend {
                     end,
                     message: &d.message,
                 };
-                let disabled = match actions::plan_fix(&req, snap.parsed.as_ref()) {
+                let disabled = match actions::plan_fix_with(&req, snap.parsed.as_ref().zip(analysis.as_deref())) {
                     Ok(_) => None,
                     Err(e) => Some(CodeActionDisabled { reason: e.to_string() }),
                 };
@@ -220,21 +225,43 @@ fn byte_range(rope: &Rope, r: &Range, enc: Encoding) -> Option<(usize, usize)> {
     (a <= b).then(|| (rope.char_to_byte(a), rope.char_to_byte(b)))
 }
 
-/// The document's syntax errors as LSP diagnostics.
-fn syntax_diagnostics(snap: &documents::Snapshot, enc: Encoding) -> Vec<Diagnostic> {
-    let Some(parsed) = snap.parsed.as_ref() else { return Vec::new() };
+/// The syntax analysis of a snapshot: the one kept for its version, or
+/// computed (off the async threads) and kept. None for a document without
+/// a grammar.
+async fn analysis_of(st: &Arc<State>, snap: &documents::Snapshot) -> Option<Arc<Analysis>> {
+    let parsed = snap.parsed.clone()?;
+    let len = snap.rope.len_bytes();
+    if let Some((v, l, a)) = lock(&st.analyses).get(&snap.uri) {
+        if *v == snap.version && *l == len {
+            return Some(a.clone());
+        }
+    }
     let text = snap.rope.to_string();
+    let a = Arc::new(tokio::task::spawn_blocking(move || Analysis::new(&parsed, &text)).await.ok()?);
+    // Keep it unless the document moved on (or closed) meanwhile.
+    let current = lock(&st.docs).latest_version(&snap.uri) == Some(snap.version);
+    if current {
+        lock(&st.analyses).insert(snap.uri.clone(), (snap.version, len, a.clone()));
+    }
+    Some(a)
+}
+
+/// The document's syntax errors as LSP diagnostics.
+fn syntax_diagnostics(snap: &documents::Snapshot, analysis: &Analysis, enc: Encoding) -> Vec<Diagnostic> {
+    let len = snap.rope.len_bytes();
     let pos = |b: usize| {
-        let p = documents::pos_of(&snap.rope, snap.rope.byte_to_char(b.min(text.len())), enc);
+        let p = documents::pos_of(&snap.rope, snap.rope.byte_to_char(b.min(len)), enc);
         Position::new(p.line, p.col)
     };
-    crate::syntax::syntax_errors(parsed, &text, MAX_DIAGNOSTICS)
-        .into_iter()
+    analysis
+        .errors
+        .iter()
+        .take(MAX_DIAGNOSTICS)
         .map(|e| Diagnostic {
             range: Range::new(pos(e.start), pos(e.end)),
             severity: Some(DiagnosticSeverity::ERROR),
             source: Some("wick".into()),
-            message: e.message,
+            message: e.message.clone(),
             ..Default::default()
         })
         .collect()

@@ -59,7 +59,14 @@ struct State {
     /// a completion and an inline completion for the same place share it
     /// instead of superseding each other.
     inflight: Mutex<HashMap<String, InFlight>>,
+    /// Each open document's syntax analysis (its errors and their repairs),
+    /// for the version and length it was computed on: diagnostics compute
+    /// it, code actions reuse it (editors ask for them on every cursor move).
+    analyses: Mutex<HashMap<String, KeptAnalysis>>,
 }
+
+/// A document's syntax analysis, with the version and length it is of.
+type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);
 
 /// A suggestion being computed: for this document version and position.
 type InFlight = (Option<i32>, Position, SharedSuggestion);
@@ -154,16 +161,11 @@ impl Backend {
         if lock(&self.st.loaded).as_ref() == Some(&(path.clone(), device_spec.clone())) {
             return;
         }
-        let device = match crate::device::parse(&device_spec) {
-            Ok(d) => d,
-            Err(e) => {
-                self.status("error", "", &e.to_string()).await;
-                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
-                    self.show(MessageType::ERROR, format!("wick: {e}")).await;
-                }
-                return;
-            }
-        };
+        let (device, warning) = crate::device::open_or_cpu(&device_spec);
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+            self.show(MessageType::WARNING, format!("wick: {w}")).await;
+        }
         if let Some(n) = cfg.threads {
             crate::engine::kernels::set_threads(n);
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -612,6 +614,7 @@ impl LanguageServer for Backend {
     async fn did_open(&self, p: DidOpenTextDocumentParams) {
         let d = p.text_document;
         lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+        lock(&self.st.analyses).remove(d.uri.as_str());
         self.schedule_diagnostics(d.uri, 0);
     }
 
@@ -640,6 +643,7 @@ impl LanguageServer for Backend {
         lock(&self.st.last).remove(&uri);
         lock(&self.st.seq).remove(&uri);
         lock(&self.st.diag_seq).remove(&uri);
+        lock(&self.st.analyses).remove(&uri);
         self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
     }
 

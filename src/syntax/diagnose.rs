@@ -70,9 +70,26 @@ fn leaves<'t>(n: Node<'t>, out: &mut Vec<Node<'t>>, limit: usize) {
 
 /// Describes an ERROR node: an unclosed bracket or string if it holds one,
 /// else the first unexpected token.
+/// Tokens of an ERROR node looked at for quotes and brackets.
+const ERROR_LEAVES: usize = 4096;
+
+/// The ERROR node to report for an outermost one. When a parser's recovery
+/// wraps much of the file (tree-sitter-python, after a `def` without its
+/// ':', makes one ERROR of the whole module, with the valid definitions
+/// and the cascade inside), the first ERROR nested in it is where the
+/// trouble starts.
+fn focus(mut n: Node) -> Node {
+    while n.end_position().row - n.start_position().row > SPRAWL_LINES {
+        let mut c = n.walk();
+        let Some(inner) = n.children(&mut c).find(|k| k.is_error()) else { break };
+        n = inner;
+    }
+    n
+}
+
 fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
     let mut toks = Vec::new();
-    leaves(n, &mut toks, 4096);
+    leaves(n, &mut toks, ERROR_LEAVES);
     // A quote token, or a line that ends inside an unterminated literal.
     for t in &toks {
         let s = node_text(t, text);
@@ -97,7 +114,8 @@ fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
             }
         }
     }
-    if let Some((t, _)) = stack.first() {
+    // Only when every token was seen: a cut-off list ends inside some call.
+    if let Some((t, _)) = stack.first().filter(|_| toks.len() < ERROR_LEAVES) {
         return SyntaxError {
             start: t.start_byte(),
             end: t.end_byte(),
@@ -157,8 +175,8 @@ const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
 /// of its first lines, leaves fewer errors in the text than any other such
 /// insertion: the parser's "expected ':'" that tree-sitter does not say
 /// itself. Bounded: a few dozen parses of a small text.
-fn missing_token(lang: Lang, n: Node, text: &str) -> Option<SyntaxError> {
-    let (at, tok) = repair(lang, n, text)?;
+fn missing_token(n: Node, text: &str, memo: &mut RepairMemo) -> Option<SyntaxError> {
+    let (at, tok) = memo.repair(n, text)?;
     // Underline the character before the gap.
     let start = text[..at].char_indices().next_back().map_or(at, |(i, _)| i);
     Some(SyntaxError { start, end: at, message: format!("expected '{tok}'") })
@@ -172,7 +190,7 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
     let mut parser = super::parse::new_parser(lang)?;
     // The errors elsewhere, which an insertion here may leave as they are.
     let others: Vec<usize> = match super::parse::parse_str(lang, text) {
-        Some(t) => super::checks::error_starts(&t).into_iter().filter(|&b| b < n.start_byte() || b > n.end_byte()).collect(),
+        Some(t) => error_places(&t).into_iter().filter(|&(b, _)| b < n.start_byte() || b > n.end_byte()).map(|(_, row)| row).collect(),
         None => return None,
     };
     let mut best: Option<(usize, usize, &'static str)> = None;
@@ -188,7 +206,7 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
                 t.push_str(&text[code_end..]);
                 let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
                 // Every error of this node gone, and nothing new.
-                if let Some(errs) = repaired_errors(&tree, code_end, tok.len(), &others) {
+                if let Some(errs) = repaired_errors(&tree, &others) {
                     if best.is_none_or(|b| errs < b.0) {
                         best = Some((errs, code_end, tok));
                     }
@@ -218,7 +236,7 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
             for tok in ["}", ")", "]"] {
                 let t = format!("{}{tok}{}", &text[..code_end], &text[code_end..]);
                 let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
-                if let Some(errs) = repaired_errors(&tree, code_end, tok.len(), &others) {
+                if let Some(errs) = repaired_errors(&tree, &others) {
                     if best.is_none_or(|b| errs < b.0) {
                         best = Some((errs, code_end, tok));
                     }
@@ -232,17 +250,92 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
     best.map(|(_, at, tok)| (at, tok))
 }
 
-/// The error count of a text repaired by inserting `len` bytes at `at`, if
-/// every error it has was already there outside the repaired node.
-fn repaired_errors(tree: &tree_sitter::Tree, at: usize, len: usize, others: &[usize]) -> Option<usize> {
-    let now = super::checks::error_starts(tree);
+/// Start bytes and rows of a tree's ERROR and MISSING nodes.
+fn error_places(tree: &tree_sitter::Tree) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    walk_errors(tree.root_node(), |n| {
+        if n.is_error() || n.is_missing() {
+            out.push((n.start_byte(), n.start_position().row));
+        }
+        Some(true)
+    });
+    out
+}
+
+/// The error count of a repaired text (one token inserted, so rows are
+/// unchanged), if every error it has is on the row of an error that was
+/// already there outside the repaired node (recovery may start it at
+/// another token of that line).
+fn repaired_errors(tree: &tree_sitter::Tree, others: &[usize]) -> Option<usize> {
+    let now = error_places(tree);
     let mut pool = others.to_vec();
-    for b in &now {
-        let old = if *b >= at + len { b - len } else { *b };
-        let i = pool.iter().position(|&o| o == old)?;
+    for (_, row) in &now {
+        let i = pool.iter().position(|o| o == row)?;
         pool.swap_remove(i);
     }
     Some(now.len())
+}
+
+/// [`repair`] results per ERROR node (by byte range) of one parsed text:
+/// the diagnostics and the fix region ask about the same nodes.
+/// Where a token goes, and which.
+type TokenAt = (usize, &'static str);
+
+struct RepairMemo {
+    lang: Lang,
+    found: Vec<((usize, usize), Option<TokenAt>)>,
+}
+
+impl RepairMemo {
+    fn new(lang: Lang) -> Self {
+        RepairMemo { lang, found: Vec::new() }
+    }
+
+    fn repair(&mut self, n: Node, text: &str) -> Option<(usize, &'static str)> {
+        let key = (n.start_byte(), n.end_byte());
+        if let Some((_, r)) = self.found.iter().find(|(k, _)| *k == key) {
+            return *r;
+        }
+        let r = repair(self.lang, n, text);
+        self.found.push((key, r));
+        r
+    }
+}
+
+/// What the syntax-error search finds in one version of a text: its errors
+/// (as [`syntax_errors`] lists them, up to 1,000) and the token insertions
+/// that repair its first ERROR nodes. Computing it costs up to a few
+/// hundred reparses of the text, so a server keeps one per document
+/// version for diagnostics and code actions alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    pub errors: Vec<SyntaxError>,
+    repairs: Vec<Repair>,
+}
+
+/// Errors an [`Analysis`] lists at most.
+pub const ANALYSIS_MAX_ERRORS: usize = 1000;
+
+impl Analysis {
+    pub fn new(p: &Parsed, text: &str) -> Self {
+        let mut memo = RepairMemo::new(p.lang);
+        let errors = errors_with(p, text, ANALYSIS_MAX_ERRORS, &mut memo);
+        let repairs = repairs_with(p, text, &mut memo);
+        Analysis { errors, repairs }
+    }
+}
+
+/// The repairs [`repaired_region`] looks among: those of the first ERROR
+/// nodes, in order.
+fn repairs_with(p: &Parsed, text: &str, memo: &mut RepairMemo) -> Vec<Repair> {
+    if text.len() > REPAIR_MAX_BYTES {
+        return Vec::new();
+    }
+    outer_errors(p, REPAIRED_ERRORS)
+        .into_iter()
+        .filter_map(|n| memo.repair(n, text))
+        .map(|(at, tok)| Repair { at, region: repaired_lines(p.lang, text, at, tok) })
+        .collect()
 }
 
 /// The outermost ERROR nodes of a tree, in order, at most `max`.
@@ -252,26 +345,24 @@ fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
         if !n.is_error() {
             return Some(true);
         }
-        out.push(n);
+        out.push(focus(n));
         (out.len() < max).then_some(false)
     });
     out
 }
 
-/// For a diagnostic at an ERROR node that one inserted token repairs: the
-/// lines of the smallest whole-line node around the insertion in the
-/// repaired text (a clean tree), in the original text's offsets.
-fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
-    if text.len() > REPAIR_MAX_BYTES {
-        return None;
-    }
-    // The error whose repair is this diagnostic (as syntax_errors found it).
-    let (at, tok) = outer_errors(p, REPAIRED_ERRORS)
-        .into_iter()
-        .filter_map(|n| repair(p.lang, n, text))
-        .find(|&(at, _)| at >= start && at <= end.max(start + 1))?;
+/// A token insertion that repairs an ERROR node, and the lines of the
+/// smallest whole-line node around it in the repaired text (a clean tree),
+/// in the original text's offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Repair {
+    at: usize,
+    region: Option<(usize, usize)>,
+}
+
+fn repaired_lines(lang: Lang, text: &str, at: usize, tok: &str) -> Option<(usize, usize)> {
     let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
-    let tree = super::parse::parse_str(p.lang, &fixed)?;
+    let tree = super::parse::parse_str(lang, &fixed)?;
     let node = tree.root_node().descendant_for_byte_range(at, at + tok.len())?;
     let a = line_aligned_ancestor(&fixed, node)?;
     let back = |b: usize| if b > at { b - tok.len() } else { b };
@@ -280,9 +371,20 @@ fn repaired_region(p: &Parsed, text: &str, start: usize, end: usize) -> Option<(
     Some((lo, hi))
 }
 
+/// For a diagnostic at an ERROR node that one inserted token repairs: the
+/// region of that repair.
+fn repaired_region(start: usize, end: usize, repairs: &[Repair]) -> Option<(usize, usize)> {
+    // The error whose repair is this diagnostic (as syntax_errors found it).
+    repairs.iter().find(|r| r.at >= start && r.at <= end.max(start + 1))?.region
+}
+
 /// Syntax errors of a parsed text: one per ERROR node (not nested) and one
 /// per MISSING node, in text order, at most `max`.
 pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
+    errors_with(p, text, max, &mut RepairMemo::new(p.lang))
+}
+
+fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec<SyntaxError> {
     let mut out = Vec::new();
     if max == 0 {
         return out;
@@ -292,7 +394,8 @@ pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
             let at = node.start_byte().min(text.len());
             out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
         } else if node.is_error() {
-            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(p.lang, node, text) } else { None };
+            let node = focus(node);
+            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(node, text, memo) } else { None };
             out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
         } else {
             return Some(true);
@@ -364,12 +467,29 @@ const SPRAWL_LINES: usize = 12;
 /// offsets of whole lines: the end is after the last line's '\n'. None when
 /// the region would exceed `max_bytes`.
 pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
+    let repairs = repairs_with(p, text, &mut RepairMemo::new(p.lang));
+    fix_region_in(p, text, start, end, max_bytes, &repairs)
+}
+
+/// [`fix_region`] with the repairs of an [`Analysis`] of the same text.
+pub fn fix_region_with(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize, a: &Analysis) -> Option<(usize, usize)> {
+    fix_region_in(p, text, start, end, max_bytes, &a.repairs)
+}
+
+fn fix_region_in(
+    p: &Parsed,
+    text: &str,
+    start: usize,
+    end: usize,
+    max_bytes: usize,
+    repairs: &[Repair],
+) -> Option<(usize, usize)> {
     let start = start.min(text.len());
     let end = end.clamp(start, text.len());
     // The diagnostic's own lines are the least a fix may touch.
     let mut lo = line_start(text, start);
     let mut hi = line_end(text, end.saturating_sub(usize::from(end > start)));
-    if let Some((a, b)) = repaired_region(p, text, start, end) {
+    if let Some((a, b)) = repaired_region(start, end, repairs) {
         let (a, b) = (a.min(lo), b.max(hi));
         return (b > a && b - a <= max_bytes).then_some((a, b));
     }

@@ -22,7 +22,9 @@ pub use context::{
     CursorContext, CursorKind, Definition, cursor_context, definitions, enclosing_scope,
     enclosing_scopes, identifiers_near, imports,
 };
-pub use diagnose::{EmptyBody, SyntaxError, empty_body_at, fix_region, syntax_errors, widen_region};
+pub use diagnose::{
+    ANALYSIS_MAX_ERRORS, Analysis, EmptyBody, SyntaxError, empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region,
+};
 pub use lang::Lang;
 pub use parse::{
     MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, Parsed, SyntaxTree, TREE_PARSE_BUDGET,

@@ -644,6 +644,17 @@ fn corpus_snippets_have_diagnostics_and_regions() {
         if let Some(m) = expected {
             assert_eq!(e.message, m, "{name}");
         }
+        // The analysis a server keeps per version answers exactly as the
+        // searches it saves.
+        let a = super::Analysis::new(&p, &text);
+        assert_eq!(a.errors, super::syntax_errors(&p, &text, super::ANALYSIS_MAX_ERRORS), "{name}");
+        for e in &a.errors {
+            assert_eq!(
+                super::fix_region_with(&p, &text, e.start, e.end, 4000, &a),
+                super::fix_region(&p, &text, e.start, e.end, 4000),
+                "{name}: {e:?}"
+            );
+        }
         seen += 1;
     }
     assert!(seen >= 20, "{seen}");
@@ -670,4 +681,23 @@ fn a_closer_missing_before_the_error_is_found() {
     let (s, e) = super::fix_region(&p, text, errs[0].start, errs[0].end, 4000).unwrap();
     assert!(text[s..e].contains("\t\treturn a\n"), "{:?}", &text[s..e]);
     assert!(!text[s..e].contains("func main"), "{:?}", &text[s..e]);
+}
+
+#[test]
+fn a_missing_colon_in_a_long_python_file_is_found_where_it_is() {
+    // tree-sitter-python wraps the whole module in one ERROR after a `def`
+    // without its ':'; the diagnostic still names the ':' on that line, and
+    // the fix region is that function.
+    let mut text = String::new();
+    for i in 0..20 {
+        let colon = if i == 5 { "" } else { ":" };
+        text.push_str(&format!("def f{i}(x){colon}\n    y = x * {i}\n    for k in range(y):\n        y += k\n    return y\n\n\n"));
+    }
+    let p = Parsed::parse(Lang::Python, &text).unwrap();
+    let errs = super::syntax_errors(&p, &text, 10);
+    let line = |b: usize| text[..b].matches('\n').count() + 1;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((line(errs[0].start), errs[0].message.as_str()), (36, "expected ':'"));
+    let (s, e) = super::fix_region(&p, &text, errs[0].start, errs[0].end, 4000).unwrap();
+    assert_eq!((line(s), line(e - 1)), (36, 40), "{}", &text[s..e]);
 }
