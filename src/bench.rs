@@ -408,3 +408,54 @@ pub fn print_check(device: &Device, rows: &[CheckRow]) {
         );
     }
 }
+
+/// `wick bench switch`: the keystroke that follows a request for another
+/// prompt (a code-action fix, another file), with the KV caches kept per
+/// sequence (the default) and with one cache that every prompt overwrites
+/// (the baseline), in the same run.
+pub fn switch(path: &Path, device: &Device, opts: &LoadOptions, prompt_tokens: usize) -> Result<String> {
+    use crate::engine::{Request, Session};
+    use crate::prompt;
+    use std::sync::atomic::AtomicBool;
+    let mut s = Session::load(path, device, opts).with_context(|| format!("loading {}", path.display()))?;
+    // Real code as the two prompts, cut to about `prompt_tokens` each.
+    let cut = |text: &str| {
+        let mut end = (prompt_tokens * 3).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_string()
+    };
+    let file = cut(include_str!("engine/session.rs"));
+    let other = cut(include_str!("actions/mod.rs"));
+    let no = AtomicBool::new(false);
+    let ask = |s: &mut Session, text: &str, n: usize| {
+        let mut r = Request::new(prompt::prefix_only(text));
+        r.max_tokens = n;
+        r.heal = false;
+        s.generate(&r, &no).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut out = String::new();
+    for spares in [0, crate::engine::session::SPARE_SLOTS] {
+        s.set_spare_slots(spares);
+        let mut times = Vec::new();
+        let mut reused = 0;
+        let mut prompt = 0;
+        ask(&mut s, &file, 1)?;
+        for round in 0..3 {
+            ask(&mut s, &other, 1)?;
+            let typed = format!("{file}{}", " x".repeat(round + 1));
+            let t = Instant::now();
+            let g = ask(&mut s, &typed, 8)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            reused = g.reused_tokens;
+            prompt = g.prompt_tokens;
+        }
+        let label = if spares == 0 { "one KV cache (baseline)" } else { "KV caches per sequence" };
+        out.push_str(&format!(
+            "{label:<26} keystroke after another prompt: {:.0} ms (median of 3), {reused} of {prompt} prompt tokens reused\n",
+            pct(&mut times, 0.5)
+        ));
+    }
+    Ok(out)
+}

@@ -77,7 +77,8 @@ enum Cmd {
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
     Bench {
-        /// `lsp` for the language-server benchmark, `actions` for code-action listing.
+        /// `lsp` for the language-server benchmark, `actions` for code-action listing,
+        /// `switch` for the keystroke after another prompt (KV caches per sequence).
         what: Option<String>,
         /// For `actions`: a source file with syntax errors (default: a generated 60 KB Python file).
         #[arg(long)]
@@ -285,7 +286,17 @@ fn run(cli: Cli) -> Result<()> {
             std::io::stdout().lock().write_all(wick::bench_actions::print(&report).as_bytes())?;
             Ok(())
         }
-        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, actions, or nothing for the engine)"),
+        Cmd::Bench { what: Some(w), model, prompt_tokens, .. } if w == "switch" => {
+            set_threads(model.threads);
+            let path = wick::models::resolve(model.model.as_deref())?;
+            let device = wick::device::parse(&model.device)?;
+            let opts = load_options(&model, &device)?;
+            let report = wick::bench::switch(&path, &device, &opts, prompt_tokens)?;
+            use std::io::Write;
+            std::io::stdout().lock().write_all(report.as_bytes())?;
+            Ok(())
+        }
+        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, actions, switch, or nothing for the engine)"),
         Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, latency, .. } => {
             set_threads(model.threads);
             let path = wick::models::resolve(model.model.as_deref())?;

@@ -279,3 +279,44 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
     assert!(matches!(r, Err(EngineError::NotReady)));
     assert!(slow.wait_ready().is_err());
 }
+
+#[test]
+fn another_prompt_does_not_evict_the_cache_of_the_first() {
+    // A file being typed in, a fix (a chat prompt) in between, another file:
+    // each returns to its own cache, and the answers are those of a cold run.
+    let mut s = session();
+    let no = AtomicBool::new(false);
+    let file = |name: &str, n: usize| {
+        let body: String = (0..n).map(|i| format!("    total_{name} += values[{i}] * {i}\n")).collect();
+        format!("def {name}(values):\n    total_{name} = 0\n{body}    return")
+    };
+    let (a, b, c) = (file("alpha", 40), file("beta", 40), file("gamma", 40));
+    let req = |text: &str| {
+        let mut r = Request::new(prompt::prefix_only(text));
+        r.max_tokens = 3;
+        r
+    };
+    let first = s.generate(&req(&a), &no).unwrap();
+    assert!(first.prompt_tokens > 200, "{}", first.prompt_tokens);
+    let _ = s.generate(&req(&b), &no).unwrap();
+    let _ = s.generate(&req(&c), &no).unwrap();
+    // Back to the first file, typed on: all of it is still cached.
+    let again = s.generate(&req(&format!("{a} t")), &no).unwrap();
+    assert!(again.reused_tokens + 3 >= first.prompt_tokens, "reused {} of {}", again.reused_tokens, first.prompt_tokens);
+    let b2 = s.generate(&req(&b), &no).unwrap();
+    assert!(b2.reused_tokens + 2 >= b2.prompt_tokens, "reused {} of {}", b2.reused_tokens, b2.prompt_tokens);
+    // The third and fourth sequences: the least recently used (c) gave way.
+    let d = s.generate(&req(&file("delta", 40)), &no).unwrap();
+    assert!(d.reused_tokens < 10);
+    let c2 = s.generate(&req(&c), &no).unwrap();
+    assert!(c2.reused_tokens < 10, "c was evicted, reused {}", c2.reused_tokens);
+    // Reused caches give the cold answer.
+    let mut cold = session();
+    let want = cold.generate(&req(&b), &no).unwrap();
+    assert_eq!(b2.text, want.text);
+    assert_eq!(b2.tokens, want.tokens);
+    s.reset();
+    let after = s.generate(&req(&a), &no).unwrap();
+    assert_eq!(after.reused_tokens, 0);
+    assert_eq!(after.text, first.text);
+}

@@ -93,6 +93,13 @@ enum GateUp {
     Stacked(Linear),
 }
 
+/// Every layer's KV cache for one sequence, set aside while the decoder
+/// works on another.
+pub struct CacheSlot {
+    layers: Vec<KvCache>,
+    pos: usize,
+}
+
 /// A preallocated, growable, truncatable KV cache for one layer.
 struct KvCache {
     k: Option<Tensor>,
@@ -308,6 +315,28 @@ impl Decoder {
 
     pub fn clear(&mut self) {
         self.truncate(0);
+    }
+
+    /// An empty KV cache to hold another sequence (see [`Decoder::swap_slot`]).
+    pub fn empty_slot(&self) -> CacheSlot {
+        CacheSlot { layers: self.layers.iter().map(|_| KvCache { k: None, v: None, len: 0, cap: 0 }).collect(), pos: 0 }
+    }
+
+    /// Exchanges the decoder's KV cache with `slot`: the decoder continues
+    /// the slot's sequence, and the slot keeps the one it had. No copies.
+    pub fn swap_slot(&mut self, slot: &mut CacheSlot) {
+        for (l, c) in self.layers.iter_mut().zip(&mut slot.layers) {
+            std::mem::swap(&mut l.cache, c);
+        }
+        std::mem::swap(&mut self.pos, &mut slot.pos);
+    }
+
+    /// Frees a slot's memory.
+    pub fn drop_slot(slot: &mut CacheSlot) {
+        for c in &mut slot.layers {
+            *c = KvCache { k: None, v: None, len: 0, cap: 0 };
+        }
+        slot.pos = 0;
     }
 
     /// Runs `tokens` at the end of the cached sequence and returns the logits

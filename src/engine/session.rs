@@ -2,7 +2,7 @@
 //! holds: generation with reuse of the longest shared prefix, stop rules,
 //! a wall-clock budget, cancellation between tokens and token healing.
 
-use super::decoder::{Decoder, DecoderError, LoadOptions};
+use super::decoder::{CacheSlot, Decoder, DecoderError, LoadOptions};
 use super::sampling::{sample, Sampling};
 use crate::models::gguf::GgufFile;
 use crate::models::tokenizer::Tokenizer;
@@ -132,6 +132,30 @@ pub struct Session {
     /// Greedy decoding takes the argmax where the logits are (GPUs: 4 bytes
     /// back per token instead of the whole row).
     argmax_on_device: bool,
+    /// KV caches of other sequences, set aside: a code-action fix or another
+    /// file's completion does not throw away the cache of the file being
+    /// typed in, whose next keystroke would prefill cold.
+    spares: Vec<Spare>,
+    spare_slots: usize,
+    /// Request counter, and when the active cache was last used.
+    clock: u64,
+    active_used: u64,
+}
+
+struct Spare {
+    cached: Vec<u32>,
+    slot: CacheSlot,
+    used: u64,
+}
+
+/// KV caches kept besides the active one, by default.
+pub const SPARE_SLOTS: usize = 2;
+/// A cache is set aside rather than overwritten when a prompt would discard
+/// at least this many of its tokens, and most of them.
+const SLOT_KEEP_MIN_TOKENS: usize = 64;
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl Session {
@@ -169,7 +193,19 @@ impl Session {
             }
         }
         let argmax_on_device = !decoder.device().is_cpu();
-        Session { decoder, tokenizer, family, cached: Vec::new(), stop_ids, path, argmax_on_device }
+        Session {
+            decoder,
+            tokenizer,
+            family,
+            cached: Vec::new(),
+            stop_ids,
+            path,
+            argmax_on_device,
+            spares: Vec::new(),
+            spare_slots: SPARE_SLOTS,
+            clock: 0,
+            active_used: 0,
+        }
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -232,6 +268,46 @@ impl Session {
     pub fn reset(&mut self) {
         self.cached.clear();
         self.decoder.clear();
+        for s in &mut self.spares {
+            Decoder::drop_slot(&mut s.slot);
+        }
+        self.spares.clear();
+    }
+
+    /// How many KV caches are kept besides the active one (0: one cache,
+    /// overwritten by every other prompt; benchmarks compare).
+    pub fn set_spare_slots(&mut self, n: usize) {
+        self.spare_slots = n;
+        self.reset();
+    }
+
+    /// Makes the KV cache that holds most of `ids` the active one. When the
+    /// prompt would discard most of the active cache (another file, a fix),
+    /// that cache is set aside and the least recently used spare is taken.
+    fn choose_slot(&mut self, ids: &[u32]) {
+        self.clock += 1;
+        let here = common_prefix(&self.cached, ids);
+        let best = self.spares.iter().enumerate().map(|(i, s)| (common_prefix(&s.cached, ids), i)).max();
+        let lost = self.cached.len() - here;
+        let target = match best {
+            Some((n, i)) if n > here => Some(i),
+            _ if lost >= SLOT_KEEP_MIN_TOKENS && here < self.cached.len() / 2 => {
+                if self.spares.len() < self.spare_slots {
+                    self.spares.push(Spare { cached: Vec::new(), slot: self.decoder.empty_slot(), used: 0 });
+                    Some(self.spares.len() - 1)
+                } else {
+                    self.spares.iter().enumerate().min_by_key(|(_, s)| s.used).map(|(i, _)| i)
+                }
+            }
+            _ => None,
+        };
+        if let Some(i) = target {
+            let sp = &mut self.spares[i];
+            self.decoder.swap_slot(&mut sp.slot);
+            std::mem::swap(&mut self.cached, &mut sp.cached);
+            sp.used = self.active_used;
+        }
+        self.active_used = self.clock;
     }
 
     pub fn generate(&mut self, req: &Request, cancel: &AtomicBool) -> Result<Generation, EngineError> {
@@ -256,8 +332,9 @@ impl Session {
             return Err(EngineError::PromptTooLong { prompt: ids.len(), max_tokens: req.max_tokens, limit });
         }
 
-        // Reuse the longest prefix the cache already holds.
-        let mut common = self.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        // Reuse the longest prefix a cache already holds.
+        self.choose_slot(&ids);
+        let mut common = common_prefix(&self.cached, &ids);
         if common == ids.len() {
             common -= 1; // we need the logits of the last prompt token
         }

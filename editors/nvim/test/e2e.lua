@@ -11,7 +11,12 @@
 --    <Tab> inserts it;
 -- 4. vim.lsp.completion lists wick's item, selecting it inserts it;
 -- 5. a killed server is restarted, with a warning;
--- 6. :checkhealth wick reports no error.
+-- 6. :checkhealth wick reports no error;
+-- 7. a missing ':' is published as a diagnostic; "Fix with wick" is listed
+--    for it, resolved through codeAction/resolve, and its edit adds the ':'
+--    and clears the diagnostic;
+-- 8. vim.lsp.buf.code_action() lists "Complete this function with wick" in
+--    a `pass` body.
 
 local art = assert(os.getenv('ART'), 'ART is not set (run scripts/e2e-nvim)')
 local wick_bin = assert(os.getenv('WICK_BIN'), 'WICK_BIN is not set')
@@ -101,6 +106,33 @@ end
 
 local function line(n)
   return vim.api.nvim_buf_get_lines(0, n - 1, n, false)[1]
+end
+
+local function get_client(buf)
+  return vim.lsp.get_clients({ bufnr = buf, name = 'wick' })[1]
+end
+
+local function wick_diagnostics(buf, client)
+  return vim.diagnostic.get(buf, { namespace = vim.lsp.diagnostic.get_namespace(client.id, false) })
+end
+
+local function titles(actions)
+  return vim.inspect(vim.tbl_map(function(a)
+    return a.title
+  end, actions))
+end
+
+--- A request from inside the test's coroutine: waits for the answer.
+local function request(client, method, params, buf, timeout_ms)
+  local answer
+  client:request(method, params, function(err, result)
+    answer = { err = err, result = result }
+  end, buf)
+  wait_for('the answer to ' .. method, timeout_ms, function()
+    return answer ~= nil
+  end)
+  check(answer.err == nil, ('%s failed: %s'):format(method, vim.inspect(answer.err)))
+  return answer.result
 end
 
 local tmp = vim.fn.tempname()
@@ -252,6 +284,116 @@ local function main()
   check(text:find('ERROR') == nil, 'checkhealth has no ERROR:\n' .. text)
   check(text:find('model .* ready') ~= nil, 'checkhealth reports the model ready')
   say('checkhealth: ' .. #report .. ' lines, no error')
+
+  -- 7. A syntax error: a diagnostic, and "Fix with wick" repairs it.
+  local broken = {
+    'def mean(values)',
+    '    total = sum(values)',
+    '    return total / len(values)',
+  }
+  vim.fn.writefile(broken, tmp .. '/stats.py')
+  vim.cmd.edit(vim.fn.fnameescape(tmp .. '/stats.py'))
+  buf = vim.api.nvim_get_current_buf()
+  local opened_at = uv.now()
+  wait_for('the client to attach to stats.py', 10000, function()
+    return get_client(buf) ~= nil
+  end)
+  local client = get_client(buf)
+  local diag
+  local found, err = pcall(wait_for, "a wick diagnostic \"expected ':'\" on line 0", 20000, function()
+    for _, d in ipairs(wick_diagnostics(buf, client)) do
+      if d.source == 'wick' and d.message == "expected ':'" and d.lnum == 0 then
+        diag = d
+      end
+    end
+    return diag ~= nil
+  end)
+  check(found, ('%s; the diagnostics: %s'):format(err, vim.inspect(vim.diagnostic.get(buf))))
+  timings.diagnostic_ms = uv.now() - opened_at
+  local all = wick_diagnostics(buf, client)
+  check(#all == 1, 'one diagnostic for one missing colon: ' .. vim.inspect(all))
+  say(('diagnostic after %d ms: %q at %d:%d-%d:%d'):format(timings.diagnostic_ms, diag.message, diag.lnum, diag.col, diag.end_lnum, diag.end_col))
+
+  -- As vim.lsp.buf.code_action() asks: the cursor's range, and the LSP
+  -- diagnostics of its line (kept in user_data.lsp).
+  vim.api.nvim_win_set_cursor(0, { 1, diag.col })
+  local params = vim.lsp.util.make_range_params(0, client.offset_encoding)
+  params.context = {
+    triggerKind = vim.lsp.protocol.CodeActionTriggerKind.Invoked,
+    diagnostics = vim.lsp.diagnostic.from(vim.diagnostic.get(buf, { namespace = vim.lsp.diagnostic.get_namespace(client.id, false), lnum = 0 })),
+  }
+  local asked_at = uv.now()
+  local actions = request(client, 'textDocument/codeAction', params, buf, 10000) or {}
+  timings.code_action_list_ms = uv.now() - asked_at
+  local fix
+  for _, a in ipairs(actions) do
+    if a.title == "Fix with wick: expected ':'" then
+      fix = a
+    end
+  end
+  check(fix ~= nil, "\"Fix with wick: expected ':'\" is listed: " .. titles(actions))
+  check(fix.kind == 'quickfix', 'the fix is a quickfix: ' .. tostring(fix.kind))
+  check(fix.disabled == nil, 'the fix is enabled: ' .. vim.inspect(fix.disabled))
+  say(('code actions after %d ms: %s'):format(timings.code_action_list_ms, titles(actions)))
+  -- Neovim announces resolveSupport for edits, so the model runs only now.
+  check(fix.edit == nil, 'listing computes no edit: ' .. vim.inspect(fix.edit))
+  check(client:supports_method('codeAction/resolve'), 'the server resolves code actions')
+  asked_at = uv.now()
+  fix = request(client, 'codeAction/resolve', fix, buf, 60000)
+  timings.fix_resolve_ms = uv.now() - asked_at
+  say(('resolved after %d ms'):format(timings.fix_resolve_ms))
+  check(fix and fix.edit ~= nil, 'the resolved fix has an edit: ' .. vim.inspect(fix))
+  -- Neovim 0.11 does not announce workspaceEdit.documentChanges, so the edit
+  -- is a plain (unversioned) `changes` map; it rewrites only the changed line.
+  local edits = (fix.edit.changes or {})[vim.uri_from_bufnr(buf)] or {}
+  check(#edits == 1 and edits[1].range.start.line == 0 and edits[1].range['end'].line <= 1, 'one edit of the first line: ' .. vim.inspect(fix.edit))
+  vim.lsp.util.apply_workspace_edit(fix.edit, client.offset_encoding)
+  local fixed = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  local want = vim.deepcopy(broken)
+  want[1] = 'def mean(values):'
+  check(vim.deep_equal(fixed, want), ('the fix adds the colon and nothing else:\n%s'):format(table.concat(fixed, '\n')))
+  local edited_at = uv.now()
+  found, err = pcall(wait_for, 'the wick diagnostics to clear', 20000, function()
+    return #wick_diagnostics(buf, client) == 0
+  end)
+  check(found, ('%s; left: %s'):format(err, vim.inspect(wick_diagnostics(buf, client))))
+  timings.diagnostic_clear_ms = uv.now() - edited_at
+  say(('fixed; diagnostics cleared after %d ms'):format(timings.diagnostic_clear_ms))
+
+  -- 8. "Complete this function with wick" in a `pass` body, listed by
+  -- vim.lsp.buf.code_action() itself (the diagnostics of the cursor's line,
+  -- the client's range); vim.ui.select stands in for the menu.
+  -- FIXME: choosing it is not tested: on 2 cores the fill takes 25-35 s (it
+  -- asks for up to 384 tokens and cuts the body only afterwards), and above
+  -- other code the body comes back indented twice (`        return ...`).
+  vim.api.nvim_buf_set_lines(buf, -1, -1, false, { '', '', 'def add(a, b):', '    pass' })
+  vim.api.nvim_win_set_cursor(0, { vim.api.nvim_buf_line_count(buf), 4 })
+  local listed
+  local select = vim.ui.select
+  vim.ui.select = function(items, _, on_choice)
+    listed = vim.tbl_map(function(i)
+      return i.action
+    end, items)
+    on_choice(nil)
+  end
+  asked_at = uv.now()
+  vim.lsp.buf.code_action()
+  wait_for('the code action menu', 10000, function()
+    return listed ~= nil or noted('No code actions available')
+  end)
+  vim.ui.select = select
+  timings.complete_function_list_ms = uv.now() - asked_at
+  listed = listed or {}
+  local complete
+  for _, a in ipairs(listed) do
+    if a.title == 'Complete this function with wick: add' then
+      complete = a
+    end
+  end
+  check(complete ~= nil, '"Complete this function with wick: add" is listed: ' .. titles(listed))
+  check(complete.kind == 'refactor.rewrite', 'its kind is refactor.rewrite: ' .. tostring(complete.kind))
+  check(complete.edit == nil, 'listing computes no edit')
+  say(('code actions in the body after %d ms: %s'):format(timings.complete_function_list_ms, titles(listed)))
 
   finish(true)
 end
