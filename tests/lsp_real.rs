@@ -121,9 +121,11 @@ fn fix_and_fill_actions_with_the_real_model() {
     let id = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": at, "context": {"diagnostics": []}}));
     let actions = c.response(id, LONG)["result"].as_array().unwrap().clone();
     let fill = actions.iter().find(|a| a["title"] == "Complete this function with wick: perimeter").expect("fill action").clone();
+    let t = std::time::Instant::now();
     let id = c.request("codeAction/resolve", fill);
     let r = c.response(id, LONG);
     let edits = r["result"]["edit"]["documentChanges"][0]["edits"].as_array().unwrap_or_else(|| panic!("no edit: {r}")).clone();
+    eprintln!("fill resolved in {} ms", t.elapsed().as_millis());
     let filled = apply(&fixed, &edits[0]);
     assert!(!filled.contains("    pass\n"), "{filled}");
     let body = &filled[filled.find("def perimeter").unwrap()..];

@@ -384,6 +384,7 @@ pub fn indent_unit(text: &str, lang: Option<Lang>) -> String {
 
 /// The prompt pieces for filling an empty body: the text before and after
 /// the body's new contents, where the model writes.
+#[derive(Debug, Clone)]
 pub struct FillPlan {
     pub body: syntax::EmptyBody,
     pub prefix: String,
@@ -405,14 +406,42 @@ pub fn plan_fill(text: &str, parsed: &Parsed, byte: usize) -> Option<FillPlan> {
 }
 
 /// Cuts a generated body where it leaves the function: at a line indented
-/// less than the body (Python), or where its braces close the function.
+/// less than the body (Python), or where its braces close the function. A
+/// first line indented again (the prompt already ends in the body's
+/// indentation) loses that repeat, and so do the lines after it when they
+/// all carry it.
 pub fn cut_body(answer: &str, plan: &FillPlan) -> String {
-    let mut out = String::new();
+    let (end, _) = body_end(answer, plan);
+    let body = answer[..end].trim_end();
+    let first_end = body.find('\n').unwrap_or(body.len());
+    let extra = indent_of(&body[..first_end]);
+    if extra.is_empty() {
+        return body.to_string();
+    }
+    let later_lines = || body[first_end..].split_inclusive('\n').filter(|l| !l.trim().is_empty());
+    let deeper = format!("{}{extra}", plan.indent);
+    let shift_later = !plan.body.braces && later_lines().all(|l| l.starts_with(&deeper));
+    let mut out = body[extra.len()..first_end].to_string();
+    for l in body[first_end..].split_inclusive('\n') {
+        match l.strip_prefix(plan.indent.as_str()).and_then(|r| r.strip_prefix(extra)) {
+            Some(rest) if shift_later => {
+                out.push_str(&plan.indent);
+                out.push_str(rest);
+            }
+            _ => out.push_str(l),
+        }
+    }
+    out
+}
+
+/// Where a generated body leaves the function (a byte offset of `answer`),
+/// and whether it has: then generating more is wasted.
+pub fn body_end(answer: &str, plan: &FillPlan) -> (usize, bool) {
     if plan.body.braces {
         let mut depth: i64 = 0;
         let mut in_str: Option<char> = None;
         let mut prev = '\0';
-        for ch in answer.chars() {
+        for (i, ch) in answer.char_indices() {
             match in_str {
                 Some(q) => {
                     if ch == q && prev != '\\' {
@@ -425,7 +454,7 @@ pub fn cut_body(answer: &str, plan: &FillPlan) -> String {
                     '}' | ')' | ']' => {
                         depth -= 1;
                         if depth < 0 {
-                            break;
+                            return (i, true);
                         }
                     }
                     _ => {}
@@ -434,18 +463,19 @@ pub fn cut_body(answer: &str, plan: &FillPlan) -> String {
             if ch == '\n' {
                 in_str = None;
             }
-            out.push(ch);
             prev = ch;
         }
+        (answer.len(), false)
     } else {
+        let mut at = 0;
         for (i, l) in answer.split_inclusive('\n').enumerate() {
             if i > 0 && !l.trim().is_empty() && indent_of(l).len() < plan.indent.len() {
-                break;
+                return (at, true);
             }
-            out.push_str(l);
+            at += l.len();
         }
+        (answer.len(), false)
     }
-    out.trim_end().to_string()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::sampling::Sampling;
-use crate::engine::{Engine, EngineError, Request};
+use crate::engine::{Engine, EngineError, Request, StopWhen};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -139,6 +139,9 @@ pub fn fill(engine: &Engine, text: &str, parsed: &Parsed, byte: usize, opts: &Ac
         r.budget = Some(left.max(Duration::from_secs(1)));
         r.heal = false;
         r.key = opts.key.clone();
+        // Stop as soon as the body has ended, not at the token limit.
+        let plan = fp.clone();
+        r.until = Some(StopWhen(std::sync::Arc::new(move |t: &str| body_end(t, &plan).1)));
         let (g, _) = engine.generate_blocking(r).map_err(engine_error)?;
         let body = cut_body(&g.text, &fp);
         if body.trim().is_empty() {

@@ -133,5 +133,14 @@ fn bodies_are_cut_where_the_function_ends() {
     let fp = plan_fill(text, &p, 5).unwrap();
     assert_eq!(cut_body("return a + b\n\ndef sub(a, b):\n    return a - b\n", &fp), "return a + b");
     assert_eq!(cut_body("x = a\n    return x + b\nprint(2)\n", &fp), "x = a\n    return x + b");
+    // The prompt ends in the body's indentation: a repeat of it is dropped,
+    // from the later lines too when they all carry it.
+    assert_eq!(cut_body("    return a + b\n", &fp), "return a + b");
+    assert_eq!(cut_body("    x = a\n        return x + b\n", &fp), "x = a\n    return x + b");
+    assert_eq!(cut_body("    x = a\n    return x + b\n", &fp), "x = a\n    return x + b");
+    // Where generation may stop: once a line leaves the body.
+    assert_eq!(body_end("x = a\n    return x", &fp), (18, false));
+    assert_eq!(body_end("x = a\n    return x\npr", &fp), (19, true));
+    assert_eq!(body_end("x = a\n    return x\n  ", &fp), (21, false), "indentation alone says nothing yet");
 }
 

@@ -10,7 +10,7 @@ pub mod session;
 
 pub use decoder::{Decoder, LoadOptions};
 pub use sampling::Sampling;
-pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason};
+pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

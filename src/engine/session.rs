@@ -66,6 +66,20 @@ pub struct Request {
     pub heal: bool,
     /// Requests with the same key supersede older queued ones (one document).
     pub key: Option<String>,
+    /// Ends the answer when this says the text so far is complete (the
+    /// text is kept whole; the caller cuts it). For rules that stop strings
+    /// cannot say, like a function body that has ended.
+    pub until: Option<StopWhen>,
+}
+
+/// A predicate over the answer so far: true when generating more is wasted.
+#[derive(Clone)]
+pub struct StopWhen(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for StopWhen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopWhen(..)")
+    }
 }
 
 impl Request {
@@ -78,6 +92,7 @@ impl Request {
             budget: None,
             heal: true,
             key: None,
+            until: None,
         }
     }
 }
@@ -420,6 +435,10 @@ impl Session {
             text = String::from_utf8_lossy(body).into_owned();
             if let Some(cut) = first_stop(&text, &req.stop) {
                 text.truncate(cut);
+                stop = StopReason::StopText;
+                break;
+            }
+            if req.until.as_ref().is_some_and(|u| (u.0)(&text)) {
                 stop = StopReason::StopText;
                 break;
             }
