@@ -97,9 +97,23 @@ fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
         "severity": 1, "source": "Pylance", "message": "\"math\" is possibly unbound"});
     let mut diags = ours.clone();
     diags.push(foreign);
-    let actions = code_actions(&mut c, uri, json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}), diags);
+    let mut actions = code_actions(&mut c, uri, json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}), diags);
     let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
-    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    // The repair the syntax search proved comes first, with its edit: the
+    // ':' at the end of the `def` line, versioned.
+    assert_eq!(ours[0]["message"], "expected ':'");
+    assert_eq!(titles[0], "Insert ':'");
+    let known = actions.remove(0);
+    assert_eq!(known["kind"], "quickfix");
+    assert_eq!(known["isPreferred"], true);
+    let change = &known["edit"]["documentChanges"][0];
+    assert_eq!(change["textDocument"]["version"], 1);
+    assert_eq!(change["edits"][0]["newText"], ":");
+    assert_eq!(change["edits"][0]["range"], json!({"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}}));
+    let id = c.request("codeAction/resolve", known.clone());
+    assert_eq!(c.response(id, LONG)["result"], known, "resolving changes nothing");
+    let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
     assert_eq!(titles[0], format!("Fix with wick: {}", ours[0]["message"].as_str().unwrap()));
     assert_eq!(titles[1], "Fix with wick: \"math\" is possibly unbound (Pylance)");
     for a in &actions {
@@ -153,8 +167,10 @@ fn bad_ranges_get_no_action_and_large_regions_a_reason() {
     c.open(big_uri, "python", &big);
     let d = diagnostics_for(&mut c, big_uri, 1);
     let actions = code_actions(&mut c, big_uri, json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}), d);
-    assert!(!actions.is_empty());
-    let reason = actions[0]["disabled"]["reason"].as_str().unwrap_or_else(|| panic!("{actions:?}"));
+    // The known repair needs no region; the model's fix is too large.
+    assert_eq!(actions[0]["title"], "Insert ']'", "{actions:?}");
+    let fix = actions.iter().find(|a| a["title"].as_str().unwrap().starts_with("Fix with wick")).expect("a fix action");
+    let reason = fix["disabled"]["reason"].as_str().unwrap_or_else(|| panic!("{actions:?}"));
     assert!(reason.contains("larger than"), "{reason}");
     // A hostile resolve: data that names no document.
     let id = c.request("codeAction/resolve", json!({"title": "Fix with wick: x", "data": {"kind": "fix", "uri": 3}}));

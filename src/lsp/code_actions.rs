@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::actions::run::ActionOptions;
-use crate::actions::{self, FixError, FixRequest, LineEdit};
+use crate::actions::{self, FixError, FixRequest};
 use crate::syntax::Analysis;
 use serde_json::{json, Value};
 
@@ -89,6 +89,18 @@ impl Backend {
                     end,
                     message: &d.message,
                 };
+                // The repair the syntax search proved: exact and instant.
+                if let Some(k) = analysis.as_ref().and_then(|a| a.known_edit(&text, start, end)) {
+                    let edit = self.text_edit(&snap.rope, k.start, k.end, k.insert);
+                    out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                        title: k.title,
+                        kind: Some(CodeActionKind::QUICKFIX),
+                        diagnostics: Some(vec![d.clone()]),
+                        is_preferred: Some(true),
+                        edit: Some(self.workspace_edit(uri.clone(), snap.version, edit)),
+                        ..Default::default()
+                    }));
+                }
                 let disabled = match actions::plan_fix_with(&req, snap.parsed.as_ref().zip(analysis.as_deref())) {
                     Ok(_) => None,
                     Err(e) => Some(CodeActionDisabled { reason: e.to_string() }),
@@ -136,7 +148,7 @@ impl Backend {
             let mut eager = Vec::with_capacity(out.len());
             for a in out {
                 eager.push(match a {
-                    CodeActionOrCommand::CodeAction(a) if a.disabled.is_none() => {
+                    CodeActionOrCommand::CodeAction(a) if a.disabled.is_none() && a.edit.is_none() => {
                         CodeActionOrCommand::CodeAction(self.resolve_action(a).await)
                     }
                     other => other,
@@ -153,6 +165,9 @@ impl Backend {
     }
 
     async fn resolve_action(&self, mut action: CodeAction) -> CodeAction {
+        if action.edit.is_some() {
+            return action; // listed with its edit (a known repair)
+        }
         match self.compute_edit(&action).await {
             Ok(edit) => action.edit = Some(edit),
             Err(e) => {
@@ -196,24 +211,30 @@ impl Backend {
             return Err(FixError::Stale);
         }
         let uri: Uri = uri_s.parse().map_err(|_| FixError::Stale)?;
-        let edit = self.text_edit(&snap.rope, &fixed.edit);
-        Ok(if *lock(&self.st.document_changes) {
+        let edit = self.text_edit(&snap.rope, fixed.edit.start, fixed.edit.end, &fixed.edit.text);
+        Ok(self.workspace_edit(uri, snap.version, edit))
+    }
+
+    /// One text edit of a document version, versioned when the client
+    /// takes `documentChanges`.
+    fn workspace_edit(&self, uri: Uri, version: i32, edit: TextEdit) -> WorkspaceEdit {
+        if *lock(&self.st.document_changes) {
             WorkspaceEdit {
                 document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
-                    text_document: OptionalVersionedTextDocumentIdentifier { uri, version: Some(snap.version) },
+                    text_document: OptionalVersionedTextDocumentIdentifier { uri, version: Some(version) },
                     edits: vec![OneOf::Left(edit)],
                 }])),
                 ..Default::default()
             }
         } else {
             WorkspaceEdit { changes: Some(HashMap::from([(uri, vec![edit])])), ..Default::default() }
-        })
+        }
     }
 
-    fn text_edit(&self, rope: &Rope, e: &LineEdit) -> TextEdit {
-        let a = rope.byte_to_char(e.start.min(rope.len_bytes()));
-        let b = rope.byte_to_char(e.end.min(rope.len_bytes()));
-        TextEdit { range: self.range(rope, a, b), new_text: e.text.clone() }
+    fn text_edit(&self, rope: &Rope, start: usize, end: usize, text: &str) -> TextEdit {
+        let a = rope.byte_to_char(start.min(rope.len_bytes()));
+        let b = rope.byte_to_char(end.min(rope.len_bytes()));
+        TextEdit { range: self.range(rope, a, b), new_text: text.to_string() }
     }
 }
 

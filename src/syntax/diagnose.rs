@@ -171,19 +171,125 @@ const REPAIR_LINES_BEFORE: usize = 4;
 const REPAIRED_ERRORS: usize = 3;
 const REPAIR_TOKENS: &[&str] = &[")", "]", "}", ",", ";", ":"];
 
-/// For an ERROR node, looks for one token that, inserted at the end of one
-/// of its first lines, leaves fewer errors in the text than any other such
-/// insertion: the parser's "expected ':'" that tree-sitter does not say
-/// itself. Bounded: a few dozen parses of a small text.
-fn missing_token(n: Node, text: &str, memo: &mut RepairMemo) -> Option<SyntaxError> {
-    let (at, tok) = memo.repair(n, text)?;
-    // Underline the character before the gap.
-    let start = text[..at].char_indices().next_back().map_or(at, |(i, _)| i);
-    Some(SyntaxError { start, end: at, message: format!("expected '{tok}'") })
+/// One small edit that repairs an ERROR node: `del` bytes at `at` replaced
+/// by `ins` (an inserted token, or a keyword for a misspelled word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Edit {
+    at: usize,
+    del: usize,
+    ins: &'static str,
 }
 
-/// The insertion [`missing_token`] finds: where, and which token.
-fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
+impl Edit {
+    fn apply(&self, text: &str) -> String {
+        let mut t = String::with_capacity(text.len() + self.ins.len());
+        t.push_str(&text[..self.at]);
+        t.push_str(self.ins);
+        t.push_str(&text[self.at + self.del..]);
+        t
+    }
+
+    /// A byte of the edited text, in the original text.
+    fn back(&self, b: usize) -> usize {
+        if b >= self.at + self.ins.len() {
+            b - self.ins.len() + self.del
+        } else {
+            b.min(self.at)
+        }
+    }
+}
+
+/// The message for an ERROR node that one small edit repairs: the parser's
+/// "expected ':'" that tree-sitter does not say itself, or a misspelled
+/// keyword. The search ([`repair`]) is bounded: a few dozen parses of a
+/// small text.
+fn edit_message(e: Edit, text: &str) -> SyntaxError {
+    if e.del > 0 {
+        let word = &text[e.at..e.at + e.del];
+        return SyntaxError {
+            start: e.at,
+            end: e.at + e.del,
+            message: format!("unknown word {}: did you mean '{}'?", quote(word), e.ins),
+        };
+    }
+    // Underline the character before the gap.
+    let start = text[..e.at].char_indices().next_back().map_or(e.at, |(i, _)| i);
+    SyntaxError { start, end: e.at, message: format!("expected '{}'", e.ins) }
+}
+
+/// Keywords a misspelling of which is looked for, per language.
+fn keywords(lang: Lang) -> &'static [&'static str] {
+    match lang {
+        Lang::Python => &[
+            "def", "return", "for", "while", "if", "elif", "else", "import", "from", "class", "with", "try", "except", "finally",
+            "lambda", "yield", "raise", "pass", "break", "continue", "async", "await", "not", "and", "global",
+        ],
+        Lang::Rust => &[
+            "fn", "let", "mut", "for", "while", "loop", "if", "else", "match", "return", "struct", "enum", "impl", "trait", "pub",
+            "use", "mod", "const", "static", "where", "break", "continue", "async", "await", "move", "unsafe",
+        ],
+        Lang::Go => &[
+            "func", "return", "for", "range", "if", "else", "switch", "case", "var", "const", "type", "struct", "interface",
+            "package", "import", "defer", "select", "break", "continue", "default",
+        ],
+        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => &[
+            "function", "return", "const", "let", "var", "for", "while", "if", "else", "switch", "case", "break", "continue",
+            "class", "import", "export", "from", "new", "typeof", "async", "await", "yield", "throw", "try", "catch", "finally",
+            "interface", "extends",
+        ],
+        _ => &[
+            "return", "for", "while", "if", "else", "switch", "case", "break", "continue", "struct", "class", "public",
+            "private", "static", "void", "new", "const", "typedef", "sizeof", "import", "package", "throw", "try", "catch",
+        ],
+    }
+}
+
+/// Whether `a` and `b` differ by one insertion, deletion, substitution or
+/// swap of neighbours (and are not equal).
+pub(super) fn one_edit_apart(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a == b || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let p = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let s = a[p..].iter().rev().zip(b[p..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (a.len() - p - s.min(a.len() - p), b.len() - p - s.min(b.len() - p));
+    match (ra, rb) {
+        (1, 0) | (0, 1) | (1, 1) => true,
+        (2, 2) => a[p] == b[p + 1] && a[p + 1] == b[p],
+        _ => false,
+    }
+}
+
+/// Words of at least two letters in `text[from..to]`, with their offsets.
+fn words(text: &str, from: usize, to: usize) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text[from..to].char_indices().chain(std::iter::once((to - from, ' '))) {
+        let w = c.is_alphanumeric() || c == '_';
+        match (w, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                let word = &text[from + s..from + i];
+                if word.chars().count() >= 2 && word.chars().next().is_some_and(|c| c.is_alphabetic()) {
+                    out.push((from + s, word));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Words looked at for a misspelled keyword, and gaps inside a line for a
+/// missing ':' or ',', on an ERROR's first line.
+const REPAIR_WORDS: usize = 12;
+const REPAIR_GAPS: usize = 8;
+
+/// The edit [`repair_message`] reports (where, what goes away, what comes),
+/// and the rows of the errors left after it.
+fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
     if text.len() > REPAIR_MAX_BYTES {
         return None;
     }
@@ -193,24 +299,46 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
         Some(t) => error_places(&t).into_iter().filter(|&(b, _)| b < n.start_byte() || b > n.end_byte()).map(|(_, row)| row).collect(),
         None => return None,
     };
-    let mut best: Option<(usize, usize, &'static str)> = None;
+    let mut best: Option<(Vec<usize>, Edit)> = None;
+    let mut try_edit = |e: Edit, best: &mut Option<(Vec<usize>, Edit)>| {
+        let t = e.apply(text);
+        let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { return };
+        // Every error of this node gone, and nothing new.
+        if let Some(rows) = repaired_errors(&tree, &others) {
+            if best.as_ref().is_none_or(|b| rows.len() < b.0.len()) {
+                *best = Some((rows, e));
+            }
+        }
+    };
+    // A misspelled keyword on the error's first lines (from the first line's
+    // start: the parser often accepts the word itself and stumbles after it).
+    let first_line = (line_start(text, n.start_byte()), text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i));
+    let mut lines_end = first_line.1;
+    for _ in 1..REPAIR_LINES {
+        if lines_end >= n.end_byte() || lines_end >= text.len() {
+            break;
+        }
+        lines_end = text[lines_end + 1..].find('\n').map_or(text.len(), |i| lines_end + 1 + i);
+    }
+    for (at, w) in words(text, first_line.0, lines_end.min(text.len())).into_iter().take(REPAIR_WORDS) {
+        let kws = keywords(lang);
+        if kws.contains(&w) {
+            continue;
+        }
+        for kw in kws.iter().filter(|k| one_edit_apart(w, k)) {
+            try_edit(Edit { at, del: w.len(), ins: kw }, &mut best);
+        }
+    }
+    if best.is_some() {
+        return best.map(|(rows, e)| (e, rows));
+    }
     let mut at = n.start_byte();
     for _ in 0..REPAIR_LINES {
         let eol = text[at..].find('\n').map_or(text.len(), |i| at + i);
         let code_end = at + text[at..eol].trim_end().len();
         if code_end > at && code_end <= n.end_byte() {
             for tok in REPAIR_TOKENS {
-                let mut t = String::with_capacity(text.len() + 1);
-                t.push_str(&text[..code_end]);
-                t.push_str(tok);
-                t.push_str(&text[code_end..]);
-                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
-                // Every error of this node gone, and nothing new.
-                if let Some(errs) = repaired_errors(&tree, &others) {
-                    if best.is_none_or(|b| errs < b.0) {
-                        best = Some((errs, code_end, tok));
-                    }
-                }
+                try_edit(Edit { at: code_end, del: 0, ins: tok }, &mut best);
             }
         }
         if eol >= n.end_byte() || eol >= text.len() {
@@ -219,9 +347,26 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
         at = eol + 1;
     }
     if best.is_none() {
+        // A ':' or ',' missing inside the first line, between two words
+        // (`times number` for `times: number`).
+        let line = &text[first_line.0..first_line.1];
+        let gaps = line
+            .char_indices()
+            .zip(line.char_indices().skip(1))
+            .filter(|((_, a), (_, b))| (a.is_alphanumeric() || *a == '_') && b.is_whitespace())
+            .map(|(_, (i, _))| first_line.0 + i)
+            .filter(|&g| g >= n.start_byte().saturating_sub(line.len()) && text[g..first_line.1].trim_start().starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+        for g in gaps.take(REPAIR_GAPS) {
+            for tok in [":", ","] {
+                try_edit(Edit { at: g, del: 0, ins: tok }, &mut best);
+            }
+        }
+    }
+    if best.is_none() {
         // A closer missing before the error: the parser only notices when
         // the next definition starts. The nearest earlier lines first.
         let mut line_start_at = line_start(text, n.start_byte());
+        let mut nearest = true;
         for _ in 0..REPAIR_LINES_BEFORE {
             if line_start_at == 0 {
                 break;
@@ -233,21 +378,18 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(usize, &'static str)> {
             if code_end == ls {
                 continue;
             }
-            for tok in ["}", ")", "]"] {
-                let t = format!("{}{tok}{}", &text[..code_end], &text[code_end..]);
-                let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { continue };
-                if let Some(errs) = repaired_errors(&tree, &others) {
-                    if best.is_none_or(|b| errs < b.0) {
-                        best = Some((errs, code_end, tok));
-                    }
-                }
+            // A separator only at the end of the line just before.
+            let toks: &[&'static str] = if nearest { &["}", ")", "]", ",", ";"] } else { &["}", ")", "]"] };
+            nearest = false;
+            for tok in toks {
+                try_edit(Edit { at: code_end, del: 0, ins: tok }, &mut best);
             }
             if best.is_some() {
                 break;
             }
         }
     }
-    best.map(|(_, at, tok)| (at, tok))
+    best.map(|(rows, e)| (e, rows))
 }
 
 /// Start bytes and rows of a tree's ERROR and MISSING nodes.
@@ -262,28 +404,25 @@ fn error_places(tree: &tree_sitter::Tree) -> Vec<(usize, usize)> {
     out
 }
 
-/// The error count of a repaired text (one token inserted, so rows are
-/// unchanged), if every error it has is on the row of an error that was
+/// The rows of a repaired text's errors (a small edit within a line, so
+/// rows are unchanged), if every error it has is on the row of an error that was
 /// already there outside the repaired node (recovery may start it at
 /// another token of that line).
-fn repaired_errors(tree: &tree_sitter::Tree, others: &[usize]) -> Option<usize> {
+fn repaired_errors(tree: &tree_sitter::Tree, others: &[usize]) -> Option<Vec<usize>> {
     let now = error_places(tree);
     let mut pool = others.to_vec();
     for (_, row) in &now {
         let i = pool.iter().position(|o| o == row)?;
         pool.swap_remove(i);
     }
-    Some(now.len())
+    Some(now.into_iter().map(|(_, row)| row).collect())
 }
 
 /// [`repair`] results per ERROR node (by byte range) of one parsed text:
 /// the diagnostics and the fix region ask about the same nodes.
-/// Where a token goes, and which.
-type TokenAt = (usize, &'static str);
-
 struct RepairMemo {
     lang: Lang,
-    found: Vec<((usize, usize), Option<TokenAt>)>,
+    found: Vec<((usize, usize), Option<(Edit, Vec<usize>)>)>,
 }
 
 impl RepairMemo {
@@ -291,20 +430,25 @@ impl RepairMemo {
         RepairMemo { lang, found: Vec::new() }
     }
 
-    fn repair(&mut self, n: Node, text: &str) -> Option<(usize, &'static str)> {
+    fn repair(&mut self, n: Node, text: &str) -> Option<Edit> {
+        self.repair_rows(n, text).map(|(e, _)| e)
+    }
+
+    /// The repair and the rows of the errors it leaves.
+    fn repair_rows(&mut self, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
         let key = (n.start_byte(), n.end_byte());
         if let Some((_, r)) = self.found.iter().find(|(k, _)| *k == key) {
-            return *r;
+            return r.clone();
         }
         let r = repair(self.lang, n, text);
-        self.found.push((key, r));
+        self.found.push((key, r.clone()));
         r
     }
 }
 
 /// What the syntax-error search finds in one version of a text: its errors
-/// (as [`syntax_errors`] lists them, up to 1,000) and the token insertions
-/// that repair its first ERROR nodes. Computing it costs up to a few
+/// (as [`syntax_errors`] lists them, up to 1,000) and the small edits that
+/// repair its first ERROR nodes. Computing it costs up to a few
 /// hundred reparses of the text, so a server keeps one per document
 /// version for diagnostics and code actions alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,7 +460,30 @@ pub struct Analysis {
 /// Errors an [`Analysis`] lists at most.
 pub const ANALYSIS_MAX_ERRORS: usize = 1000;
 
+/// A known repair: replace `text[start..end]` with `insert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownEdit {
+    pub start: usize,
+    pub end: usize,
+    pub insert: &'static str,
+    /// What the edit does, for a code action's title: "Insert ':'".
+    pub title: String,
+}
+
 impl Analysis {
+    /// The edit that repairs the error at `[start, end]`, when the search
+    /// found one (reparsing proved it removes that error and adds none).
+    pub fn known_edit(&self, text: &str, start: usize, end: usize) -> Option<KnownEdit> {
+        let r = self.repairs.iter().find(|r| r.at >= start && r.at <= end.max(start + 1))?;
+        let e = r.edit;
+        let title = if e.del > 0 {
+            format!("Replace {} with '{}'", quote(text.get(e.at..e.at + e.del)?), e.ins)
+        } else {
+            format!("Insert '{}'", e.ins)
+        };
+        Some(KnownEdit { start: e.at, end: e.at + e.del, insert: e.ins, title })
+    }
+
     pub fn new(p: &Parsed, text: &str) -> Self {
         let mut memo = RepairMemo::new(p.lang);
         let errors = errors_with(p, text, ANALYSIS_MAX_ERRORS, &mut memo);
@@ -334,7 +501,7 @@ fn repairs_with(p: &Parsed, text: &str, memo: &mut RepairMemo) -> Vec<Repair> {
     outer_errors(p, REPAIRED_ERRORS)
         .into_iter()
         .filter_map(|n| memo.repair(n, text))
-        .map(|(at, tok)| Repair { at, region: repaired_lines(p.lang, text, at, tok) })
+        .map(|e| Repair { at: e.at, edit: e, region: repaired_lines(p.lang, text, e) })
         .collect()
 }
 
@@ -357,17 +524,17 @@ fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Repair {
     at: usize,
+    edit: Edit,
     region: Option<(usize, usize)>,
 }
 
-fn repaired_lines(lang: Lang, text: &str, at: usize, tok: &str) -> Option<(usize, usize)> {
-    let fixed = format!("{}{tok}{}", &text[..at], &text[at..]);
+fn repaired_lines(lang: Lang, text: &str, e: Edit) -> Option<(usize, usize)> {
+    let fixed = e.apply(text);
     let tree = super::parse::parse_str(lang, &fixed)?;
-    let node = tree.root_node().descendant_for_byte_range(at, at + tok.len())?;
+    let node = tree.root_node().descendant_for_byte_range(e.at, e.at + e.ins.len())?;
     let a = line_aligned_ancestor(&fixed, node)?;
-    let back = |b: usize| if b > at { b - tok.len() } else { b };
-    let lo = line_start(text, back(a.start_byte()));
-    let hi = line_end(text, back(a.end_byte()).saturating_sub(1));
+    let lo = line_start(text, e.back(a.start_byte()));
+    let hi = line_end(text, e.back(a.end_byte()).saturating_sub(1));
     Some((lo, hi))
 }
 
@@ -389,14 +556,28 @@ fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec
     if max == 0 {
         return out;
     }
+    // The rows of the errors left after each repair found so far: an error
+    // on another row is a consequence of the repaired one, and not listed.
+    let mut left_after: Vec<Vec<usize>> = Vec::new();
     walk_errors(p.tree.root_node(), |node| {
+        let row = node.start_position().row;
+        let consequence = left_after.iter().any(|rows| !rows.contains(&row));
         if node.is_missing() {
-            let at = node.start_byte().min(text.len());
-            out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
+            if !consequence {
+                let at = node.start_byte().min(text.len());
+                out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
+            }
         } else if node.is_error() {
             let node = focus(node);
-            let repaired = if out.len() < REPAIRED_ERRORS { missing_token(node, text, memo) } else { None };
-            out.push(repaired.unwrap_or_else(|| error_diagnostic(node, text)));
+            let repaired = if out.len() < REPAIRED_ERRORS && !consequence { memo.repair_rows(node, text) } else { None };
+            match repaired {
+                Some((edit, rows)) => {
+                    out.push(edit_message(edit, text));
+                    left_after.push(rows);
+                }
+                None if !consequence => out.push(error_diagnostic(node, text)),
+                None => {}
+            }
         } else {
             return Some(true);
         }

@@ -23,7 +23,7 @@ pub use context::{
     enclosing_scopes, identifiers_near, imports,
 };
 pub use diagnose::{
-    ANALYSIS_MAX_ERRORS, Analysis, EmptyBody, SyntaxError, empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region,
+    ANALYSIS_MAX_ERRORS, Analysis, EmptyBody, KnownEdit, SyntaxError, empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region,
 };
 pub use lang::Lang;
 pub use parse::{

@@ -325,12 +325,17 @@ local function main()
   local asked_at = uv.now()
   local actions = request(client, 'textDocument/codeAction', params, buf, 10000) or {}
   timings.code_action_list_ms = uv.now() - asked_at
-  local fix
+  local fix, known
   for _, a in ipairs(actions) do
     if a.title == "Fix with wick: expected ':'" then
       fix = a
+    elseif a.title == "Insert ':'" then
+      known = a
     end
   end
+  -- The repair the syntax search proved is listed too, with its edit.
+  check(known ~= nil, "\"Insert ':'\" is listed: " .. titles(actions))
+  check(known.isPreferred == true and known.edit ~= nil, 'the known repair is preferred and has its edit: ' .. vim.inspect(known))
   check(fix ~= nil, "\"Fix with wick: expected ':'\" is listed: " .. titles(actions))
   check(fix.kind == 'quickfix', 'the fix is a quickfix: ' .. tostring(fix.kind))
   check(fix.disabled == nil, 'the fix is enabled: ' .. vim.inspect(fix.disabled))
