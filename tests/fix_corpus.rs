@@ -33,6 +33,7 @@ fn fix_rate_on_the_corpus() {
         assert!(langs.contains_key(ext), "no {ext} snippet");
     }
     let fixed = results.iter().filter(|r| r.outcome.is_ok()).count();
-    // Measured 22/24 and up; a margin for other CPUs' rounding.
-    assert!(fixed * 100 >= results.len() * 75, "fix rate {fixed}/{}: {langs:?}", results.len());
+    // Measured 23/24 (22/24 before the repair search named misspelled
+    // keywords); a margin for other CPUs' rounding.
+    assert!(fixed * 100 >= results.len() * 80, "fix rate {fixed}/{}: {langs:?}", results.len());
 }
