@@ -24,13 +24,31 @@ impl Default for Stages {
     }
 }
 
-/// Another file that may hold definitions the cursor's code uses.
+/// Another file that may hold definitions the cursor's code uses: its
+/// definitions, extracted once (a server keeps them per document version
+/// or file modification, so typing does not reparse other files).
 #[derive(Debug, Clone)]
 pub struct OtherFile {
     /// Path relative to the workspace (as the model sees it).
     pub path: String,
-    pub text: String,
     pub lang: Option<Lang>,
+    pub defs: std::sync::Arc<Vec<syntax::Definition>>,
+}
+
+impl OtherFile {
+    /// Parses `text` for its definitions (none for a file without a
+    /// grammar, or too large to parse).
+    pub fn new(path: impl Into<String>, text: &str, lang: Option<Lang>) -> Self {
+        OtherFile { path: path.into(), lang, defs: std::sync::Arc::new(definitions_of(text, lang)) }
+    }
+}
+
+/// The definitions of a file, as cross-file context uses them.
+pub fn definitions_of(text: &str, lang: Option<Lang>) -> Vec<syntax::Definition> {
+    match lang {
+        Some(l) if text.len() <= SYNTAX_MAX_BYTES => Parsed::parse(l, text).map(|p| p.definitions(text)).unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// Everything the context builder reads, as plain data.
@@ -327,17 +345,12 @@ fn cross_file_context(
     let mut used = 0;
     let mut taken = Vec::new();
     for f in files {
-        let Some(lang) = f.lang else { continue };
-        if f.text.len() > SYNTAX_MAX_BYTES {
-            continue;
-        }
-        let Some(fp) = Parsed::parse(lang, &f.text) else { continue };
         let mut sigs = Vec::new();
-        for d in fp.definitions(&f.text) {
+        for d in f.defs.iter() {
             if wanted.contains(d.name.as_str()) && used + d.signature.len() + f.path.len() + 8 <= budget_chars {
                 used += d.signature.len() + 1;
                 taken.push(format!("{}:{}", f.path, d.name));
-                sigs.push(d.signature);
+                sigs.push(d.signature.clone());
             }
         }
         if !sigs.is_empty() {

@@ -177,10 +177,11 @@ impl DocumentStore {
     }
 
     /// The text and language of every open document (for cross-file context).
-    pub fn texts(&self) -> Vec<(String, Rope, Option<Lang>)> {
+    /// Every open document: URI, text (a cheap rope copy), version, language.
+    pub fn texts(&self) -> Vec<(String, Rope, i32, Option<Lang>)> {
         self.docs
             .iter()
-            .map(|(u, d)| (u.clone(), d.rope.clone(), d.syntax.as_ref().map(|t| t.lang())))
+            .map(|(u, d)| (u.clone(), d.rope.clone(), d.version, d.syntax.as_ref().map(|t| t.lang())))
             .collect()
     }
 

@@ -16,7 +16,7 @@ const MAIN_RS: &str = "mod config;\nuse config::RetryPolicy;\n\n/// The longest 
 #[test]
 fn the_builder_brings_in_the_struct_from_the_other_file() {
     let rope = ropey::Rope::from_str(MAIN_RS);
-    let others = vec![OtherFile { path: "src/config.rs".into(), text: CONFIG_RS.into(), lang: Some(Lang::Rust) }];
+    let others = vec![OtherFile::new("src/config.rs", CONFIG_RS, Some(Lang::Rust))];
     let input = Input {
         rope: &rope,
         cursor: rope.len_chars(),
@@ -72,4 +72,19 @@ fn the_real_model_uses_a_field_from_an_imported_file() {
     let r = c.response(id, LONG);
     let text = r["result"][0]["insertText"].as_str().unwrap_or("");
     assert!(text.starts_with("backoff_millis_between_tries"), "{r}");
+    // The imported file's definitions are kept until it changes on disk:
+    // renamed there, the next completion (a new version of main.rs) sees it.
+    std::fs::write(dir.join("src/config.rs"), CONFIG_RS.replace("backoff_millis_between_tries", "pause_millis_between_tries")).unwrap();
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "\n"}]}),
+    );
+    let id = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": last_line + 1, "character": col}, "context": {"triggerKind": 1}}),
+    );
+    let r = c.response(id, LONG);
+    let text = r["result"][0]["insertText"].as_str().unwrap_or("");
+    assert!(text.starts_with("pause_millis_between_tries"), "{r}");
 }

@@ -63,7 +63,13 @@ struct State {
     /// for the version and length it was computed on: diagnostics compute
     /// it, code actions reuse it (editors ask for them on every cursor move).
     analyses: Mutex<HashMap<String, KeptAnalysis>>,
+    /// Definitions of other files (open documents by version, imported
+    /// files by modification time), for cross-file context per keystroke.
+    definitions: Mutex<HashMap<String, (String, Arc<Vec<crate::syntax::Definition>>)>>,
 }
+
+/// Files whose definitions are kept at most (then the store starts over).
+const MAX_KEPT_DEFINITIONS: usize = 256;
 
 /// A document's syntax analysis, with the version and length it is of.
 type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);
@@ -374,9 +380,11 @@ impl Backend {
         const MAX_FILES: usize = 24;
         let open = lock(&self.st.docs).texts();
         let mut out: Vec<complete::OtherFile> = Vec::new();
-        for (uri, rope, lang) in open {
+        for (uri, rope, version, lang) in open {
             if uri != snap.uri && rope.len_bytes() <= MAX_FILE && out.len() < MAX_FILES {
-                out.push(complete::OtherFile { path: relative_path(&uri, root), text: rope.to_string(), lang });
+                let stamp = format!("v{version}:{}", rope.len_bytes());
+                let defs = self.definitions(&uri, &stamp, || complete::definitions_of(&rope.to_string(), lang));
+                out.push(complete::OtherFile { path: relative_path(&uri, root), lang, defs });
             }
         }
         let (Some(lang), Some(parsed)) = (snap.lang, snap.parsed.as_ref()) else { return out };
@@ -396,9 +404,21 @@ impl Backend {
                 }
                 if let Ok(meta) = std::fs::metadata(&cand) {
                     if meta.is_file() && meta.len() as usize <= MAX_FILE {
-                        if let Ok(t) = std::fs::read_to_string(&cand) {
-                            let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
-                            out.push(complete::OtherFile { path: rel, text: t, lang: l });
+                        // Read and parsed again only when the file changes.
+                        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+                        let stamp = format!("m{mtime}:{}", meta.len());
+                        let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
+                        let key = format!("file://{}", cand.display());
+                        let readable = std::cell::Cell::new(true);
+                        let defs = self.definitions(&key, &stamp, || match std::fs::read_to_string(&cand) {
+                            Ok(t) => complete::definitions_of(&t, l),
+                            Err(_) => {
+                                readable.set(false);
+                                Vec::new()
+                            }
+                        });
+                        if readable.get() {
+                            out.push(complete::OtherFile { path: rel, lang: l, defs });
                             break;
                         }
                     }
@@ -406,6 +426,23 @@ impl Backend {
             }
         }
         out
+    }
+
+    /// The definitions of a file as of `stamp` (a document version or a
+    /// file's modification time, with its length): kept, or computed.
+    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Vec<crate::syntax::Definition>) -> Arc<Vec<crate::syntax::Definition>> {
+        if let Some((s, d)) = lock(&self.st.definitions).get(key) {
+            if s == stamp {
+                return d.clone();
+            }
+        }
+        let d = Arc::new(compute());
+        let mut kept = lock(&self.st.definitions);
+        if kept.len() >= MAX_KEPT_DEFINITIONS {
+            kept.clear();
+        }
+        kept.insert(key.to_string(), (stamp.to_string(), d.clone()));
+        d
     }
 
     fn range(&self, rope: &Rope, a: usize, b: usize) -> Range {
