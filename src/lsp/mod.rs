@@ -65,8 +65,10 @@ struct State {
     analyses: Mutex<HashMap<String, KeptAnalysis>>,
     /// Definitions of other files (open documents by version, imported
     /// files by modification time), for cross-file context per keystroke.
-    definitions: Mutex<HashMap<String, (String, Arc<Vec<crate::syntax::Definition>>)>>,
+    definitions: Mutex<HashMap<String, (String, Defs)>>,
 }
+
+type Defs = Arc<Vec<crate::syntax::Definition>>;
 
 /// Files whose definitions are kept at most (then the store starts over).
 const MAX_KEPT_DEFINITIONS: usize = 256;
@@ -430,7 +432,7 @@ impl Backend {
 
     /// The definitions of a file as of `stamp` (a document version or a
     /// file's modification time, with its length): kept, or computed.
-    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Vec<crate::syntax::Definition>) -> Arc<Vec<crate::syntax::Definition>> {
+    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Vec<crate::syntax::Definition>) -> Defs {
         if let Some((s, d)) = lock(&self.st.definitions).get(key) {
             if s == stamp {
                 return d.clone();

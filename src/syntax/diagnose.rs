@@ -420,9 +420,12 @@ fn repaired_errors(tree: &tree_sitter::Tree, others: &[usize]) -> Option<Vec<usi
 
 /// [`repair`] results per ERROR node (by byte range) of one parsed text:
 /// the diagnostics and the fix region ask about the same nodes.
+/// A repair and the rows of the errors left after it.
+type RepairFound = (Edit, Vec<usize>);
+
 struct RepairMemo {
     lang: Lang,
-    found: Vec<((usize, usize), Option<(Edit, Vec<usize>)>)>,
+    found: Vec<((usize, usize), Option<RepairFound>)>,
 }
 
 impl RepairMemo {
