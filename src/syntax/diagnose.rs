@@ -299,6 +299,10 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
         Some(t) => error_places(&t).into_iter().filter(|&(b, _)| b < n.start_byte() || b > n.end_byte()).map(|(_, row)| row).collect(),
         None => return None,
     };
+    // A MISSING node is tree-sitter's own one-token repair; only a closer
+    // before it that also removes another error does better (a missing '}'
+    // that the parser papered over with a ';').
+    let missing = n.is_missing();
     let mut best: Option<(Vec<usize>, Edit)> = None;
     let mut try_edit = |e: Edit, best: &mut Option<(Vec<usize>, Edit)>| {
         let t = e.apply(text);
@@ -313,6 +317,10 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
     // A misspelled keyword on the error's first lines (from the first line's
     // start: the parser often accepts the word itself and stumbles after it).
     let first_line = (line_start(text, n.start_byte()), text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i));
+    if missing {
+        closer_before(text, n, &mut best, &mut try_edit);
+        return best.filter(|(rows, _)| rows.len() < others.len()).map(|(rows, e)| (e, rows));
+    }
     let mut lines_end = first_line.1;
     for _ in 1..REPAIR_LINES {
         if lines_end >= n.end_byte() || lines_end >= text.len() {
@@ -362,34 +370,48 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
             }
         }
     }
-    if best.is_none() {
-        // A closer missing before the error: the parser only notices when
-        // the next definition starts. The nearest earlier lines first.
-        let mut line_start_at = line_start(text, n.start_byte());
-        let mut nearest = true;
-        for _ in 0..REPAIR_LINES_BEFORE {
-            if line_start_at == 0 {
-                break;
-            }
-            let prev_end = line_start_at - 1;
-            let ls = line_start(text, prev_end);
-            let code_end = ls + text[ls..prev_end].trim_end().len();
-            line_start_at = ls;
-            if code_end == ls {
-                continue;
-            }
-            // A separator only at the end of the line just before.
-            let toks: &[&'static str] = if nearest { &["}", ")", "]", ",", ";"] } else { &["}", ")", "]"] };
-            nearest = false;
-            for tok in toks {
-                try_edit(Edit { at: code_end, del: 0, ins: tok }, &mut best);
-            }
-            if best.is_some() {
-                break;
-            }
-        }
+    if best.as_ref().is_none_or(|b| !b.0.is_empty()) {
+        // Also tried when an edit at the error leaves other errors: a
+        // missing brace is often "repaired" there by a ';' that leaves it
+        // missing.
+        closer_before(text, n, &mut best, &mut try_edit);
     }
     best.map(|(rows, e)| (e, rows))
+}
+
+/// A closer missing before the error at `n` (the parser only notices when
+/// the next definition starts): `}` `)` `]` at the end of one of the 4
+/// lines before it, the nearest first, or a `,` or `;` at the end of the
+/// line just before it.
+fn closer_before(
+    text: &str,
+    n: Node,
+    best: &mut Option<(Vec<usize>, Edit)>,
+    try_edit: &mut impl FnMut(Edit, &mut Option<(Vec<usize>, Edit)>),
+) {
+    let mut line_start_at = line_start(text, n.start_byte());
+    let mut nearest = true;
+    for _ in 0..REPAIR_LINES_BEFORE {
+        if line_start_at == 0 {
+            break;
+        }
+        let prev_end = line_start_at - 1;
+        let ls = line_start(text, prev_end);
+        let code_end = ls + text[ls..prev_end].trim_end().len();
+        line_start_at = ls;
+        if code_end == ls {
+            continue;
+        }
+        let toks: &[&'static str] = if nearest { &["}", ")", "]", ",", ";"] } else { &["}", ")", "]"] };
+        nearest = false;
+        let before = best.as_ref().map(|b| b.1);
+        for tok in toks {
+            try_edit(Edit { at: code_end, del: 0, ins: tok }, best);
+        }
+        if best.as_ref().map(|b| b.1) != before {
+            break;
+        }
+    }
 }
 
 /// Start bytes and rows of a tree's ERROR and MISSING nodes.
@@ -431,10 +453,6 @@ struct RepairMemo {
 impl RepairMemo {
     fn new(lang: Lang) -> Self {
         RepairMemo { lang, found: Vec::new() }
-    }
-
-    fn repair(&mut self, n: Node, text: &str) -> Option<Edit> {
-        self.repair_rows(n, text).map(|(e, _)| e)
     }
 
     /// The repair and the rows of the errors it leaves.
@@ -501,24 +519,12 @@ fn repairs_with(p: &Parsed, text: &str, memo: &mut RepairMemo) -> Vec<Repair> {
     if text.len() > REPAIR_MAX_BYTES {
         return Vec::new();
     }
-    outer_errors(p, REPAIRED_ERRORS)
-        .into_iter()
-        .filter_map(|n| memo.repair(n, text))
-        .map(|e| Repair { at: e.at, edit: e, region: repaired_lines(p.lang, text, e) })
-        .collect()
-}
-
-/// The outermost ERROR nodes of a tree, in order, at most `max`.
-fn outer_errors<'t>(p: &'t Parsed, max: usize) -> Vec<Node<'t>> {
-    let mut out = Vec::new();
-    walk_errors(p.tree.root_node(), |n| {
-        if !n.is_error() {
-            return Some(true);
-        }
-        out.push(focus(n));
-        (out.len() < max).then_some(false)
-    });
-    out
+    // The nodes the listing searched, in text order (the memo has them).
+    if memo.found.is_empty() {
+        errors_with(p, text, ANALYSIS_MAX_ERRORS, memo);
+    }
+    let found: Vec<Edit> = memo.found.iter().filter_map(|(_, r)| r.as_ref().map(|(e, _)| *e)).collect();
+    found.into_iter().map(|e| Repair { at: e.at, edit: e, region: repaired_lines(p.lang, text, e) }).collect()
 }
 
 /// A token insertion that repairs an ERROR node, and the lines of the
@@ -566,9 +572,17 @@ fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec
         let row = node.start_position().row;
         let consequence = left_after.iter().any(|rows| !rows.contains(&row));
         if node.is_missing() {
-            if !consequence {
-                let at = node.start_byte().min(text.len());
-                out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
+            let repaired = if out.len() < REPAIRED_ERRORS && !consequence { memo.repair_rows(node, text) } else { None };
+            match repaired {
+                Some((edit, rows)) => {
+                    out.push(edit_message(edit, text));
+                    left_after.push(rows);
+                }
+                None if !consequence => {
+                    let at = node.start_byte().min(text.len());
+                    out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
+                }
+                None => {}
             }
         } else if node.is_error() {
             let node = focus(node);

@@ -6,7 +6,12 @@
 // 2. typing in a Python file shows ghost text from the model, Tab accepts it;
 // 3. Ctrl+Space lists wick's completion item, Enter inserts it;
 // 4. a killed server comes back (status "restarting in N s", then ready);
-// 5. a missing server binary shows "server not found", and the editor still edits.
+// 5. a missing ':' is squiggled and its hover says "expected ':'" (wick);
+//    Ctrl+. lists "Insert ':'" and "Fix with wick: expected ':'"; choosing
+//    the second goes through codeAction/resolve and the model and adds the
+//    ':' and nothing else, and the squiggle clears; after an undo, "Insert
+//    ':'" does the same without the model;
+// 6. a missing server binary shows "server not found", and the editor still edits.
 
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,10 +38,17 @@ const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
 const log = (msg) => console.log(`   [${since()}] ${msg}`);
 
 // The server, through a wrapper that records each started pid (for the
-// crash step) and sends the server's log to the artifacts.
+// crash step), sends the server's log to the artifacts, and copies what the
+// client sends to lsp-client.log (to see which requests VS Code made). exec
+// keeps the recorded pid the server's; tee ends when the client closes the pipe.
 const pids = path.join(tmp, 'server.pids');
+const lspClientLog = path.join(ART, 'lsp-client.log');
 const wrapper = path.join(tmp, 'wick-server');
-fs.writeFileSync(wrapper, `#!/bin/sh\necho $$ >> '${pids}'\nexec '${WICK_BIN}' "$@" --log-file '${ART}/wick-server.log'\n`, { mode: 0o755 });
+fs.writeFileSync(
+    wrapper,
+    `#!/bin/bash\necho $$ >> '${pids}'\nexec '${WICK_BIN}' "$@" --log-file '${ART}/wick-server.log' < <(exec tee -a '${lspClientLog}')\n`,
+    { mode: 0o755 },
+);
 
 const SOURCE = `import math
 
@@ -57,6 +69,14 @@ def primes_below(limit):
 const TYPED = '    return [p for p in ';
 const file = path.join(dirs.ws, 'primes.py');
 fs.writeFileSync(file, SOURCE);
+// A syntax error for step 5: the `def` lacks its ':'.
+const BROKEN = `def mean(values)
+    total = sum(values)
+    return total / len(values)
+`;
+const FIXED = BROKEN.replace('def mean(values)', 'def mean(values):');
+const statsFile = path.join(dirs.ws, 'stats.py');
+fs.writeFileSync(statsFile, BROKEN);
 
 const settingsFile = path.join(dirs.data, 'User', 'settings.json');
 const settings = {
@@ -78,6 +98,9 @@ const settings = {
     'editor.wordBasedSuggestions': 'off',
     'editor.autoClosingBrackets': 'never',
     'editor.autoClosingQuotes': 'never',
+    // The editor's text is read from its view lines: no whitespace markers in them.
+    'editor.renderWhitespace': 'none',
+    'files.refactoring.autoSave': false,
 };
 fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
 fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
@@ -247,7 +270,67 @@ try {
     check(readPids().length === before.length + 1, `one new server process: ${readPids()}`);
     log('server restarted');
 
-    // 5. A missing binary: a clear message, and the editor keeps editing.
+    // 5. A syntax error: wick's diagnostic and its quick fixes, from the
+    // light-bulb menu. Before step 6, which takes the server away.
+    await openFile('stats.py');
+    const openedAt = Date.now();
+    const editor = page.locator('.monaco-editor[data-uri$="/stats.py"]');
+    const squiggles = editor.locator('.squiggly-error');
+    const problems = async () => (await page.locator('#status\\.problems').getAttribute('aria-label', { timeout: 1000 }).catch(() => '')) ?? '';
+    const editorState = async () => ({ text: await editorText(editor), squiggles: await squiggles.count(), problems: await problems() });
+    await waitFor(async () => (await squiggles.count()) > 0, 30_000, "wick's diagnostic (a squiggle) in stats.py", editorState);
+    timings.diagnosticMs = Date.now() - openedAt;
+    check((await squiggles.count()) === 1, `one squiggle for one missing ':': ${JSON.stringify(await editorState())}`);
+    log(`diagnostic after ${timings.diagnosticMs} ms; status bar: "${await problems()}"`);
+    // Its hover: the message, then the source.
+    const box = await squiggles.first().boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    const marker = page.locator('.monaco-hover .marker.hover-contents');
+    await waitFor(async () => (await marker.count()) > 0, 10_000, 'the hover over the squiggle');
+    const hover = (await marker.first().locator('span').allTextContents()).map(nbsp);
+    check(hover[0] === "expected ':'" && hover.includes('wick'), `the hover says "expected ':'" from wick: ${JSON.stringify(hover)}`);
+    log(`hover: ${JSON.stringify(hover)}`);
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+
+    const before5 = resolveTitles().length;
+    await quickFix("Fix with wick: expected ':'", ["Insert ':'", "Fix with wick: expected ':'"], 'quick-fix-menu.png');
+    const chosenAt = Date.now();
+    // The model runs now (codeAction/resolve): seconds on 2 cores.
+    await waitFor(async () => (await editorText(editor)) !== BROKEN, 90_000, 'the fix to change the text', editorState);
+    const fixedAt = Date.now();
+    timings.fixWithWickMs = fixedAt - chosenAt;
+    check((await editorText(editor)) === FIXED, `"Fix with wick" added the ':' and nothing else: ${JSON.stringify(await editorText(editor))}`);
+    const resolved = resolveTitles().slice(before5);
+    check(resolved.includes("Fix with wick: expected ':'"), `VS Code resolved the fix through codeAction/resolve: ${JSON.stringify(resolved)}`);
+    log(`"Fix with wick" applied after ${timings.fixWithWickMs} ms`);
+    log('DEBUG disk after fix: ' + JSON.stringify(fs.readFileSync(statsFile, 'utf8')) + ' tab: ' + await page.locator('.tab.active').getAttribute('class'));
+    await new Promise((r) => setTimeout(r, 1000));
+    log('DEBUG disk after fix+1s: ' + JSON.stringify(fs.readFileSync(statsFile, 'utf8')) + ' tab: ' + await page.locator('.tab.active').getAttribute('class'));
+    timings.fixDiagnosticClearMs = (await squigglesClear(squiggles, editorState)) - fixedAt;
+    await page.screenshot({ path: path.join(ART, 'fixed-with-wick.png') });
+    log(`diagnostic cleared ${timings.fixDiagnosticClearMs} ms after the fix`);
+
+    // The known repair, which carries its edit: undo, then "Insert ':'".
+    await page.keyboard.press('Control+Z');
+    await waitFor(async () => (await editorText(editor)) === BROKEN && (await squiggles.count()) === 1, 15_000, 'the undone fix and its squiggle', editorState);
+    const before5b = resolveTitles().length;
+    log('DEBUG disk after undo: ' + JSON.stringify(fs.readFileSync(statsFile, 'utf8')) + ' tab: ' + await page.locator('.tab.active').getAttribute('class'));
+    await quickFix("Insert ':'", ["Insert ':'", "Fix with wick: expected ':'"]);
+    const insertedAt = Date.now();
+    await waitFor(async () => (await editorText(editor)) !== BROKEN, 10_000, `"Insert ':'" to change the text`, editorState);
+    timings.insertColonMs = Date.now() - insertedAt;
+    check((await editorText(editor)) === FIXED, `"Insert ':'" added the ':' and nothing else: ${JSON.stringify(await editorText(editor))}`);
+    log('DEBUG disk after insert: ' + JSON.stringify(fs.readFileSync(statsFile, 'utf8')) + ' tab: ' + await page.locator('.tab.active').getAttribute('class'));
+    await squigglesClear(squiggles, editorState);
+    log('DEBUG disk after insert+clear: ' + JSON.stringify(fs.readFileSync(statsFile, 'utf8')) + ' tab: ' + await page.locator('.tab.active').getAttribute('class'));
+    await save(statsFile);
+    check(fs.readFileSync(statsFile, 'utf8') === FIXED, `stats.py on disk is fixed: ${JSON.stringify(fs.readFileSync(statsFile, 'utf8'))}`);
+    log(`"Insert ':'" applied after ${timings.insertColonMs} ms (resolve requests: ${JSON.stringify(resolveTitles().slice(before5b))}); saved`);
+    await page.keyboard.press('Control+W');
+    await page.waitForSelector('.tab.active[aria-label*="primes.py"]');
+
+    // 6. A missing binary: a clear message, and the editor keeps editing.
     // Through the Settings editor, as a user would (it writes settings.json
     // and VS Code applies the change at once).
     await page.keyboard.press('Control+Comma');
@@ -308,8 +391,84 @@ async function openFile(name) {
     await page.waitForSelector('.monaco-editor.focused');
 }
 
-async function save() {
-    const before = fs.readFileSync(file, 'utf8');
+// Ctrl+. with the cursor at the end of the error's line (after the `)`),
+// checks the menu lists `want`, then chooses `title` with the arrow keys
+// and Enter.
+async function quickFix(title, want, screenshot) {
+    await page.keyboard.press('Control+Home');
+    await page.keyboard.press('End');
+    const askedAt = Date.now();
+    await page.keyboard.press('Control+Period');
+    const rows = page.locator('.action-widget .monaco-list-row.action');
+    const titles = async () => rows.evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
+    // VS Code says "No code actions available" in an overlay message.
+    const overlay = async () => nbsp((await page.locator('.monaco-editor-overlaymessage').allTextContents()).join(' '));
+    await waitFor(async () => (await rows.count()) > 0, 20_000, 'the quick-fix menu', overlay);
+    const listed = await titles();
+    log(`quick-fix menu after ${Date.now() - askedAt} ms: ${JSON.stringify(listed)}`);
+    for (const w of want) {
+        check(listed.includes(w), `the quick-fix menu lists ${JSON.stringify(w)}: ${JSON.stringify(listed)}`);
+    }
+    if (screenshot) {
+        await page.screenshot({ path: path.join(ART, screenshot) });
+    }
+    const focused = async () => (await rows.evaluateAll((els) => els.filter((e) => e.classList.contains('focused')).map((e) => e.getAttribute('aria-label'))))[0];
+    for (let i = 0; i <= listed.length && (await focused()) !== title; i++) {
+        await page.keyboard.press('ArrowDown');
+    }
+    check((await focused()) === title, `${JSON.stringify(title)} is focused in the menu: ${JSON.stringify(await focused())}`);
+    await page.keyboard.press('Enter');
+    await waitFor(async () => (await rows.count()) === 0, 10_000, 'the quick-fix menu to close');
+}
+
+// Until the editor has no squiggle, for a second in a row (a republished
+// diagnostic would come back within wick's 300 ms debounce); returns when
+// they went.
+async function squigglesClear(squiggles, show) {
+    let clearSince;
+    await waitFor(
+        async () => {
+            if ((await squiggles.count()) > 0) {
+                clearSince = undefined;
+                return false;
+            }
+            clearSince ??= Date.now();
+            return Date.now() - clearSince >= 1000;
+        },
+        20_000,
+        'the squiggle to clear (and stay cleared for 1 s)',
+        show,
+    );
+    return clearSince;
+}
+
+// The editor's text, from its rendered lines (all of a short file are).
+async function editorText(editor) {
+    const lines = await editor
+        .locator('.view-lines .view-line')
+        .evaluateAll((els) => els.map((e) => [parseFloat(e.style.top) || 0, e.textContent ?? '']).sort((a, b) => a[0] - b[0]).map((l) => l[1]));
+    return nbsp(lines.join('\n'));
+}
+
+// The titles of the code actions VS Code sent to codeAction/resolve, in order.
+function resolveTitles() {
+    const raw = fs.existsSync(lspClientLog) ? fs.readFileSync(lspClientLog, 'utf8') : '';
+    return raw
+        .split(/Content-Length: \d+\r\n(?:[^\r\n]+\r\n)*\r\n/)
+        .slice(1)
+        .flatMap((body) => {
+            try {
+                return [JSON.parse(body)];
+            } catch {
+                return []; // the last message, half-written
+            }
+        })
+        .filter((m) => m.method === 'codeAction/resolve')
+        .map((m) => m.params?.title);
+}
+
+async function save(target = file) {
+    const before = fs.readFileSync(target, 'utf8');
     await page.keyboard.press('Control+S');
     // Until the text on disk changed and stayed the same for 200 ms (a save
     // may be seen half-written).
@@ -317,7 +476,7 @@ async function save() {
     let stableSince = Date.now();
     await waitFor(
         async () => {
-            const now = fs.readFileSync(file, 'utf8');
+            const now = fs.readFileSync(target, 'utf8');
             if (now !== last) {
                 last = now;
                 stableSince = Date.now();
