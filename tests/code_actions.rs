@@ -209,3 +209,31 @@ fn empty_functions_offer_completion_and_clients_without_resolve_get_eager_action
     assert_eq!(r["result"], json!([]), "{r}");
     assert!(c.shutdown().success());
 }
+
+#[test]
+fn a_client_that_passes_no_diagnostics_gets_wicks_own() {
+    // Lazy client: the known repair and the model's fix, listed without a
+    // model call.
+    let mut c = server(true);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    diagnostics_for(&mut c, uri, 1);
+    let line3 = json!({"start": {"line": 3, "character": 2}, "end": {"line": 3, "character": 2}});
+    let actions = code_actions(&mut c, uri, line3.clone(), vec![]);
+    let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Insert ':'", "Fix with wick: expected ':'"]);
+    // Not on other lines.
+    let line0 = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}});
+    assert!(code_actions(&mut c, uri, line0, vec![]).is_empty());
+    assert!(c.shutdown().success());
+    // A client that cannot resolve: only the known repair (no model run
+    // for every listing).
+    let mut c = server(false);
+    c.open(uri, "python", BROKEN);
+    diagnostics_for(&mut c, uri, 1);
+    let actions = code_actions(&mut c, uri, line3, vec![]);
+    let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Insert ':'"]);
+    assert!(actions[0]["edit"]["changes"].is_object(), "{:?}", actions[0]);
+    assert!(c.shutdown().success());
+}

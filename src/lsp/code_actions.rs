@@ -76,10 +76,22 @@ impl Backend {
         };
         let mut out: Vec<CodeActionOrCommand> = Vec::new();
         let text = snap.rope.to_string();
-        let fixes_wanted = wants(&CodeActionKind::QUICKFIX) && !params.context.diagnostics.is_empty();
+        let fixes_wanted = wants(&CodeActionKind::QUICKFIX);
         let analysis = if fixes_wanted { analysis_of(&self.st, &snap).await } else { None };
+        // A client that passes no diagnostics gets wick's own on the lines
+        // asked about.
+        let diagnostics = match (&analysis, params.context.diagnostics.is_empty()) {
+            (Some(a), true) => syntax_diagnostics(&snap, a, enc)
+                .into_iter()
+                .filter(|d| d.range.start.line <= params.range.end.line && d.range.end.line >= params.range.start.line)
+                .collect(),
+            _ => params.context.diagnostics.clone(),
+        };
+        // A client that resolves nothing lazily would run the model for
+        // every listing: for diagnostics it did not pass, only known repairs.
+        let model_fixes = !params.context.diagnostics.is_empty() || *lock(&self.st.resolve_edits);
         if fixes_wanted {
-            for d in &params.context.diagnostics {
+            for d in &diagnostics {
                 let Some((start, end)) = byte_range(&snap.rope, &d.range, enc) else { continue };
                 let req = FixRequest {
                     text: &text,
@@ -100,6 +112,9 @@ impl Backend {
                         edit: Some(self.workspace_edit(uri.clone(), snap.version, edit)),
                         ..Default::default()
                     }));
+                }
+                if !model_fixes {
+                    continue;
                 }
                 let disabled = match actions::plan_fix_with(&req, snap.parsed.as_ref().zip(analysis.as_deref())) {
                     Ok(_) => None,
@@ -168,10 +183,16 @@ impl Backend {
         if action.edit.is_some() {
             return action; // listed with its edit (a known repair)
         }
-        match self.compute_edit(&action).await {
-            Ok(edit) => action.edit = Some(edit),
+        let t = std::time::Instant::now();
+        let result = self.compute_edit(&action).await;
+        let ms = t.elapsed().as_millis() as u64;
+        match result {
+            Ok(edit) => {
+                tracing::info!(title = %action.title, ms, "code action resolved");
+                action.edit = Some(edit);
+            }
             Err(e) => {
-                tracing::info!("code action '{}': {e}", action.title);
+                tracing::info!(title = %action.title, ms, "code action not resolved: {e}");
                 self.show(MessageType::WARNING, format!("wick: {}: {e}", action.title)).await;
             }
         }
