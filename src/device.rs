@@ -69,7 +69,7 @@ fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
     std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
     std::panic::set_hook(hook);
-    let opened = opened.map_err(|p| panic_text(p.as_ref())).and_then(|r| r.map_err(|e| e.to_string()));
+    let opened = opened.map_err(|p| crate::engine::panic_message(&p)).and_then(|r| r.map_err(|e| e.to_string()));
     let device = opened.map_err(|e| {
         format!(
             "no usable CUDA device with this driver and CUDA {} ({})",
@@ -127,14 +127,6 @@ fn can_load(name: &str) -> bool {
         libc::dlclose(h);
     }
     true
-}
-
-#[cfg(feature = "cuda")]
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic in the CUDA bindings".into())
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -331,14 +331,6 @@ impl Decoder {
         std::mem::swap(&mut self.pos, &mut slot.pos);
     }
 
-    /// Frees a slot's memory.
-    pub fn drop_slot(slot: &mut CacheSlot) {
-        for c in &mut slot.layers {
-            *c = KvCache { k: None, v: None, len: 0, cap: 0 };
-        }
-        slot.pos = 0;
-    }
-
     /// Runs `tokens` at the end of the cached sequence and returns the logits
     /// of the last position, as f32 on the CPU.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, DecoderError> {

@@ -268,7 +268,8 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
     }
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+/// The text of a caught panic's payload.
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -283,10 +283,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.cached.clear();
         self.decoder.clear();
-        for s in &mut self.spares {
-            Decoder::drop_slot(&mut s.slot);
-        }
-        self.spares.clear();
+        self.spares.clear(); // their tensors go with them
     }
 
     /// How many KV caches are kept besides the active one (0: one cache,

@@ -385,8 +385,9 @@ impl Backend {
         for (uri, rope, version, lang) in open {
             if uri != snap.uri && rope.len_bytes() <= MAX_FILE && out.len() < MAX_FILES {
                 let stamp = format!("v{version}:{}", rope.len_bytes());
-                let defs = self.definitions(&uri, &stamp, || complete::definitions_of(&rope.to_string(), lang));
-                out.push(complete::OtherFile { path: relative_path(&uri, root), lang, defs });
+                if let Some(defs) = self.definitions(&uri, &stamp, || Some(complete::definitions_of(&rope.to_string(), lang))) {
+                    out.push(complete::OtherFile { path: relative_path(&uri, root), lang, defs });
+                }
             }
         }
         let (Some(lang), Some(parsed)) = (snap.lang, snap.parsed.as_ref()) else { return out };
@@ -411,15 +412,8 @@ impl Backend {
                         let stamp = format!("m{mtime}:{}", meta.len());
                         let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
                         let key = format!("file://{}", cand.display());
-                        let readable = std::cell::Cell::new(true);
-                        let defs = self.definitions(&key, &stamp, || match std::fs::read_to_string(&cand) {
-                            Ok(t) => complete::definitions_of(&t, l),
-                            Err(_) => {
-                                readable.set(false);
-                                Vec::new()
-                            }
-                        });
-                        if readable.get() {
+                        let read = || std::fs::read_to_string(&cand).ok().map(|t| complete::definitions_of(&t, l));
+                        if let Some(defs) = self.definitions(&key, &stamp, read) {
                             out.push(complete::OtherFile { path: rel, lang: l, defs });
                             break;
                         }
@@ -431,20 +425,21 @@ impl Backend {
     }
 
     /// The definitions of a file as of `stamp` (a document version or a
-    /// file's modification time, with its length): kept, or computed.
-    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Vec<crate::syntax::Definition>) -> Defs {
+    /// file's modification time, with its length): kept, or computed (None:
+    /// the file could not be read, and nothing is kept).
+    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Option<Vec<crate::syntax::Definition>>) -> Option<Defs> {
         if let Some((s, d)) = lock(&self.st.definitions).get(key) {
             if s == stamp {
-                return d.clone();
+                return Some(d.clone());
             }
         }
-        let d = Arc::new(compute());
+        let d = Arc::new(compute()?);
         let mut kept = lock(&self.st.definitions);
         if kept.len() >= MAX_KEPT_DEFINITIONS {
             kept.clear();
         }
         kept.insert(key.to_string(), (stamp.to_string(), d.clone()));
-        d
+        Some(d)
     }
 
     fn range(&self, rope: &Rope, a: usize, b: usize) -> Range {

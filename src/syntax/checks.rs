@@ -29,15 +29,15 @@ pub(crate) fn walk_errors<'t>(root: Node<'t>, mut visit: impl FnMut(Node<'t>) ->
 
 /// Number of ERROR and MISSING nodes in a tree.
 pub(crate) fn count_errors(tree: &Tree) -> usize {
-    error_starts(tree).len()
+    error_places(tree).len()
 }
 
-/// Start bytes of the ERROR and MISSING nodes of a tree, in order.
-pub(crate) fn error_starts(tree: &Tree) -> Vec<usize> {
+/// Start bytes and rows of the ERROR and MISSING nodes of a tree, in order.
+pub(crate) fn error_places(tree: &Tree) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     walk_errors(tree.root_node(), |n| {
         if n.is_error() || n.is_missing() {
-            out.push(n.start_byte());
+            out.push((n.start_byte(), n.start_position().row));
         }
         Some(true)
     });

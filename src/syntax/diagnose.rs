@@ -4,7 +4,7 @@
 use tree_sitter::Node;
 
 use super::lang::Lang;
-use super::checks::walk_errors;
+use super::checks::{error_places, walk_errors};
 use super::parse::Parsed;
 
 /// One syntax error: a byte range of the text and a short message.
@@ -287,18 +287,17 @@ fn words(text: &str, from: usize, to: usize) -> Vec<(usize, &str)> {
 const REPAIR_WORDS: usize = 12;
 const REPAIR_GAPS: usize = 8;
 
-/// The edit [`repair_message`] reports (where, what goes away, what comes),
-/// and the rows of the errors left after it.
-fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
+/// The edit [`edit_message`] reports (where, what goes away, what comes),
+/// and the rows of the errors left after it. `places` are the errors of
+/// the tree `n` belongs to ([`error_places`]).
+fn repair(lang: Lang, n: Node, text: &str, places: &[(usize, usize)]) -> Option<(Edit, Vec<usize>)> {
     if text.len() > REPAIR_MAX_BYTES {
         return None;
     }
     let mut parser = super::parse::new_parser(lang)?;
     // The errors elsewhere, which an insertion here may leave as they are.
-    let others: Vec<usize> = match super::parse::parse_str(lang, text) {
-        Some(t) => error_places(&t).into_iter().filter(|&(b, _)| b < n.start_byte() || b > n.end_byte()).map(|(_, row)| row).collect(),
-        None => return None,
-    };
+    let others: Vec<usize> =
+        places.iter().filter(|&&(b, _)| b < n.start_byte() || b > n.end_byte()).map(|&(_, row)| row).collect();
     // A MISSING node is tree-sitter's own one-token repair; only a closer
     // before it that also removes another error does better (a missing '}'
     // that the parser papered over with a ';').
@@ -314,13 +313,13 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
             }
         }
     };
-    // A misspelled keyword on the error's first lines (from the first line's
-    // start: the parser often accepts the word itself and stumbles after it).
-    let first_line = (line_start(text, n.start_byte()), text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i));
     if missing {
         closer_before(text, n, &mut best, &mut try_edit);
         return best.filter(|(rows, _)| rows.len() < others.len()).map(|(rows, e)| (e, rows));
     }
+    // A misspelled keyword on the error's first lines (from the first line's
+    // start: the parser often accepts the word itself and stumbles after it).
+    let first_line = (line_start(text, n.start_byte()), text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i));
     let mut lines_end = first_line.1;
     for _ in 1..REPAIR_LINES {
         if lines_end >= n.end_byte() || lines_end >= text.len() {
@@ -328,8 +327,8 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
         }
         lines_end = text[lines_end + 1..].find('\n').map_or(text.len(), |i| lines_end + 1 + i);
     }
+    let kws = keywords(lang);
     for (at, w) in words(text, first_line.0, lines_end.min(text.len())).into_iter().take(REPAIR_WORDS) {
-        let kws = keywords(lang);
         if kws.contains(&w) {
             continue;
         }
@@ -363,7 +362,7 @@ fn repair(lang: Lang, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
             .zip(line.char_indices().skip(1))
             .filter(|((_, a), (_, b))| (a.is_alphanumeric() || *a == '_') && b.is_whitespace())
             .map(|(_, (i, _))| first_line.0 + i)
-            .filter(|&g| g >= n.start_byte().saturating_sub(line.len()) && text[g..first_line.1].trim_start().starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+            .filter(|&g| text[g..first_line.1].trim_start().starts_with(|c: char| c.is_alphanumeric() || c == '_'));
         for g in gaps.take(REPAIR_GAPS) {
             for tok in [":", ","] {
                 try_edit(Edit { at: g, del: 0, ins: tok }, &mut best);
@@ -414,18 +413,6 @@ fn closer_before(
     }
 }
 
-/// Start bytes and rows of a tree's ERROR and MISSING nodes.
-fn error_places(tree: &tree_sitter::Tree) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    walk_errors(tree.root_node(), |n| {
-        if n.is_error() || n.is_missing() {
-            out.push((n.start_byte(), n.start_position().row));
-        }
-        Some(true)
-    });
-    out
-}
-
 /// The rows of a repaired text's errors (a small edit within a line, so
 /// rows are unchanged), if every error it has is on the row of an error that was
 /// already there outside the repaired node (recovery may start it at
@@ -440,28 +427,31 @@ fn repaired_errors(tree: &tree_sitter::Tree, others: &[usize]) -> Option<Vec<usi
     Some(now.into_iter().map(|(_, row)| row).collect())
 }
 
-/// [`repair`] results per ERROR node (by byte range) of one parsed text:
-/// the diagnostics and the fix region ask about the same nodes.
 /// A repair and the rows of the errors left after it.
 type RepairFound = (Edit, Vec<usize>);
 
+/// [`repair`] results per error node (by byte range) of one parsed text, in
+/// the order searched: the diagnostics and the fix region ask about the
+/// same nodes.
 struct RepairMemo {
     lang: Lang,
+    /// The parsed tree's errors, found once for every search.
+    places: Vec<(usize, usize)>,
     found: Vec<((usize, usize), Option<RepairFound>)>,
 }
 
 impl RepairMemo {
-    fn new(lang: Lang) -> Self {
-        RepairMemo { lang, found: Vec::new() }
+    fn new(p: &Parsed) -> Self {
+        RepairMemo { lang: p.lang, places: error_places(&p.tree), found: Vec::new() }
     }
 
     /// The repair and the rows of the errors it leaves.
-    fn repair_rows(&mut self, n: Node, text: &str) -> Option<(Edit, Vec<usize>)> {
+    fn repair_rows(&mut self, n: Node, text: &str) -> Option<RepairFound> {
         let key = (n.start_byte(), n.end_byte());
         if let Some((_, r)) = self.found.iter().find(|(k, _)| *k == key) {
             return r.clone();
         }
-        let r = repair(self.lang, n, text);
+        let r = repair(self.lang, n, text, &self.places);
         self.found.push((key, r.clone()));
         r
     }
@@ -495,8 +485,7 @@ impl Analysis {
     /// The edit that repairs the error at `[start, end]`, when the search
     /// found one (reparsing proved it removes that error and adds none).
     pub fn known_edit(&self, text: &str, start: usize, end: usize) -> Option<KnownEdit> {
-        let r = self.repairs.iter().find(|r| r.at >= start && r.at <= end.max(start + 1))?;
-        let e = r.edit;
+        let e = repair_at(&self.repairs, start, end)?.edit;
         let title = if e.del > 0 {
             format!("Replace {} with '{}'", quote(text.get(e.at..e.at + e.del)?), e.ins)
         } else {
@@ -506,15 +495,15 @@ impl Analysis {
     }
 
     pub fn new(p: &Parsed, text: &str) -> Self {
-        let mut memo = RepairMemo::new(p.lang);
+        let mut memo = RepairMemo::new(p);
         let errors = errors_with(p, text, ANALYSIS_MAX_ERRORS, &mut memo);
         let repairs = repairs_with(p, text, &mut memo);
         Analysis { errors, repairs }
     }
 }
 
-/// The repairs [`repaired_region`] looks among: those of the first ERROR
-/// nodes, in order.
+/// The repairs [`repaired_region`] looks among: those the listing's search
+/// found ([`errors_with`]), in text order.
 fn repairs_with(p: &Parsed, text: &str, memo: &mut RepairMemo) -> Vec<Repair> {
     if text.len() > REPAIR_MAX_BYTES {
         return Vec::new();
@@ -524,17 +513,22 @@ fn repairs_with(p: &Parsed, text: &str, memo: &mut RepairMemo) -> Vec<Repair> {
         errors_with(p, text, ANALYSIS_MAX_ERRORS, memo);
     }
     let found: Vec<Edit> = memo.found.iter().filter_map(|(_, r)| r.as_ref().map(|(e, _)| *e)).collect();
-    found.into_iter().map(|e| Repair { at: e.at, edit: e, region: repaired_lines(p.lang, text, e) }).collect()
+    found.into_iter().map(|e| Repair { edit: e, region: repaired_lines(p.lang, text, e) }).collect()
 }
 
-/// A token insertion that repairs an ERROR node, and the lines of the
-/// smallest whole-line node around it in the repaired text (a clean tree),
-/// in the original text's offsets.
+/// An edit that repairs an error node, and the lines of the smallest
+/// whole-line node around it in the repaired text (a clean tree), in the
+/// original text's offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Repair {
-    at: usize,
     edit: Edit,
     region: Option<(usize, usize)>,
+}
+
+/// The repair whose edit is at the diagnostic `[start, end]` (as
+/// [`edit_message`] placed it).
+fn repair_at(repairs: &[Repair], start: usize, end: usize) -> Option<&Repair> {
+    repairs.iter().find(|r| r.edit.at >= start && r.edit.at <= end.max(start + 1))
 }
 
 fn repaired_lines(lang: Lang, text: &str, e: Edit) -> Option<(usize, usize)> {
@@ -547,17 +541,16 @@ fn repaired_lines(lang: Lang, text: &str, e: Edit) -> Option<(usize, usize)> {
     Some((lo, hi))
 }
 
-/// For a diagnostic at an ERROR node that one inserted token repairs: the
-/// region of that repair.
+/// For a diagnostic at an error that one small edit repairs: the region of
+/// that repair.
 fn repaired_region(start: usize, end: usize, repairs: &[Repair]) -> Option<(usize, usize)> {
-    // The error whose repair is this diagnostic (as syntax_errors found it).
-    repairs.iter().find(|r| r.at >= start && r.at <= end.max(start + 1))?.region
+    repair_at(repairs, start, end)?.region
 }
 
 /// Syntax errors of a parsed text: one per ERROR node (not nested) and one
 /// per MISSING node, in text order, at most `max`.
 pub fn syntax_errors(p: &Parsed, text: &str, max: usize) -> Vec<SyntaxError> {
-    errors_with(p, text, max, &mut RepairMemo::new(p.lang))
+    errors_with(p, text, max, &mut RepairMemo::new(p))
 }
 
 fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec<SyntaxError> {
@@ -570,33 +563,24 @@ fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec
     let mut left_after: Vec<Vec<usize>> = Vec::new();
     walk_errors(p.tree.root_node(), |node| {
         let row = node.start_position().row;
+        let node = match node {
+            n if n.is_missing() => n,
+            n if n.is_error() => focus(n),
+            _ => return Some(true),
+        };
         let consequence = left_after.iter().any(|rows| !rows.contains(&row));
-        if node.is_missing() {
-            let repaired = if out.len() < REPAIRED_ERRORS && !consequence { memo.repair_rows(node, text) } else { None };
-            match repaired {
-                Some((edit, rows)) => {
-                    out.push(edit_message(edit, text));
-                    left_after.push(rows);
-                }
-                None if !consequence => {
-                    let at = node.start_byte().min(text.len());
-                    out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
-                }
-                None => {}
+        let repaired = if out.len() < REPAIRED_ERRORS && !consequence { memo.repair_rows(node, text) } else { None };
+        match repaired {
+            Some((edit, rows)) => {
+                out.push(edit_message(edit, text));
+                left_after.push(rows);
             }
-        } else if node.is_error() {
-            let node = focus(node);
-            let repaired = if out.len() < REPAIRED_ERRORS && !consequence { memo.repair_rows(node, text) } else { None };
-            match repaired {
-                Some((edit, rows)) => {
-                    out.push(edit_message(edit, text));
-                    left_after.push(rows);
-                }
-                None if !consequence => out.push(error_diagnostic(node, text)),
-                None => {}
+            None if consequence => {}
+            None if node.is_missing() => {
+                let at = node.start_byte().min(text.len());
+                out.push(SyntaxError { start: at, end: at, message: missing_message(&node) });
             }
-        } else {
-            return Some(true);
+            None => out.push(error_diagnostic(node, text)),
         }
         (out.len() < max).then_some(false)
     });
@@ -665,7 +649,7 @@ const SPRAWL_LINES: usize = 12;
 /// offsets of whole lines: the end is after the last line's '\n'. None when
 /// the region would exceed `max_bytes`.
 pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
-    let repairs = repairs_with(p, text, &mut RepairMemo::new(p.lang));
+    let repairs = repairs_with(p, text, &mut RepairMemo::new(p));
     fix_region_in(p, text, start, end, max_bytes, &repairs)
 }
 
