@@ -16,6 +16,20 @@ pub enum Multiline {
     Never,
 }
 
+/// How the completion prompt is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptMode {
+    /// Chosen per model by the real-code benchmark (docs/benchmarks.md).
+    #[default]
+    Auto,
+    /// Fill-in-the-middle in the model family's format (`fimOrder`).
+    Fim,
+    /// Plain continuation of the code before the cursor; the code after it
+    /// still ends the answer (post-processing, stop rules).
+    Prefix,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Model path, cache file name, `1.5b`, or hub reference; None = default.
@@ -34,6 +48,10 @@ pub struct Config {
     /// Wall-clock budget of one completion.
     pub timeout_ms: u64,
     pub fim_order: crate::prompt::FimOrder,
+    pub prompt: PromptMode,
+    /// Lines after the cursor's line shown to the model; 0: as many as the
+    /// budget allows.
+    pub suffix_lines: usize,
     pub threads: Option<usize>,
     /// Complete inside comments and strings too.
     pub in_comments: bool,
@@ -52,6 +70,8 @@ impl Default for Config {
             debounce_ms: 0,
             timeout_ms: 5000,
             fim_order: crate::prompt::FimOrder::Psm,
+            prompt: PromptMode::Auto,
+            suffix_lines: 0,
             threads: None,
             in_comments: false,
         }
@@ -71,6 +91,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("debounceMs", "integer", "Server-side debounce in milliseconds."),
     ("timeoutMs", "integer", "Wall-clock budget of one completion in milliseconds."),
     ("fimOrder", "string", "Fill-in-the-middle order: psm or spm."),
+    ("prompt", "string", "Prompt layout: auto (chosen per model by measurement), fim or prefix (plain continuation)."),
+    ("suffixLines", "integer", "Lines after the cursor's line shown to the model; 0 means as many as the budget allows."),
     ("threads", "integer", "CPU threads for the model (restart to apply)."),
     ("inComments", "boolean", "Also complete inside comments and strings."),
 ];
@@ -170,6 +192,10 @@ impl Config {
             "debounceMs" => self.debounce_ms = uint(v, 0, 10_000)?,
             "timeoutMs" => self.timeout_ms = uint(v, 50, 600_000)?,
             "fimOrder" => self.fim_order = string(v)?.parse()?,
+            "prompt" => {
+                self.prompt = serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, fim or prefix, got {v}"))?
+            }
+            "suffixLines" => self.suffix_lines = uint(v, 0, 10_000)? as usize,
             "threads" => {
                 self.threads = match v {
                     Value::Null => None,
@@ -225,7 +251,12 @@ mod tests {
         };
         for (k, ty, _) in KEYS {
             let mut c = Config::default();
-            let v = if *k == "multiline" { json!("always") } else if *k == "fimOrder" { json!("spm") } else { sample(ty) };
+            let v = match *k {
+                "multiline" => json!("always"),
+                "fimOrder" => json!("spm"),
+                "prompt" => json!("prefix"),
+                _ => sample(ty),
+            };
             let p = c.update(&json!({ *k: v }));
             assert!(p.is_empty(), "{k}: {p:?}");
         }

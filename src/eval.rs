@@ -108,7 +108,7 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
     let mut passed = 0;
     for (n, t) in tasks.iter().enumerate() {
         if opts.server_path {
-            let (text, g) = server_path_completion(engine, family, t, single, opts)?;
+            let (text, g) = server_path_completion(engine, t, single, opts)?;
             gen_tokens += g;
             let want_lines = t.middle.lines().count().max(1);
             let got: Vec<&str> = text.lines().take(want_lines).map(str::trim_end).collect();
@@ -157,8 +157,8 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
     let secs = t0.elapsed().as_secs_f64();
     let mode = if opts.server_path {
         format!(
-            "server(syntax_window={},postprocess={})",
-            opts.stages.syntax_window, opts.stages.postprocess
+            "server(syntax_window={},syntax_check={})",
+            opts.stages.syntax_window, opts.stages.syntax_check
         )
     } else if opts.chat_mode { "chat".to_string() } else if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
     let line = format!(
@@ -226,10 +226,10 @@ pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// One completion through the server's code path: the context builder on
-/// the file as a document, the engine, then the server's post-processing.
-fn server_path_completion(engine: &Engine, family: Option<Family>, t: &Task, single: bool, opts: &EvalOptions) -> Result<(String, usize)> {
-    use crate::complete::{plan_with, postprocess, Input};
+/// One completion through the server's pipeline: the file as a document,
+/// the cursor on an empty line where the hole is.
+fn server_path_completion(engine: &Engine, t: &Task, single: bool, opts: &EvalOptions) -> Result<(String, usize)> {
+    use crate::complete::{suggest_blocking, Input, SuggestRequest};
     // The hole is whole lines: in an editor that is the cursor on an empty
     // line, with the following lines after it.
     let text = format!("{}\n{}", t.prefix, t.suffix);
@@ -239,20 +239,15 @@ fn server_path_completion(engine: &Engine, family: Option<Family>, t: &Task, sin
     cfg.multiline = if single { crate::config::Multiline::Never } else { crate::config::Multiline::Auto };
     cfg.max_tokens = 256;
     cfg.timeout_ms = 60_000;
-    let input = Input {
-        rope: &rope,
-        cursor,
-        lang: Some(crate::syntax::Lang::Python),
-        parsed: None,
-        path: "solution.py",
-        repo_name: "",
-        others: &[],
+    let req = SuggestRequest {
+        input: Input { rope: &rope, cursor, lang: Some(crate::syntax::Lang::Python), parsed: None, path: "solution.py", repo_name: "", others: &[] },
+        config: &cfg,
+        stages: opts.stages,
+        last: None,
+        key: None,
     };
-    let Some(mut plan) = plan_with(&input, &cfg, family, opts.stages) else { return Ok((String::new(), 0)) };
-    plan.request.heal = opts.heal;
-    let (g, _) = engine.generate_blocking(plan.request.clone())?;
-    let out = if opts.stages.postprocess { postprocess(&g.text, &plan) } else { g.text.clone() };
-    Ok((out, g.generated_tokens))
+    let out = suggest_blocking(engine, &req);
+    Ok((out.text, out.generation.map_or(0, |g| g.generated_tokens)))
 }
 
 /// Runs a problem's tests on prefix + completion + suffix in a Python

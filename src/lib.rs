@@ -6,6 +6,7 @@ pub mod actions;
 pub mod bench;
 pub mod bench_lsp;
 pub mod bench_actions;
+pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod documents;

@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Instant;
-use wick::engine::{Engine, LoadOptions, Request, Sampling};
-use wick::prompt::{self, FimOrder};
+use wick::engine::{Engine, LoadOptions};
+use wick::prompt::FimOrder;
 
 #[derive(Parser)]
 #[command(name = "wick", version, about = "Local code completion: a language server with an in-process model")]
@@ -55,24 +55,25 @@ enum Cmd {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Print the completion at FILE:LINE:COL (1-based); timings go to stderr.
+    /// Print the completion at FILE:LINE:COL (1-based) as the editor would
+    /// show it (the server's pipeline); timings go to stderr.
     Complete {
         /// FILE:LINE:COL, line and column 1-based (column in characters).
         at: String,
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, default_value_t = 64)]
-        max_tokens: usize,
-        /// Stop at the end of the current line.
+        /// Most tokens generated (the `maxTokens` setting).
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// Only the rest of the current line (`multiline: never`).
         #[arg(long)]
         single_line: bool,
-        #[arg(long, default_value = "psm")]
-        order: FimOrder,
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        /// Don't back off the token at the cursor (token healing).
+        /// Server settings as JSON, e.g. '{"prompt": "fim", "fimOrder": "spm"}'.
         #[arg(long)]
-        no_heal: bool,
+        settings: Option<String>,
+        /// Also print the model's text before cleaning (to stderr).
+        #[arg(long)]
+        raw: bool,
     },
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
@@ -143,9 +144,31 @@ enum Cmd {
         /// Also run each problem's tests (Python, sandboxed subprocess).
         #[arg(long)]
         pass_at_1: bool,
-        /// Directory holding the HumanEval infilling files.
+        /// Directory holding the HumanEval infilling files (for real-code:
+        /// the cases file, default eval/real-code/cases.jsonl.gz).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// For real-code: variants to compare on the same cases, separated by
+        /// ';': default, naive, or settings such as prompt=fim,fimOrder=spm,
+        /// suffixLines=3,syntaxWindow=false.
+        #[arg(long, default_value = "naive;default")]
+        variants: String,
+        /// For real-code: languages (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        langs: Vec<String>,
+        /// For real-code: position kinds (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// For real-code: write per-case results as JSON lines.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// For real-code: instead, replay typing through `wick serve` on this
+        /// many cases per language.
+        #[arg(long)]
+        typing: Option<usize>,
+        /// For real-code --typing: the server's settings (JSON).
+        #[arg(long, default_value = "{}")]
+        settings: String,
     },
     /// Describe a GGUF file: architecture, shapes, tensor types, FIM family.
     Inspect { path: PathBuf },
@@ -233,45 +256,68 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Cmd::Complete { at, model, max_tokens, single_line, order, temperature, no_heal } => {
+        Cmd::Complete { at, model, max_tokens, single_line, settings, raw } => {
             let (file, line, col) = parse_location(&at)?;
             let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", file.display()))?;
             let offset = wick::offset_of(&text, line, col)
                 .with_context(|| format!("{}: no position {line}:{col}", file.display()))?;
-            let engine = load_engine(&model)?;
-            let info = engine.info().unwrap();
-            let (prefix, suffix) = text.split_at(offset);
-            let prompt = match info.family {
-                Some(f) => f.fim(prefix, suffix, order),
-                None => prompt::prefix_only(prefix),
-            };
-            let mut req = Request::new(prompt);
-            req.max_tokens = max_tokens;
-            req.heal = !no_heal;
-            req.sampling = Sampling { temperature, ..Sampling::default() };
+            let mut cfg = wick::config::Config { timeout_ms: 60_000, ..Default::default() };
+            if let Some(s) = settings {
+                let v: serde_json::Value = serde_json::from_str(&s).context("--settings is not JSON")?;
+                let problems = cfg.update(&v);
+                if !problems.is_empty() {
+                    bail!("{}", problems.message());
+                }
+            }
+            if let Some(n) = max_tokens {
+                cfg.max_tokens = n;
+            }
             if single_line {
-                req.stop.push("\n".into());
+                cfg.multiline = wick::config::Multiline::Never;
             }
-            let t = Instant::now();
-            let (g, _) = engine.generate_blocking(req)?;
-            eprintln!(
-                "wick: prompt {} tokens ({} reused), prefill {:.0} ms, {} tokens in {:.0} ms ({:.1} tok/s), total {:.0} ms, stop {:?}",
-                g.prompt_tokens,
-                g.reused_tokens,
-                g.prefill_ms,
-                g.generated_tokens,
-                g.decode_ms,
-                g.generated_tokens as f64 / (g.decode_ms / 1e3).max(1e-9),
-                t.elapsed().as_secs_f64() * 1e3,
-                g.stop
-            );
+            let engine = load_engine(&model)?;
+            let rope = ropey::Rope::from_str(&text);
+            let path = file.display().to_string();
+            let req = wick::complete::SuggestRequest {
+                input: wick::complete::Input {
+                    rope: &rope,
+                    cursor: rope.byte_to_char(offset),
+                    lang: wick::syntax::Lang::from_path(&path),
+                    parsed: None,
+                    path: &path,
+                    repo_name: "",
+                    others: &[],
+                },
+                config: &cfg,
+                stages: wick::complete::Stages::default(),
+                last: None,
+                key: None,
+            };
+            let out = wick::complete::suggest_blocking(&engine, &req);
+            if let Some(g) = &out.generation {
+                eprintln!(
+                    "wick: prompt {} tokens, prefill {:.0} ms, {} tokens in {:.0} ms ({:.1} tok/s), total {:.0} ms, stop {:?}",
+                    g.prompt_tokens,
+                    g.prefill_ms,
+                    g.generated_tokens,
+                    g.decode_ms,
+                    g.generated_tokens as f64 / (g.decode_ms / 1e3).max(1e-9),
+                    out.total_ms,
+                    g.stop
+                );
+            }
+            if raw {
+                eprintln!("wick: the model wrote {:?}", out.raw);
+            }
+            if let Some(why) = out.empty {
+                eprintln!("wick: no completion here ({})", why.name());
+                return Ok(());
+            }
             use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            out.write_all(g.text.as_bytes())?;
-            if !g.text.ends_with('\n') {
-                out.write_all(b"\n")?;
-            }
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(out.text.as_bytes())?;
+            stdout.write_all(b"\n")?;
             Ok(())
         }
         Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
@@ -329,7 +375,19 @@ fn run(cli: Cli) -> Result<()> {
             wick::bench::print_check(&device, &rows);
             Ok(())
         }
-        Cmd::Eval { set, model, limit, order, mode, attempts, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data } => {
+        Cmd::Eval { set, model, limit, data, variants, langs, kinds, out, typing, settings, .. } if set == "real-code" => {
+            let cases = data.unwrap_or_else(wick::cli::real_code::default_cases);
+            if let Some(per_lang) = typing {
+                let settings = serde_json::from_str(&settings).context("--settings is not JSON")?;
+                let opts = wick::cli::real_code::TypingOptions { cases, per_lang, langs, model: model.model, settings };
+                return wick::cli::real_code::typing(&std::env::current_exe()?, &opts);
+            }
+            let variants = variants.split(';').filter(|v| !v.trim().is_empty()).map(wick::cli::real_code::Variant::parse).collect::<Result<Vec<_>>>()?;
+            let engine = load_engine(&model)?;
+            let opts = wick::cli::real_code::RealCodeOptions { cases, limit, langs, kinds, variants, out };
+            wick::cli::real_code::run(&engine, &opts)
+        }
+        Cmd::Eval { set, model, limit, order, mode, attempts, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data, .. } => {
             if set == "fixes" {
                 let mode = mode.as_deref().unwrap_or("chat");
                 let mode = wick::actions::FixMode::parse(mode).with_context(|| format!("unknown mode '{mode}' (chat or fim)"))?;
@@ -346,7 +404,7 @@ fn run(cli: Cli) -> Result<()> {
                 return wick::eval::kv_reuse(&path, &data, limit);
             }
             let engine = load_engine(&model)?;
-            let stages = wick::complete::Stages { syntax_window: !no_syntax_window, cross_file: false, postprocess: !no_postprocess };
+            let stages = wick::complete::Stages { syntax_window: !no_syntax_window, cross_file: false, syntax_check: !no_postprocess, ..Default::default() };
             let opts = wick::eval::EvalOptions { server_path: server, stages, pass_at_1, limit, order, prefix_mode: mode == "prefix", chat_mode: mode == "chat", heal: !no_heal };
             if !["fim", "prefix", "chat"].contains(&mode.as_str()) {
                 bail!("unknown mode '{mode}' (fim, prefix or chat)");

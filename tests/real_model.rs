@@ -135,3 +135,49 @@ fn cli_complete_prints_only_the_completion_on_stdout() {
     assert!(!stdout.contains("wick:"), "diagnostics leaked to stdout: {stdout}");
     assert!(stderr.contains("prefill") && stderr.contains("tok/s"), "{stderr}");
 }
+
+/// README's first command: the editor's answer (the one pipeline), which
+/// is the rest of `variance` and nothing after it, and the file parses
+/// with it.
+#[test]
+fn cli_complete_stops_at_the_end_of_the_function_and_parses() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stats.py");
+    let out = std::process::Command::new(wick_bin()).args(["complete", &format!("{}:14:5", file.display())]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    assert!(!got.is_empty(), "no completion: {stderr}");
+    assert!(!got.contains("def "), "went past the end of the function: {got:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let at = wick::offset_of(&text, 14, 5).unwrap();
+    let with = format!("{}{}{}", &text[..at], got, &text[at..]);
+    assert_eq!(wick::syntax::error_count(wick::syntax::Lang::Python, &with), 0, "does not parse:\n{with}");
+    // The variance needs the mean `m` it just computed.
+    assert!(got.contains('m'), "{got:?}");
+}
+
+/// A fixed subset of the real-code benchmark runs through the pipeline and
+/// scores (what it scores is measured in docs/benchmarks.md, not here).
+#[test]
+fn real_code_subset_runs_and_scores() {
+    use wick::cli::real_code::{load, run_case, select, default_cases, Variant};
+    let set = load(&default_cases()).unwrap();
+    assert!(set.cases.len() >= 6 * 50, "the frozen set has {} cases", set.cases.len());
+    let langs: std::collections::BTreeSet<&str> = set.cases.iter().map(|c| c.lang.as_str()).collect();
+    assert!(langs.len() >= 6, "{langs:?}");
+    let engine = wick::engine::Engine::load(real_model(), Device::Cpu, LoadOptions::default());
+    engine.wait_ready().unwrap();
+    let cases = select(&set, Some(1), &[], &[]);
+    assert_eq!(cases.len(), langs.len());
+    for v in ["naive", "default"] {
+        let v = Variant::parse(v).unwrap();
+        let scored: Vec<_> = cases.iter().map(|c| run_case(&engine, &set, c, &v)).collect();
+        for s in &scored {
+            assert!((0.0..=1.0).contains(&s.similarity), "{s:?}");
+            assert_eq!(s.exact, !s.got.trim().is_empty() && s.similarity == 1.0, "{s:?}");
+            assert!(s.empty.is_some() == s.got.trim().is_empty() || v.naive, "{s:?}");
+        }
+        let report = wick::cli::real_code::report(&v.name, &scored);
+        assert!(report.contains("exact=") && report.contains("empty reasons"), "{report}");
+    }
+}

@@ -5,7 +5,7 @@
 use crate::complete::{self, LastSuggestion};
 use crate::config::Config;
 use crate::documents::{self, Change, DocumentStore, Encoding, Pos};
-use crate::engine::{Engine, EngineError, LoadOptions};
+use crate::engine::{Engine, LoadOptions};
 use futures::FutureExt;
 use ropey::Rope;
 use std::collections::HashMap;
@@ -304,75 +304,60 @@ impl Backend {
         }
         let engine = lock(&self.st.engine).clone();
         let Some(engine) = engine else { return Ok(None) };
-        let info = match engine.info() {
-            Some(i) => i,
-            None => return Ok(None), // still loading: a quick empty answer
-        };
+        if engine.info().is_none() {
+            return Ok(None); // still loading: a quick empty answer
+        }
         let root = lock(&self.st.root).clone();
         let others = self.other_files(&snap, root.as_deref());
         let path = relative_path(&uri, root.as_deref());
         let repo_name = root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let input = complete::Input {
-            rope: &snap.rope,
-            cursor,
-            lang: snap.lang,
-            parsed: snap.parsed.as_ref(),
-            path: &path,
-            repo_name: &repo_name,
-            others: &others,
-        };
-        let Some(mut plan) = complete::plan_with(&input, &cfg, info.family, complete::Stages::default()) else {
-            return Ok(None); // in a comment or string
-        };
-        let word_start = plan.word_start;
-        let word = plan.word.clone();
-
-        // Typed ahead: the user typed the start of the last suggestion.
         let last = lock(&self.st.last).get(&uri).cloned();
-        if let Some(last) = last {
-            if let Some(rest) = last.remainder(&complete::tail(&snap.rope, cursor), &plan.suffix_head) {
-                let text = complete::postprocess(&rest, &plan);
-                if !text.is_empty() {
-                    tracing::info!(total_ms = t0.elapsed().as_secs_f64() * 1e3, "typed-ahead hit");
-                    return Ok(Some(Suggestion { rope: snap.rope, cursor, word_start, word, text }));
-                }
-            }
-        }
-        plan.request.key = Some(uri.clone());
-        let context_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (g, times) = match engine.generate(plan.request.clone()).await {
-            Ok(r) => r,
-            Err(EngineError::Superseded) | Err(EngineError::Cancelled) | Err(EngineError::NotReady) => return Ok(None),
-            Err(e) => {
-                tracing::warn!("completion failed: {e}");
-                return Ok(None);
-            }
+        let req = complete::SuggestRequest {
+            input: complete::Input {
+                rope: &snap.rope,
+                cursor,
+                lang: snap.lang,
+                parsed: snap.parsed.as_ref(),
+                path: &path,
+                repo_name: &repo_name,
+                others: &others,
+            },
+            config: &cfg,
+            stages: complete::Stages::default(),
+            last: last.as_ref(),
+            key: Some(uri.clone()),
         };
-        let total_ms = t0.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(
-            context_ms,
-            queued_ms = times.queued_ms,
-            prompt_tokens = g.prompt_tokens,
-            reused_tokens = g.reused_tokens,
-            processed_tokens = g.prompt_tokens - g.reused_tokens,
-            generated_tokens = g.generated_tokens,
-            prefill_ms = g.prefill_ms,
-            decode_ms = g.decode_ms,
-            total_ms,
-            stop = ?g.stop,
-            "completion"
-        );
+        let out = complete::suggest(&engine, &req).await;
+        if let Some(g) = &out.generation {
+            tracing::info!(
+                context_ms = out.context_ms,
+                queued_ms = out.queued_ms,
+                prompt_tokens = g.prompt_tokens,
+                reused_tokens = g.reused_tokens,
+                processed_tokens = g.prompt_tokens - g.reused_tokens,
+                generated_tokens = g.generated_tokens,
+                prefill_ms = g.prefill_ms,
+                decode_ms = g.decode_ms,
+                total_ms = t0.elapsed().as_secs_f64() * 1e3,
+                stop = ?g.stop,
+                empty = out.empty.map(|e| e.name()),
+                "completion"
+            );
+        } else if out.typed_ahead {
+            tracing::info!(total_ms = t0.elapsed().as_secs_f64() * 1e3, "typed-ahead hit");
+        }
         // A result for an outdated document is dropped.
         if lock(&self.st.docs).latest_version(&uri) != Some(snap.version) {
             tracing::info!("dropping a completion for an outdated version");
             return Ok(None);
         }
-        let text = complete::postprocess(&g.text, &plan);
-        if text.trim().is_empty() {
+        if out.text.trim().is_empty() {
             return Ok(None);
         }
-        lock(&self.st.last).insert(uri, LastSuggestion::new(&snap.rope, cursor, plan.suffix_head.clone(), text.clone()));
-        Ok(Some(Suggestion { rope: snap.rope, cursor, word_start, word, text }))
+        if !out.typed_ahead {
+            lock(&self.st.last).insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
+        }
+        Ok(Some(Suggestion { rope: snap.rope, cursor, word_start: out.word_start, word: out.word, text: out.text }))
     }
 
     /// Other open documents and the workspace files the current one imports,

@@ -65,6 +65,21 @@ impl Lang {
         })
     }
 
+    /// The LSP `languageId` editors send for this language.
+    pub fn language_id(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::JavaScript => "javascript",
+            Lang::TypeScript => "typescript",
+            Lang::Tsx => "typescriptreact",
+            Lang::Go => "go",
+            Lang::C => "c",
+            Lang::Cpp => "cpp",
+            Lang::Java => "java",
+        }
+    }
+
     pub fn ts_language(self) -> Language {
         match self {
             Lang::Rust => tree_sitter_rust::LANGUAGE.into(),

@@ -1,26 +1,36 @@
 //! From a document snapshot and a cursor to an engine request, and from the
 //! engine's text back to an edit: context window, line policy, clean-up,
-//! typed-ahead reuse. Pure functions; no LSP types, no model.
+//! typed-ahead reuse. Pure functions; no LSP types, no model. The one
+//! pipeline that runs them around the engine is [`suggest`].
 
-use crate::config::{Config, Multiline};
-use crate::engine::{Request, Sampling};
+mod suggest;
+
+pub use suggest::{auto_prompt, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest};
+
+use crate::config::{Config, Multiline, PromptMode};
+use crate::engine::{Request, Sampling, StopWhen};
 use crate::prompt::{self, Family, Piece, Prompt};
 use crate::syntax::{self, CursorKind, Lang, Parsed};
 use ropey::Rope;
 use std::time::Duration;
 
-/// Which context and clean-up stages run (all on in the server; the
-/// evaluation switches them off one at a time).
+/// Which optional context and clean-up stages run (all on in the server;
+/// the evaluation switches them off one at a time to measure each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stages {
+    /// Windows that keep whole definitions and the import header.
     pub syntax_window: bool,
+    /// Definitions from other files.
     pub cross_file: bool,
-    pub postprocess: bool,
+    /// Reject or cut answers that add syntax errors (reparse check).
+    pub syntax_check: bool,
+    /// After a line's indentation, the model writes the indentation itself.
+    pub model_indents: bool,
 }
 
 impl Default for Stages {
     fn default() -> Self {
-        Stages { syntax_window: true, cross_file: true, postprocess: true }
+        Stages { syntax_window: true, cross_file: true, syntax_check: true, model_indents: true }
     }
 }
 
@@ -139,8 +149,49 @@ pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> b
 
 pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) -> Plan {
     let input = Input { rope, cursor, lang: None, parsed: None, path: "", repo_name: "", others: &[] };
-    plan_with(&input, cfg, family, Stages { syntax_window: false, cross_file: false, postprocess: true })
+    plan_with(&input, cfg, family, Stages { syntax_window: false, cross_file: false, ..Stages::default() })
         .expect("without syntax there is no reason to skip")
+}
+
+/// The suffix the model sees: with `lines > 0`, the rest of the cursor's
+/// line and at most `lines` lines after it.
+fn short_suffix(suffix: &str, lines: usize) -> &str {
+    if lines == 0 {
+        return suffix;
+    }
+    let mut end = 0;
+    for (n, (i, _)) in suffix.match_indices('\n').enumerate() {
+        end = i + 1;
+        if n == lines {
+            return &suffix[..end];
+        }
+    }
+    let _ = end;
+    suffix
+}
+
+/// A stop rule for several lines: generation is over once a finished line
+/// (after the first) leaves the cursor's block (dedents below the cursor's
+/// indentation, a closing bracket at a lower level) or repeats the first
+/// line of the code after the cursor, which the answer would only copy.
+fn block_end_rule(line_prefix: &str, suffix: &str) -> Option<StopWhen> {
+    let base = indent_width(line_prefix);
+    let next: String = suffix.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string();
+    if base == 0 && next.is_empty() {
+        return None;
+    }
+    Some(StopWhen(std::sync::Arc::new(move |text: &str| {
+        let Some(done) = text.rfind('\n') else { return false };
+        text[..done].split('\n').skip(1).any(|l| {
+            let t = l.trim();
+            !t.is_empty() && ((base > 0 && indent_width(l) < base) || (!next.is_empty() && t == next))
+        })
+    })))
+}
+
+/// Columns of leading whitespace (a tab counts as one, as in the text).
+fn indent_width(l: &str) -> usize {
+    l.len() - l.trim_start_matches([' ', '\t']).len()
 }
 
 /// Builds the request for a completion at the cursor, or None where wick
@@ -184,9 +235,13 @@ pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stag
             own_budget = budget_chars.saturating_sub(used);
         }
     }
+    // Plain continuation sends no suffix: the prefix gets the whole budget
+    // (the suffix window still ends the answer).
+    let fim = family.is_some() && cfg.prompt != PromptMode::Prefix;
+    let window_budget = if fim { own_budget } else { own_budget * 4 / 3 };
     let (prefix, suffix) = match (stages.syntax_window, parsed, &text) {
-        (true, Some(p), Some(t)) => syntax_windows(p, t, cur_b, own_budget),
-        _ => windows(rope, cursor, own_budget / CHARS_PER_TOKEN),
+        (true, Some(p), Some(t)) => syntax_windows(p, t, cur_b, window_budget),
+        _ => windows(rope, cursor, window_budget / CHARS_PER_TOKEN),
     };
     let rest_of_line = suffix.split('\n').next().unwrap_or("").trim_end_matches('\r').to_string();
     let multiline = match (cfg.multiline, &cctx) {
@@ -201,9 +256,16 @@ pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stag
         rev.into_iter().rev().collect()
     };
     let word_start = cursor - word.chars().count();
+    // After the indentation of a line, the prompt stops at the line's start
+    // and the model writes the indentation: the indentation alone is an
+    // unusual token boundary, after which small models tend to write more
+    // whitespace (or nothing). Cleaning removes what repeats it.
+    let line_start = prefix.len() - prefix.rsplit('\n').next().unwrap_or("").len();
+    let indent_only = line_start < prefix.len() && prefix[line_start..].trim().is_empty();
+    let shown = if stages.model_indents && indent_only { &prefix[..line_start] } else { &prefix[..] };
     let mut p = match family {
-        Some(f) => f.fim(&prefix, &suffix, cfg.fim_order),
-        None => prompt::prefix_only(&prefix),
+        Some(f) if fim => f.fim(shown, short_suffix(&suffix, cfg.suffix_lines), cfg.fim_order),
+        _ => prompt::prefix_only(shown),
     };
     if !context_prompt.pieces.is_empty() {
         p.prepend(context_prompt);
@@ -212,13 +274,18 @@ pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stag
     request.max_tokens = if multiline { cfg.max_tokens } else { cfg.max_tokens.min(48) };
     request.sampling = Sampling { temperature: cfg.temperature, ..Sampling::default() };
     request.budget = Some(Duration::from_millis(cfg.timeout_ms));
+    let line_prefix = prefix.rsplit('\n').next().unwrap_or("").to_string();
     if multiline {
         request.stop.push("\n\n\n".into());
+        request.until = block_end_rule(&line_prefix, &suffix);
+    } else if line_prefix.trim().is_empty() {
+        // After the indentation the model may first end the blank line: the
+        // answer is over when a line with code in it ends.
+        request.until = Some(StopWhen(std::sync::Arc::new(|text: &str| text.trim_start().contains('\n'))));
     } else {
         request.stop.push("\n".into());
     }
     let suffix_head: String = suffix.chars().take(256).collect();
-    let line_prefix = prefix.rsplit('\n').next().unwrap_or("").to_string();
     Some(Plan {
         request,
         word_start,
@@ -393,17 +460,34 @@ fn cross_file_context(
 
 /// Cleans the model's text: cut to one line when asked, drop what repeats
 /// the text right of the cursor, drop trailing lines that repeat the suffix,
-/// trim trailing whitespace.
-pub fn postprocess(text: &str, plan: &Plan) -> String {
+/// trim trailing whitespace. `truncated`: generation was cut short (token
+/// count, time budget), so its last line may be unfinished. Empty answers
+/// say why.
+pub fn clean(text: &str, plan: &Plan, truncated: bool) -> Result<String, Empty> {
     let mut t = text.replace("\r\n", "\n");
-    // On a blank line the model may first finish that line and start the
-    // next one: keep what goes on the cursor's line, at its indentation.
+    if t.trim().is_empty() {
+        return Err(Empty::ModelEmpty);
+    }
     if plan.line_prefix.trim().is_empty() {
-        if let Some(nl) = t.find('\n') {
-            if t[..nl].trim().is_empty() {
-                let rest = &t[nl + 1..];
-                t = rest.strip_prefix(plan.line_prefix.as_str()).unwrap_or(rest.trim_start_matches([' ', '\t'])).to_string();
+        // On a blank line the model may first finish that line and start the
+        // next one: keep what goes on the cursor's line, at its indentation.
+        while let Some(nl) = t.find('\n') {
+            if !t[..nl].trim().is_empty() {
+                break;
             }
+            t.drain(..nl + 1);
+        }
+        // The cursor is after the indentation: an answer that repeats it
+        // would indent the line twice.
+        if !plan.line_prefix.is_empty() {
+            let first_indent = t.len() - t.trim_start_matches([' ', '\t']).len();
+            t.drain(..first_indent);
+        }
+    }
+    if plan.multiline && truncated {
+        // The last line may stop mid-token: keep the finished ones.
+        if let Some(i) = t.trim_end().rfind('\n') {
+            t.truncate(i);
         }
     }
     if !plan.multiline {
@@ -423,12 +507,11 @@ pub fn postprocess(text: &str, plan: &Plan) -> String {
     }
     if plan.multiline {
         // The block closes where a line dedents below the cursor's line.
-        let indent = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
-        let base = indent(&plan.line_prefix);
+        let base = indent_width(&plan.line_prefix);
         if base > 0 {
             let mut keep = Vec::new();
             for (i, l) in t.split('\n').enumerate() {
-                if i > 0 && !l.trim().is_empty() && indent(l) < base {
+                if i > 0 && !l.trim().is_empty() && indent_width(l) < base {
                     break;
                 }
                 keep.push(l);
@@ -436,10 +519,10 @@ pub fn postprocess(text: &str, plan: &Plan) -> String {
             t = keep.join("\n");
         }
         // Drop trailing lines that repeat the start of the suffix.
-        let suffix_lines: Vec<&str> = plan.suffix_head.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect();
-        if let Some(first_suffix) = suffix_lines.first() {
+        let first_suffix = plan.suffix_head.lines().map(str::trim).find(|l| !l.is_empty());
+        if let Some(first_suffix) = first_suffix {
             let lines: Vec<&str> = t.split('\n').collect();
-            if let Some(i) = lines.iter().position(|l| l.trim() == *first_suffix && !l.trim().is_empty()) {
+            if let Some(i) = lines.iter().position(|l| l.trim() == first_suffix) {
                 if i > 0 {
                     t = lines[..i].join("\n");
                 }
@@ -447,20 +530,31 @@ pub fn postprocess(text: &str, plan: &Plan) -> String {
         }
     }
     let mut t = t.trim_end().to_string();
+    if t.is_empty() {
+        return Err(Empty::Overlap);
+    }
     if !plan.multiline {
         // Closers the completion may use: brackets opened earlier on the line
         // and not closed by the text after the cursor.
         let open_before = unclosed(&plan.line_prefix);
         let closed_after = plan.rest_of_line.trim_start().chars().take_while(|c| matches!(c, ')' | ']' | '}')).count();
         t = cut_unmatched_closer(&t, open_before.saturating_sub(closed_after));
-    }
-    if plan.stages.postprocess {
-        if let Some(lang) = plan.lang {
-            // Reject what adds syntax errors, or keep its longest part that adds none.
-            t = syntax::accept_completion(lang, &plan.prefix, &t, &plan.suffix).unwrap_or_default();
+        if t.is_empty() {
+            return Err(Empty::Closer);
         }
     }
-    t
+    if plan.stages.syntax_check {
+        if let Some(lang) = plan.lang {
+            // Reject what adds syntax errors, or keep its longest part that adds none.
+            t = syntax::accept_completion(lang, &plan.prefix, &t, &plan.suffix).ok_or(Empty::Syntax)?;
+        }
+    }
+    Ok(t)
+}
+
+/// [`clean`], with an empty string for an empty answer (tests, typed-ahead).
+pub fn postprocess(text: &str, plan: &Plan) -> String {
+    clean(text, plan, false).unwrap_or_default()
 }
 
 /// Brackets opened and not closed in `s` (quotes skipped roughly).
@@ -643,6 +737,120 @@ mod tests {
             render(&p.request.prompt),
             "[<|fim_prefix|>]    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
         );
+    }
+
+    /// The prompt for `fixture` with these settings, rendered.
+    fn prompt_for(fixture: &str, settings: serde_json::Value) -> String {
+        let (rope, cursor) = at(fixture);
+        let mut cfg = Config::default();
+        assert!(cfg.update(&settings).is_empty());
+        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        render(&plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap().request.prompt)
+    }
+
+    const TWO_FUNCTIONS: &str = "import os\n\ndef first(a):\n    x = a + 1\n    return $0\n\ndef second(b):\n    y = b * 2\n    return y\n";
+
+    #[test]
+    fn snapshot_prompt_variants() {
+        use expect_test::expect;
+        expect![[r#"
+            [<|fim_prefix|>]import os
+
+            def first(a):
+                x = a + 1
+                return $0[<|fim_suffix|>]
+
+            def second(b):
+                y = b * 2
+                return y
+            [<|fim_middle|>]"#]]
+        .assert_eq(&prompt_for(TWO_FUNCTIONS, serde_json::json!({"prompt": "fim"})));
+        expect![[r#"
+            [<|fim_suffix|>]
+
+            def second(b):
+                y = b * 2
+                return y
+            [<|fim_prefix|>]import os
+
+            def first(a):
+                x = a + 1
+                return $0[<|fim_middle|>]"#]]
+        .assert_eq(&prompt_for(TWO_FUNCTIONS, serde_json::json!({"prompt": "fim", "fimOrder": "spm"})));
+        // A short suffix: the rest of the line and two lines after it.
+        expect![[r#"
+            [<|fim_prefix|>]import os
+
+            def first(a):
+                x = a + 1
+                return $0[<|fim_suffix|>]
+
+            def second(b):
+            [<|fim_middle|>]"#]]
+        .assert_eq(&prompt_for(TWO_FUNCTIONS, serde_json::json!({"prompt": "fim", "suffixLines": 2})));
+        // Plain continuation: the prefix only, ending at the cursor.
+        expect![[r#"
+            import os
+
+            def first(a):
+                x = a + 1
+                return $0"#]]
+        .assert_eq(&prompt_for(TWO_FUNCTIONS, serde_json::json!({"prompt": "prefix"})));
+        // After the indentation the prompt stops at the line's start.
+        expect![[r#"
+            def first(a):
+                x = a + 1
+            $0"#]].assert_eq(&prompt_for("def first(a):\n    x = a + 1\n    $0\n", serde_json::json!({"prompt": "prefix"})));
+    }
+
+    #[test]
+    fn answers_that_repeat_the_indentation_or_end_the_blank_line_first_are_cleaned() {
+        let cfg = Config { multiline: Multiline::Never, ..Config::default() };
+        let (r, c) = at("def f(x):\n    y = x\n    $0\n    return y\n");
+        let p = plan(&r, c, &cfg, None);
+        assert_eq!(clean("    y += 1", &p, false), Ok("y += 1".into()));
+        assert_eq!(clean("\n    y += 1", &p, false), Ok("y += 1".into()));
+        assert_eq!(clean("  \n", &p, false), Err(Empty::ModelEmpty));
+        // At column 0 the indentation is the model's to choose.
+        let (r, c) = at("def f(x):\n$0\n");
+        assert_eq!(clean("    return x", &plan(&r, c, &cfg, None), false), Ok("    return x".into()));
+    }
+
+    #[test]
+    fn a_truncated_multi_line_answer_keeps_its_finished_lines() {
+        let (r, c) = at("def f(x):\n    $0\n");
+        let p = plan(&r, c, &Config::default(), None);
+        assert!(p.multiline);
+        assert_eq!(clean("y = x + 1\n    z = y *", &p, true), Ok("y = x + 1".into()));
+        assert_eq!(clean("y = x + 1\n    z = y *", &p, false), Ok("y = x + 1\n    z = y *".into()));
+        // One unfinished line is still the answer (the syntax check judges it).
+        assert_eq!(clean("y = x + 1", &p, true), Ok("y = x + 1".into()));
+    }
+
+    #[test]
+    fn multi_line_generation_stops_where_the_block_ends_or_the_suffix_begins() {
+        let (r, c) = at("def f(x):\n    $0\n    return y\n");
+        let p = plan(&r, c, &Config::default(), None);
+        let until = p.request.until.clone().expect("a stop rule for several lines");
+        assert!(!(until.0)("y = x\n    z = y\n"));
+        assert!((until.0)("y = x\n    return y\n"), "repeats the next line");
+        assert!((until.0)("y = x\n\ndef g():\n"), "dedents below the block");
+        // A line not yet finished is not judged.
+        assert!(!(until.0)("y = x\ndef"));
+    }
+
+    #[test]
+    fn single_line_at_the_indentation_waits_for_a_line_with_code() {
+        let cfg = Config { multiline: Multiline::Never, ..Config::default() };
+        let (r, c) = at("def f(x):\n    $0\n");
+        let p = plan(&r, c, &cfg, None);
+        assert!(p.request.stop.is_empty());
+        let until = p.request.until.clone().unwrap();
+        assert!(!(until.0)("\n    "));
+        assert!((until.0)("\n    return x\n"));
+        // Mid-line the line's end is the stop.
+        let (r, c) = at("x = foo($0)\n");
+        assert_eq!(plan(&r, c, &cfg, None).request.stop, vec!["\n".to_string()]);
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! The one completion pipeline: plan (window, prompt, line policy), typed
+//! ahead or generate, clean. The language server, `wick complete`, `wick
+//! eval` and `wick bench` all call [`suggest`], so what is measured is what
+//! users get.
+
+use super::{clean, plan_with, tail, Input, LastSuggestion, Plan, Stages};
+use crate::config::{Config, PromptMode};
+use crate::engine::{Engine, EngineError, Generation, ModelInfo, StopReason};
+use std::time::Instant;
+
+/// What one completion asks for, besides the document.
+pub struct SuggestRequest<'a> {
+    pub input: Input<'a>,
+    pub config: &'a Config,
+    pub stages: Stages,
+    /// The document's last suggestion, to answer typed-ahead keystrokes.
+    pub last: Option<&'a LastSuggestion>,
+    /// Requests with the same key supersede each other (one document).
+    pub key: Option<String>,
+}
+
+/// Why a completion came back empty: a counter per reason in the eval, a
+/// log line in the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Empty {
+    /// In a comment or string (`inComments` is off).
+    Quiet,
+    /// The model is still loading (or failed to).
+    Loading,
+    Superseded,
+    Cancelled,
+    /// The engine failed (logged with its error).
+    Engine,
+    /// The model wrote nothing but whitespace.
+    ModelEmpty,
+    /// All it wrote is already right of the cursor.
+    Overlap,
+    /// It only closed a bracket that the text after the cursor closes.
+    Closer,
+    /// Every cut of it adds syntax errors.
+    Syntax,
+    /// The document changed while it was computed (set by the server).
+    Stale,
+}
+
+impl Empty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Empty::Quiet => "comment-or-string",
+            Empty::Loading => "model-loading",
+            Empty::Superseded => "superseded",
+            Empty::Cancelled => "cancelled",
+            Empty::Engine => "engine-error",
+            Empty::ModelEmpty => "model-wrote-nothing",
+            Empty::Overlap => "only-repeats-the-line",
+            Empty::Closer => "only-a-closer",
+            Empty::Syntax => "adds-syntax-errors",
+            Empty::Stale => "document-changed",
+        }
+    }
+}
+
+/// A completion: the text to insert at the cursor (empty, with the reason,
+/// when there is none) and how it was made.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub text: String,
+    pub empty: Option<Empty>,
+    /// Char index where the already-typed word before the cursor starts.
+    pub word_start: usize,
+    pub word: String,
+    pub multiline: bool,
+    /// Answered from the last suggestion, without the model.
+    pub typed_ahead: bool,
+    /// The model's own text, before cleaning.
+    pub raw: String,
+    pub generation: Option<Generation>,
+    pub queued_ms: f64,
+    /// Planning time: windows, syntax queries, prompt.
+    pub context_ms: f64,
+    pub total_ms: f64,
+    /// The start of the text after the cursor (for [`LastSuggestion`]).
+    pub suffix_head: String,
+}
+
+impl Outcome {
+    fn empty(why: Empty, t0: Instant) -> Outcome {
+        Outcome {
+            text: String::new(),
+            empty: Some(why),
+            word_start: 0,
+            word: String::new(),
+            multiline: false,
+            typed_ahead: false,
+            raw: String::new(),
+            generation: None,
+            queued_ms: 0.0,
+            context_ms: 0.0,
+            total_ms: t0.elapsed().as_secs_f64() * 1e3,
+            suffix_head: String::new(),
+        }
+    }
+
+    fn from_plan(plan: &Plan, t0: Instant) -> Outcome {
+        Outcome {
+            word_start: plan.word_start,
+            word: plan.word.clone(),
+            multiline: plan.multiline,
+            suffix_head: plan.suffix_head.clone(),
+            context_ms: t0.elapsed().as_secs_f64() * 1e3,
+            ..Outcome::empty(Empty::ModelEmpty, t0)
+        }
+    }
+}
+
+/// The prompt layout `auto` stands for with this model. Measured on the
+/// real-code benchmark (docs/benchmarks.md): models below ~1B parameters
+/// (hidden size under 1,024: Qwen2.5-Coder-0.5B) continue the prefix better
+/// than they fill the middle; larger ones fill the middle better.
+pub fn auto_prompt(info: &ModelInfo) -> PromptMode {
+    if info.family.is_none() || info.hidden < 1024 {
+        PromptMode::Prefix
+    } else {
+        PromptMode::Fim
+    }
+}
+
+/// The settings as this model runs them: `prompt: auto` resolved.
+pub fn resolved(cfg: &Config, info: &ModelInfo) -> Config {
+    let mut c = cfg.clone();
+    if c.prompt == PromptMode::Auto {
+        c.prompt = auto_prompt(info);
+    }
+    c
+}
+
+/// One completion at the cursor: the plan, then the rest of the last
+/// suggestion if the user typed its start, else the model; then the clean-up.
+/// Never fails: an empty answer carries its reason.
+pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
+    let t0 = Instant::now();
+    let Some(info) = engine.info() else { return Outcome::empty(Empty::Loading, t0) };
+    let cfg = resolved(req.config, &info);
+    let Some(mut plan) = plan_with(&req.input, &cfg, info.family, req.stages) else {
+        return Outcome::empty(Empty::Quiet, t0);
+    };
+    let mut out = Outcome::from_plan(&plan, t0);
+    if let Some(last) = req.last {
+        if let Some(rest) = last.remainder(&tail(req.input.rope, req.input.cursor), &plan.suffix_head) {
+            if let Ok(text) = clean(&rest, &plan, false) {
+                out.text = text;
+                out.empty = None;
+                out.typed_ahead = true;
+                out.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+                return out;
+            }
+        }
+    }
+    plan.request.key = req.key.clone();
+    let reply = engine.generate(plan.request.clone()).await;
+    out.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (g, times) = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            out.empty = Some(match e {
+                EngineError::Superseded => Empty::Superseded,
+                EngineError::Cancelled => Empty::Cancelled,
+                EngineError::NotReady | EngineError::LoadFailed(_) => Empty::Loading,
+                e => {
+                    tracing::warn!("completion failed: {e}");
+                    Empty::Engine
+                }
+            });
+            return out;
+        }
+    };
+    out.queued_ms = times.queued_ms;
+    let truncated = matches!(g.stop, StopReason::MaxTokens | StopReason::Budget | StopReason::ContextFull);
+    let cleaned = if g.stop == StopReason::Cancelled { Err(Empty::Cancelled) } else { clean(&g.text, &plan, truncated) };
+    match cleaned {
+        Ok(t) => {
+            out.text = t;
+            out.empty = None;
+        }
+        Err(why) => {
+            tracing::info!(reason = why.name(), raw = %g.text.chars().take(200).collect::<String>(), "empty completion");
+            out.empty = Some(why);
+        }
+    }
+    out.raw = g.text.clone();
+    out.generation = Some(g);
+    out
+}
+
+/// [`suggest`] for callers without an async runtime (CLI, eval, bench).
+pub fn suggest_blocking(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
+    futures::executor::block_on(suggest(engine, req))
+}
