@@ -13,7 +13,9 @@ fn server() -> Conn {
     let model = tiny_model(Family::QwenCoder);
     let mut c = Client::spawn(&["--stdio", "--model", model.to_str().unwrap()], &[]);
     // Several lines: the tiny model's gibberish is not cut at a stray bracket.
-    let init = c.initialize(caps_with_progress(), json!({"maxTokens": 8, "multiline": "always"}));
+    // FIM, as before `prompt: auto` chose plain continuation for small models:
+    // these gibberish answers happen to pass the syntax check.
+    let init = c.initialize(caps_with_progress(), json!({"maxTokens": 8, "multiline": "always", "prompt": "fim"}));
     let caps = &init["result"]["capabilities"];
     assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
     assert_eq!(caps["inlineCompletionProvider"], true);
