@@ -258,6 +258,23 @@ mod tests {
         assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 5);
     }
 
+    /// LSP's line breaks are LF, CRLF and CR only: form feed (which PEP 8
+    /// allows), VT, NEL, U+2028 and U+2029 are characters of their line.
+    #[test]
+    fn only_lsp_line_breaks_end_lines() {
+        for sep in ['\u{000C}', '\u{000B}', '\u{0085}', '\u{2028}', '\u{2029}'] {
+            let mut s = DocumentStore::default();
+            let text = format!("a{sep}b\nline two\n");
+            s.open("u", &text, 1, "python");
+            // Line 1 is "line two": an edit at its start lands there.
+            let edit = Change { range: Some((p(1, 0), p(1, 4))), text: "LINE".into() };
+            s.change("u", 2, vec![edit], Encoding::Utf16).unwrap();
+            assert_eq!(s.get("u").unwrap().rope.to_string(), format!("a{sep}b\nLINE two\n"), "{:?}", sep);
+            let d = Document::new(&text, 1, "python");
+            assert_eq!(d.pos_of(3, Encoding::Utf16), p(0, 3), "{:?}", sep);
+        }
+    }
+
     #[test]
     fn crlf_line_ends_are_not_columns() {
         let d = Document::new("ab\r\ncd", 1, "c");
