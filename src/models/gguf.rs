@@ -68,7 +68,13 @@ impl GgufFile {
             .map_err(|source| GgufError::Open { path: p(), source })?;
         // candle's reader bounds every length prefix by the file size; we add
         // the checks on tensor shapes and data ranges below.
-        let content = Content::read(&mut reader).map_err(|e| {
+        // candle's reader panics on some hostile headers (an alignment of 0
+        // divides by zero): a panic there is a bad file, not a crash.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)));
+        let Ok(read) = read else {
+            return Err(GgufError::Header { path: p(), msg: "the header is invalid (the reader gave up on it, e.g. an alignment of 0)".into() });
+        };
+        let content = read.map_err(|e| {
             let msg = first_line(&e.to_string());
             if msg.contains("unknown dtype") {
                 GgufError::Invalid {
@@ -217,4 +223,34 @@ impl GgufFile {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// A GGUF v3 header with no tensors and `general.alignment = 0`.
+    fn zero_alignment() -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes()); // tensors
+        b.extend(1u64.to_le_bytes()); // metadata entries
+        let key = b"general.alignment";
+        b.extend((key.len() as u64).to_le_bytes());
+        b.extend(key);
+        b.extend(4u32.to_le_bytes()); // UINT32
+        b.extend(0u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn an_alignment_of_zero_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("wick-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("zero-alignment.gguf");
+        std::fs::write(&path, zero_alignment()).unwrap();
+        let e = GgufFile::open(&path).err().expect("an invalid header");
+        assert!(e.to_string().contains("header"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
