@@ -185,6 +185,10 @@ fn malformed_input_and_bad_positions_get_answers() {
     let mut c = server();
     c.send_raw(b"{this is not json");
     c.send_raw(b"garbage without any header\r\n\r\n");
+    // Valid JSON that is not one JSON-RPC message used to end the session.
+    c.send_raw(br#"[{"jsonrpc":"2.0","method":"initialized","params":{}}]"#);
+    c.send_raw(br#"{"jsonrpc":"2.0","params":{}}"#);
+    c.send_raw(br#"{"jsonrpc":"2.0","id":{"x":1},"method":"textDocument/completion"}"#);
     c.send_raw(br#"{"jsonrpc":"2.0","id":999,"method":"textDocument/completion","params":{"bogus":true}}"#);
     let r = c.response(999, LONG);
     assert!(r.get("error").is_some(), "{r}");

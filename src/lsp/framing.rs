@@ -11,6 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 /// Bodies larger than this are discarded unread (a hostile length).
 pub const MAX_BODY: usize = 64 << 20;
 
+/// Longest header line kept; longer ones are skipped piece by piece.
+const MAX_HEADER_LINE: u64 = 8 << 10;
+
 /// The method the server answers with a parse error.
 pub const INVALID_METHOD: &str = "wick/invalidMessage";
 
@@ -26,7 +29,9 @@ where
         let mut saw_header = false;
         loop {
             let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line).await {
+            // A header line is short: a longer run without a newline is
+            // garbage, read and dropped in bounded pieces.
+            match (&mut r).take(MAX_HEADER_LINE).read_until(b'\n', &mut line).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -69,8 +74,14 @@ where
                 return;
             }
             match serde_json::from_slice::<serde_json::Value>(&buf) {
-                Ok(v) if v.is_object() || v.is_array() => buf,
-                _ => {
+                Ok(v) if is_one_message(&v) => buf,
+                Ok(_) => {
+                    // Valid JSON that tower-lsp-server cannot decode (a batch, no
+                    // method and no id, an id that is an object) would end its reader.
+                    tracing::warn!("a JSON value that is not one JSON-RPC message was answered with an error");
+                    invalid_body().into_bytes()
+                }
+                Err(_) => {
                     tracing::warn!("an undecodable message was answered with a parse error");
                     invalid_body().into_bytes()
                 }
@@ -82,6 +93,24 @@ where
     }
 }
 
+/// Whether `v` is one JSON-RPC 2.0 message in the shapes tower-lsp-server
+/// decodes: a request or notification (a string method, an optional id
+/// that is a number, a string or null, structured or absent params), or a
+/// response (an id with a result or an error, no method).
+pub fn is_one_message(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let Some(o) = v.as_object() else { return false };
+    if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return false;
+    }
+    let id_ok = |id: Option<&Value>| matches!(id, None | Some(Value::Null | Value::String(_))) || id.is_some_and(|i| i.is_i64() || i.is_u64());
+    match o.get("method") {
+        Some(Value::String(_)) => id_ok(o.get("id")) && matches!(o.get("params"), None | Some(Value::Null | Value::Object(_) | Value::Array(_))),
+        Some(_) => false,
+        None => o.contains_key("id") && id_ok(o.get("id")) && (o.contains_key("result") || o.contains_key("error")),
+    }
+}
+
 fn invalid_body() -> String {
     format!(r#"{{"jsonrpc":"2.0","id":null,"method":"{INVALID_METHOD}"}}"#)
 }
@@ -89,4 +118,47 @@ fn invalid_body() -> String {
 async fn forward<W: AsyncWrite + Unpin>(out: &mut W, body: &[u8]) -> bool {
     let header = format!("Content-Length: {}\r\n\r\n", body.len());
     out.write_all(header.as_bytes()).await.is_ok() && out.write_all(body).await.is_ok() && out.flush().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_single_json_rpc_messages_pass() {
+        for ok in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+            json!({"jsonrpc": "2.0", "method": "initialized"}),
+            json!({"jsonrpc": "2.0", "id": "a", "result": null}),
+            json!({"jsonrpc": "2.0", "id": 3, "error": {"code": 1, "message": "x"}}),
+        ] {
+            assert!(is_one_message(&ok), "{ok}");
+        }
+        for bad in [
+            json!([{"jsonrpc": "2.0", "method": "initialized"}]),
+            json!({"jsonrpc": "2.0"}),
+            json!({"jsonrpc": "2.0", "id": {"x": 1}, "method": "m"}),
+            json!({"jsonrpc": "2.0", "id": 1.5, "method": "m"}),
+            json!({"jsonrpc": "2.0", "method": 7}),
+            json!({"jsonrpc": "2.0", "method": "m", "params": 3}),
+            json!({"id": 1, "method": "m"}),
+            json!({"jsonrpc": "2.0", "id": 1}),
+        ] {
+            assert!(!is_one_message(&bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_line_without_an_end_is_read_in_bounded_pieces() {
+        let mut input = vec![b'x'; 3 * MAX_HEADER_LINE as usize];
+        input.extend(b"\r\nContent-Length: 2\r\n\r\n{}");
+        let (w, mut r) = tokio::io::duplex(1 << 20);
+        sanitize(&input[..], w).await;
+        let mut out = String::new();
+        r.read_to_string(&mut out).await.unwrap();
+        // The garbage is dropped; `{}` is not a message: answered as invalid.
+        assert!(out.len() < 200, "{out}");
+        assert!(out.contains(INVALID_METHOD), "{out}");
+    }
 }
