@@ -878,6 +878,10 @@ mod tests {
             if let Some(p) = p {
                 assert!(p.prefix.len() + p.suffix.len() <= budget * 4, "{name}: window too big");
                 assert!(!p.request.prompt.pieces.is_empty(), "{name}");
+                // Cleaning is bounded too, and an empty answer says why.
+                let answer = "x = (1 +\n".repeat(50);
+                let r = clean(&answer, &p, true);
+                assert!(r.as_ref().map_or(true, |s| !s.is_empty()), "{name}: {r:?}");
             }
         }
     }
