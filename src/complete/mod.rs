@@ -159,15 +159,10 @@ fn short_suffix(suffix: &str, lines: usize) -> &str {
     if lines == 0 {
         return suffix;
     }
-    let mut end = 0;
-    for (n, (i, _)) in suffix.match_indices('\n').enumerate() {
-        end = i + 1;
-        if n == lines {
-            return &suffix[..end];
-        }
+    match suffix.match_indices('\n').nth(lines) {
+        Some((i, _)) => &suffix[..i + 1],
+        None => suffix,
     }
-    let _ = end;
-    suffix
 }
 
 /// A stop rule for several lines: generation is over once a finished line
