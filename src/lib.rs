@@ -16,6 +16,7 @@ pub mod eval;
 pub mod models;
 pub mod prompt;
 pub mod syntax;
+pub mod text;
 pub mod device;
 
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).

@@ -237,3 +237,31 @@ fn a_client_that_passes_no_diagnostics_gets_wicks_own() {
     assert!(actions[0]["edit"]["changes"].is_object(), "{:?}", actions[0]);
     assert!(c.shutdown().success());
 }
+
+/// A spell checker's diagnostics on accented words (ranges that end right
+/// after a multi-byte character) used to end the process on the first code
+/// action request.
+#[test]
+fn other_servers_diagnostics_over_non_ascii_text_get_answers() {
+    let mut c = server(true);
+    let uri = "file:///ws/café.py";
+    let line = "    return 'naïve café' + x  # ünïcödé 𝄞";
+    c.open(uri, "python", &format!("def café(x):\n{line}\n"));
+    let cols = line.encode_utf16().count() as u32;
+    for start in (0..cols).step_by(3) {
+        for end in [start, start + 1, start + 4, cols] {
+            let range = json!({"start": {"line": 1, "character": start}, "end": {"line": 1, "character": end.min(cols)}});
+            let diag = json!({"range": range, "message": "Unknown word", "source": "cSpell", "severity": 3});
+            let id = c.request(
+                "textDocument/codeAction",
+                json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": [diag]}}),
+            );
+            let r = c.response(id, LONG);
+            assert!(r.get("result").is_some(), "{start}..{end}: {r}");
+        }
+    }
+    let range = json!({"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 8}});
+    let acts = code_actions(&mut c, uri, range.clone(), vec![json!({"range": range, "message": "Unknown word: café", "source": "cSpell"})]);
+    assert!(acts.iter().any(|a| a["title"].as_str().is_some_and(|t| t.contains("cSpell"))), "{acts:?}");
+    assert!(c.shutdown().success());
+}

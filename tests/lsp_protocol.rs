@@ -252,3 +252,35 @@ fn an_unusable_device_falls_back_to_the_cpu_with_a_warning() {
     assert!(!items(&r).is_empty(), "{r}");
     assert!(c.shutdown().success());
 }
+
+/// Every handler runs inside one guard: a panic in any of them is logged
+/// and (for a request) answered with an internal error; the server goes on.
+#[test]
+fn a_panic_in_any_handler_never_ends_the_server() {
+    let model = tiny_model(Family::QwenCoder);
+    let panicking = "textDocument/didOpen,textDocument/didChange,textDocument/completion,textDocument/inlineCompletion,textDocument/codeAction,codeAction/resolve,workspace/didChangeConfiguration";
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[("WICK_PANIC_IN", panicking)]);
+    c.initialize(json!({}), json!({"maxTokens": 4}));
+    let uri = "file:///t/panic.py";
+    c.open(uri, "python", "x = 1\n");
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "y = 2\n"}]}));
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": 5}}));
+    let pos = json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}});
+    let mut inline = pos.clone();
+    inline["context"] = json!({"triggerKind": 1});
+    for (method, params) in [("textDocument/completion", pos), ("textDocument/inlineCompletion", inline)] {
+        let id = c.request(method, params);
+        let r = c.response(id, LONG);
+        assert_eq!(r["error"]["code"], -32603, "{method}: {r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains(method), "{r}");
+    }
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 1}});
+    let id = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
+    assert_eq!(c.response(id, LONG)["error"]["code"], -32603);
+    let id = c.request("codeAction/resolve", json!({"title": "x"}));
+    assert_eq!(c.response(id, LONG)["error"]["code"], -32603);
+    // Handlers that do not panic still work: the document was never opened.
+    let id = c.request("wick/documentText", json!({"uri": uri}));
+    assert!(c.response(id, LONG)["error"].is_object());
+    assert!(c.shutdown().success());
+}

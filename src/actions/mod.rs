@@ -83,21 +83,7 @@ pub struct FixPlan {
     pub is_syntax: bool,
 }
 
-fn line_start(text: &str, b: usize) -> usize {
-    text[..b].rfind('\n').map_or(0, |i| i + 1)
-}
-
-fn line_end(text: &str, b: usize) -> usize {
-    text[b..].find('\n').map_or(text.len(), |i| b + i + 1)
-}
-
-fn floor_char(text: &str, mut b: usize) -> usize {
-    b = b.min(text.len());
-    while !text.is_char_boundary(b) {
-        b -= 1;
-    }
-    b
-}
+use crate::text::{floor_char, line_end, line_start};
 
 /// Syntax errors overlapping `[s, e)` (a zero-width one at `s` counts).
 fn errors_within(errs: &[syntax::SyntaxError], s: usize, e: usize) -> usize {

@@ -144,3 +144,21 @@ fn bodies_are_cut_where_the_function_ends() {
     assert_eq!(body_end("x = a\n    return x\n  ", &fp), (21, false), "indentation alone says nothing yet");
 }
 
+
+/// Another server's diagnostic whose range ends next to (or inside) a
+/// multi-byte character: planning takes the lines around it, never slices
+/// inside a character.
+#[test]
+fn ranges_next_to_multibyte_characters_plan_without_panicking() {
+    let text = "def café(x):\n    return 'naïve' + x  # ünïcödé\n\n𝄞 = 1\n";
+    let p = parsed(Lang::Python, text);
+    for start in 0..=text.len() {
+        for end in start..=text.len() {
+            let r = FixRequest { text, lang: Some(Lang::Python), language_id: "python", start, end, message: "spelling" };
+            for plan in [plan_fix(&r, Some(&p)), plan_fix(&r, None)].into_iter().flatten() {
+                assert!(text.is_char_boundary(plan.start) && text.is_char_boundary(plan.end), "{start}..{end}: {plan:?}");
+                let _ = context(text, plan.start, plan.end);
+            }
+        }
+    }
+}

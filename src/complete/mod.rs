@@ -376,12 +376,7 @@ fn import_header(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
-fn floor_char(text: &str, mut i: usize) -> usize {
-    while i > 0 && !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
+use crate::text::floor_char;
 
 /// Definitions from other files of names used near the cursor, laid out in
 /// the family's repository format (or as comments), in a stable order

@@ -258,12 +258,7 @@ impl Backend {
         match fut.await {
             Ok(r) => r,
             Err(p) => {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!("completion panicked: {msg}");
+                tracing::error!("completion panicked: {}", panic_message(&*p));
                 Err(RpcError::internal_error())
             }
         }
@@ -438,11 +433,14 @@ impl Backend {
 
     /// The server's copy of a document (for clients' diagnostics and tests).
     async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
-        let enc = self.encoding();
-        match lock(&self.st.docs).snapshot(params.uri.as_str(), enc) {
-            Ok(s) => Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language})),
-            Err(e) => Err(RpcError::invalid_params(e.to_string())),
-        }
+        guard("wick/documentText", async move {
+            let enc = self.encoding();
+            match lock(&self.st.docs).snapshot(params.uri.as_str(), enc) {
+                Ok(s) => Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language})),
+                Err(e) => Err(RpcError::invalid_params(e.to_string())),
+            }
+        })
+        .await
     }
 
     async fn invalid_message(&self) -> RpcResult<()> {
@@ -450,18 +448,21 @@ impl Backend {
     }
 
     async fn inline_completion(&self, params: InlineCompletionParams) -> RpcResult<Option<InlineCompletionResponse>> {
-        let tdp = params.text_document_position;
-        let s = self.suggest(&tdp.text_document.uri, tdp.position).await?;
-        Ok(Some(InlineCompletionResponse::Array(match s {
-            None => vec![],
-            Some(s) => vec![InlineCompletionItem {
-                insert_text: s.text.clone(),
-                filter_text: None,
-                range: Some(self.range(&s.rope, s.cursor, s.cursor)),
-                command: None,
-                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
-            }],
-        })))
+        guard("textDocument/inlineCompletion", async move {
+            let tdp = params.text_document_position;
+            let s = self.suggest(&tdp.text_document.uri, tdp.position).await?;
+            Ok(Some(InlineCompletionResponse::Array(match s {
+                None => vec![],
+                Some(s) => vec![InlineCompletionItem {
+                    insert_text: s.text.clone(),
+                    filter_text: None,
+                    range: Some(self.range(&s.rope, s.cursor, s.cursor)),
+                    command: None,
+                    insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                }],
+            })))
+        })
+        .await
     }
 }
 
@@ -546,6 +547,57 @@ fn import_candidates(lang: crate::syntax::Lang, import: &str, current: &std::pat
     out
 }
 
+/// The method names `WICK_PANIC_IN` lists (comma-separated): their handlers
+/// panic on purpose, for tests of [`guard`].
+fn panics_on_purpose(method: &str) -> bool {
+    static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| std::env::var("WICK_PANIC_IN").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default())
+        .iter()
+        .any(|m| m == method)
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+/// One guard for every handler: runs it in a span with its timing, and
+/// turns a panic into a log line with the method's name (and, for a
+/// request, an internal-error answer), so no handler can end the server.
+async fn guard<T>(method: &'static str, fut: impl std::future::Future<Output = RpcResult<T>>) -> RpcResult<T> {
+    let t = Instant::now();
+    let run = async move {
+        if panics_on_purpose(method) {
+            panic!("WICK_PANIC_IN names {method}");
+        }
+        fut.await
+    };
+    let r = AssertUnwindSafe(run).catch_unwind().instrument(tracing::debug_span!("handler", method)).await;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    match r {
+        Ok(r) => {
+            tracing::debug!(method, ms, "handled");
+            r
+        }
+        Err(p) => {
+            tracing::error!(method, ms, "handler panicked: {}", panic_message(&*p));
+            Err(RpcError {
+                code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                message: format!("wick: internal error in {method} (details in the server log)").into(),
+                data: None,
+            })
+        }
+    }
+}
+
+/// [`guard`] for a notification: nothing to answer.
+async fn guard_note(method: &'static str, fut: impl std::future::Future<Output = ()>) {
+    let _ = guard(method, async move {
+        fut.await;
+        Ok(())
+    })
+    .await;
+}
+
 fn position_encoding(params: &InitializeParams) -> Encoding {
     let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
     match offered {
@@ -556,159 +608,189 @@ fn position_encoding(params: &InitializeParams) -> Encoding {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
-        let enc = position_encoding(&params);
-        *lock(&self.st.encoding) = enc;
-        #[allow(deprecated)]
-        let root = params
-            .workspace_folders
-            .as_ref()
-            .and_then(|f| f.first())
-            .map(|f| f.uri.as_str().to_string())
-            .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()))
-            .and_then(|u| uri_to_path(&u));
-        *lock(&self.st.root) = root;
-        *lock(&self.st.progress_supported) =
-            params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
-        let td = params.capabilities.text_document.as_ref();
-        *lock(&self.st.resolve_edits) = td
-            .and_then(|t| t.code_action.as_ref())
-            .and_then(|c| c.resolve_support.as_ref())
-            .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
-        *lock(&self.st.document_changes) = params
-            .capabilities
-            .workspace
-            .as_ref()
-            .and_then(|w| w.workspace_edit.as_ref())
-            .and_then(|w| w.document_changes)
-            .unwrap_or(false);
-        if let Some(opts) = &params.initialization_options {
-            let problems = lock(&self.st.config).update(opts);
-            if !problems.is_empty() {
-                // Reported once the client is initialized (no messages before).
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    client.show_message(MessageType::WARNING, problems.message()).await;
-                });
+        guard("initialize", async move {
+            let enc = position_encoding(&params);
+            *lock(&self.st.encoding) = enc;
+            #[allow(deprecated)]
+            let root = params
+                .workspace_folders
+                .as_ref()
+                .and_then(|f| f.first())
+                .map(|f| f.uri.as_str().to_string())
+                .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()))
+                .and_then(|u| uri_to_path(&u));
+            *lock(&self.st.root) = root;
+            *lock(&self.st.progress_supported) =
+                params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+            let td = params.capabilities.text_document.as_ref();
+            *lock(&self.st.resolve_edits) = td
+                .and_then(|t| t.code_action.as_ref())
+                .and_then(|c| c.resolve_support.as_ref())
+                .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
+            *lock(&self.st.document_changes) = params
+                .capabilities
+                .workspace
+                .as_ref()
+                .and_then(|w| w.workspace_edit.as_ref())
+                .and_then(|w| w.document_changes)
+                .unwrap_or(false);
+            if let Some(opts) = &params.initialization_options {
+                let problems = lock(&self.st.config).update(opts);
+                if !problems.is_empty() {
+                    // Reported once the client is initialized (no messages before).
+                    let client = self.client.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        client.show_message(MessageType::WARNING, problems.message()).await;
+                    });
+                }
             }
-        }
-        Ok(InitializeResult {
-            capabilities: ServerCapabilities {
-                position_encoding: Some(match enc {
-                    Encoding::Utf8 => PositionEncodingKind::UTF8,
-                    Encoding::Utf16 => PositionEncodingKind::UTF16,
-                }),
-                text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
-                    open_close: Some(true),
-                    change: Some(TextDocumentSyncKind::INCREMENTAL),
+            Ok(InitializeResult {
+                capabilities: ServerCapabilities {
+                    position_encoding: Some(match enc {
+                        Encoding::Utf8 => PositionEncodingKind::UTF8,
+                        Encoding::Utf16 => PositionEncodingKind::UTF16,
+                    }),
+                    text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        ..Default::default()
+                    })),
+                    completion_provider: Some(CompletionOptions {
+                        resolve_provider: Some(false),
+                        trigger_characters: Some(vec![".".into(), "(".into(), " ".into()]),
+                        ..Default::default()
+                    }),
+                    inline_completion_provider: Some(OneOf::Left(true)),
+                    code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
+                        resolve_provider: Some(true),
+                        work_done_progress_options: Default::default(),
+                    })),
                     ..Default::default()
-                })),
-                completion_provider: Some(CompletionOptions {
-                    resolve_provider: Some(false),
-                    trigger_characters: Some(vec![".".into(), "(".into(), " ".into()]),
-                    ..Default::default()
-                }),
-                inline_completion_provider: Some(OneOf::Left(true)),
-                code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
-                    code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
-                    resolve_provider: Some(true),
-                    work_done_progress_options: Default::default(),
-                })),
-                ..Default::default()
-            },
-            server_info: Some(ServerInfo { name: "wick".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
-            offset_encoding: None,
+                },
+                server_info: Some(ServerInfo { name: "wick".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+                offset_encoding: None,
+            })
         })
+        .await
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        self.start_engine().await;
+        guard_note("initialized", async move {
+            self.start_engine().await;
+        })
+        .await
     }
 
     async fn shutdown(&self) -> RpcResult<()> {
-        SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        guard("shutdown", async move {
+            SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .await
     }
 
     async fn did_open(&self, p: DidOpenTextDocumentParams) {
-        let d = p.text_document;
-        lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
-        lock(&self.st.analyses).remove(d.uri.as_str());
-        self.schedule_diagnostics(d.uri, 0);
+        guard_note("textDocument/didOpen", async move {
+            let d = p.text_document;
+            lock(&self.st.docs).open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+            lock(&self.st.analyses).remove(d.uri.as_str());
+            self.schedule_diagnostics(d.uri, 0);
+        })
+        .await
     }
 
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
-        let enc = self.encoding();
-        let changes = p
-            .content_changes
-            .into_iter()
-            .map(|c| Change {
-                range: c.range.map(|r| {
-                    (Pos { line: r.start.line, col: r.start.character }, Pos { line: r.end.line, col: r.end.character })
-                }),
-                text: c.text,
-            })
-            .collect();
-        let uri = p.text_document.uri.as_str().to_string();
-        if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
-            tracing::warn!("didChange: {e}");
-        }
-        self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
+        guard_note("textDocument/didChange", async move {
+            let enc = self.encoding();
+            let changes = p
+                .content_changes
+                .into_iter()
+                .map(|c| Change {
+                    range: c.range.map(|r| {
+                        (Pos { line: r.start.line, col: r.start.character }, Pos { line: r.end.line, col: r.end.character })
+                    }),
+                    text: c.text,
+                })
+                .collect();
+            let uri = p.text_document.uri.as_str().to_string();
+            if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
+                tracing::warn!("didChange: {e}");
+            }
+            self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
+        })
+        .await
     }
 
     async fn did_close(&self, p: DidCloseTextDocumentParams) {
-        let uri = p.text_document.uri.as_str().to_string();
-        lock(&self.st.docs).close(&uri);
-        lock(&self.st.last).remove(&uri);
-        lock(&self.st.seq).remove(&uri);
-        lock(&self.st.diag_seq).remove(&uri);
-        lock(&self.st.analyses).remove(&uri);
-        self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
+        guard_note("textDocument/didClose", async move {
+            let uri = p.text_document.uri.as_str().to_string();
+            lock(&self.st.docs).close(&uri);
+            lock(&self.st.last).remove(&uri);
+            lock(&self.st.seq).remove(&uri);
+            lock(&self.st.diag_seq).remove(&uri);
+            lock(&self.st.analyses).remove(&uri);
+            self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
+        })
+        .await
     }
 
     async fn code_action(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
-        self.code_actions(params).await
+        guard("textDocument/codeAction", async move {
+            self.code_actions(params).await
+        })
+        .await
     }
 
     async fn code_action_resolve(&self, action: CodeAction) -> RpcResult<CodeAction> {
-        self.resolve_code_action(action).await
+        guard("codeAction/resolve", async move {
+            self.resolve_code_action(action).await
+        })
+        .await
     }
 
     async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {
-        let problems = lock(&self.st.config).update(&p.settings);
-        if !problems.is_empty() {
-            self.show(MessageType::WARNING, problems.message()).await;
-        }
-        self.start_engine().await;
+        guard_note("workspace/didChangeConfiguration", async move {
+            let problems = lock(&self.st.config).update(&p.settings);
+            if !problems.is_empty() {
+                self.show(MessageType::WARNING, problems.message()).await;
+            }
+            self.start_engine().await;
+        })
+        .await
     }
 
     async fn completion(&self, params: CompletionParams) -> RpcResult<Option<CompletionResponse>> {
-        let tdp = params.text_document_position;
-        let Some(s) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
-            return Ok(Some(CompletionResponse::Array(vec![])));
-        };
-        let new_text = format!("{}{}", s.word, s.text);
-        let first = new_text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        let label: String = if first.chars().count() > 80 { first.chars().take(79).chain(['…']).collect() } else { first.to_string() };
-        let item = CompletionItem {
-            label,
-            kind: Some(CompletionItemKind::TEXT),
-            detail: Some("wick".into()),
-            documentation: Some(Documentation::MarkupContent(MarkupContent {
-                kind: MarkupKind::Markdown,
-                value: format!("```\n{new_text}\n```"),
-            })),
-            filter_text: Some(new_text.clone()),
-            sort_text: Some("0".into()),
-            preselect: Some(true),
-            text_edit: Some(CompletionTextEdit::Edit(TextEdit {
-                range: self.range(&s.rope, s.word_start, s.cursor),
-                new_text,
-            })),
-            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
-            ..Default::default()
-        };
-        Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))
+        guard("textDocument/completion", async move {
+            let tdp = params.text_document_position;
+            let Some(s) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+                return Ok(Some(CompletionResponse::Array(vec![])));
+            };
+            let new_text = format!("{}{}", s.word, s.text);
+            let first = new_text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let label: String = if first.chars().count() > 80 { first.chars().take(79).chain(['…']).collect() } else { first.to_string() };
+            let item = CompletionItem {
+                label,
+                kind: Some(CompletionItemKind::TEXT),
+                detail: Some("wick".into()),
+                documentation: Some(Documentation::MarkupContent(MarkupContent {
+                    kind: MarkupKind::Markdown,
+                    value: format!("```\n{new_text}\n```"),
+                })),
+                filter_text: Some(new_text.clone()),
+                sort_text: Some("0".into()),
+                preselect: Some(true),
+                text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                    range: self.range(&s.rope, s.word_start, s.cursor),
+                    new_text,
+                })),
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                ..Default::default()
+            };
+            Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))
+        })
+        .await
     }
 }
 

@@ -5,14 +5,7 @@ use super::parse::{Parsed, parse_str};
 
 // ---------------------------------------------------------------- helpers
 
-/// Largest char boundary <= `i` (clamped to the text).
-fn floor_boundary(text: &str, i: usize) -> usize {
-    let mut i = i.min(text.len());
-    while !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
+use crate::text::floor_char as floor_boundary;
 
 fn node_text<'a>(node: Node, text: &'a str) -> &'a str {
     text.get(node.byte_range()).unwrap_or("")

@@ -589,16 +589,7 @@ fn errors_with(p: &Parsed, text: &str, max: usize, memo: &mut RepairMemo) -> Vec
     out
 }
 
-/// Start of the line holding `byte`.
-fn line_start(text: &str, byte: usize) -> usize {
-    text[..byte.min(text.len())].rfind('\n').map_or(0, |i| i + 1)
-}
-
-/// End of the line holding `byte`, after its '\n' (or the text's end).
-fn line_end(text: &str, byte: usize) -> usize {
-    let b = byte.min(text.len());
-    text[b..].find('\n').map_or(text.len(), |i| b + i + 1)
-}
+use crate::text::{line_end, line_start};
 
 /// Whether `[start, end)` begins a line (only indentation before it) and
 /// ends one (only spaces before the line's end).
