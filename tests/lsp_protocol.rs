@@ -284,3 +284,25 @@ fn a_panic_in_any_handler_never_ends_the_server() {
     assert!(c.response(id, LONG)["error"].is_object());
     assert!(c.shutdown().success());
 }
+
+/// Edits and requests for documents never opened (or already closed) leave
+/// no per-document state behind.
+#[test]
+fn documents_never_opened_leave_no_state() {
+    let mut c = server();
+    for i in 0..50 {
+        let uri = format!("file:///t/ghost{i}.py");
+        c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "x"}]}));
+        let r = complete(&mut c, &uri, 0, 0);
+        assert_eq!(items(&r).len(), 0, "{r}");
+    }
+    c.open("file:///t/real.py", "python", "x = 1\n");
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": "file:///t/real.py"}}));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let id = c.request("wick/serverState", json!({}));
+    let st = c.response(id, LONG)["result"].clone();
+    for k in ["documents", "last", "seq", "diagSeq", "inflight", "analyses"] {
+        assert_eq!(st[k], 0, "{k}: {st}");
+    }
+    assert!(c.shutdown().success());
+}

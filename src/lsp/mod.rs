@@ -115,6 +115,7 @@ pub async fn serve(opts: ServeOptions) {
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
     .custom_method(framing::INVALID_METHOD, Backend::invalid_message)
     .custom_method("wick/documentText", Backend::document_text)
+    .custom_method("wick/serverState", Backend::server_state)
     .finish();
     // Enough concurrency that edits are never stuck behind slow completions.
     Server::new(reader, stdout, socket).concurrency_level(64).serve(service).await;
@@ -443,6 +444,23 @@ impl Backend {
         .await
     }
 
+    /// Sizes of the server's per-document state (for tests and soak runs:
+    /// nothing may grow with documents that are closed or were never open).
+    async fn server_state(&self, _: serde_json::Value) -> RpcResult<serde_json::Value> {
+        guard("wick/serverState", async move {
+            Ok(serde_json::json!({
+                "documents": lock(&self.st.docs).uris().count(),
+                "last": lock(&self.st.last).len(),
+                "seq": lock(&self.st.seq).len(),
+                "diagSeq": lock(&self.st.diag_seq).len(),
+                "inflight": lock(&self.st.inflight).len(),
+                "analyses": lock(&self.st.analyses).len(),
+                "definitions": lock(&self.st.definitions).len(),
+            }))
+        })
+        .await
+    }
+
     async fn invalid_message(&self) -> RpcResult<()> {
         Err(RpcError::parse_error())
     }
@@ -716,7 +734,9 @@ impl LanguageServer for Backend {
                 .collect();
             let uri = p.text_document.uri.as_str().to_string();
             if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
+                // A document never opened gets no state and no task.
                 tracing::warn!("didChange: {e}");
+                return;
             }
             self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
         })
