@@ -3,7 +3,7 @@
 //! between LSP positions (UTF-16 or UTF-8 code units) and text offsets.
 //! No LSP types here: positions are plain line/column pairs.
 
-use crate::syntax::{edit_for_change, Lang, Parsed, SyntaxTree};
+use crate::syntax::{edit_for_change, Lang, ParseJob, Parsed, SyntaxTree};
 use ropey::Rope;
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,8 +40,12 @@ pub struct Document {
     pub version: i32,
     pub language: String,
     /// The tree-sitter tree, updated incrementally; None for languages we
-    /// have no grammar for (they still get completions).
+    /// have no grammar for (they still get completions). Edits are recorded
+    /// in it here; the parse itself runs elsewhere ([`ParseJob`]).
     pub syntax: Option<SyntaxTree>,
+    /// Edits applied so far: a parse result is installed only if none came
+    /// after its job was made.
+    edits: u64,
     /// Edits that arrived ahead of a missing version, applied once it comes.
     pending: BTreeMap<i32, Vec<Change>>,
 }
@@ -54,8 +58,25 @@ pub struct Snapshot {
     pub version: i32,
     pub language: String,
     pub lang: Option<Lang>,
-    /// The parsed tree of this version (a cheap reference-counted copy).
+    /// The parsed tree of this version (a cheap reference-counted copy),
+    /// when it is fresh; otherwise `parse` says how to make it.
     pub parsed: Option<Parsed>,
+    /// The parse that brings the tree up to this version, to run off the
+    /// protocol thread and hand back with [`DocumentStore::install`].
+    pub parse: Option<(u64, ParseJob)>,
+}
+
+impl Snapshot {
+    /// Runs the snapshot's pending parse with `run`, hands the tree back with
+    /// `install`, and keeps it as this snapshot's tree.
+    pub fn finish_parse(&mut self, run: impl FnOnce(ParseJob) -> Option<tree_sitter::Tree>, install: impl FnOnce(u64, Option<tree_sitter::Tree>)) {
+        if let Some((edits, job)) = self.parse.take() {
+            let lang = job.lang;
+            let tree = run(job);
+            install(edits, tree.clone());
+            self.parsed = tree.map(|tree| Parsed { lang, tree });
+        }
+    }
 }
 
 impl Document {
@@ -66,8 +87,9 @@ impl Document {
     pub fn with_uri(uri: &str, text: &str, version: i32, language: &str) -> Self {
         let rope = Rope::from_str(text);
         let lang = Lang::from_language_id(language).or_else(|| Lang::from_path(uri));
-        let syntax = lang.map(|l| SyntaxTree::new(l, &rope));
-        Document { rope, version, language: language.to_string(), syntax, pending: BTreeMap::new() }
+        // Parsed later, off the protocol thread: opening costs the copy only.
+        let syntax = lang.map(SyntaxTree::unparsed);
+        Document { rope, version, language: language.to_string(), syntax, edits: 0, pending: BTreeMap::new() }
     }
 
     /// Character index of a client position. A column past the end of its
@@ -82,11 +104,12 @@ impl Document {
     }
 
     fn apply_one(&mut self, c: &Change, enc: Encoding) {
+        self.edits += 1;
         match c.range {
             None => {
                 self.rope = Rope::from_str(&c.text);
                 if let Some(t) = &mut self.syntax {
-                    *t = SyntaxTree::new(t.lang(), &self.rope);
+                    *t = SyntaxTree::unparsed(t.lang());
                 }
             }
             Some((a, b)) => {
@@ -96,7 +119,8 @@ impl Document {
                 let s = char_at(&self.rope, a, enc).unwrap_or(end_char);
                 let e = char_at(&self.rope, b, enc).unwrap_or(end_char);
                 let (s, e) = if s <= e { (s, e) } else { (e, s) };
-                if let Some(t) = &mut self.syntax {
+                // Only a tree to edit is worth the edit's points.
+                if let Some(t) = self.syntax.as_mut().filter(|t| t.has_tree()) {
                     t.edit(&edit_for_change(&self.rope, s, e, &c.text));
                 }
                 self.rope.remove(s..e);
@@ -209,9 +233,6 @@ impl DocumentStore {
                 doc.apply_one(c, enc);
             }
             doc.version = v;
-            if let Some(t) = &mut doc.syntax {
-                t.reparse(&doc.rope);
-            }
         }
     }
 
@@ -227,7 +248,26 @@ impl DocumentStore {
             language: doc.language.clone(),
             lang: doc.syntax.as_ref().map(|t| t.lang()),
             parsed: doc.syntax.as_ref().and_then(|t| t.snapshot()),
+            parse: doc.syntax.as_ref().and_then(|t| t.job(&doc.rope)).map(|j| (doc.edits, j)),
         })
+    }
+
+    /// Hands back the tree a snapshot's [`ParseJob`] made: kept when no edit
+    /// came since (else dropped; the next snapshot parses again).
+    pub fn install(&mut self, uri: &str, edits: u64, tree: Option<tree_sitter::Tree>) {
+        if let Some(doc) = self.docs.get_mut(uri).filter(|d| d.edits == edits) {
+            if let Some(t) = &mut doc.syntax {
+                t.install(tree);
+            }
+        }
+    }
+
+    /// [`snapshot`](Self::snapshot) with its parse run here, on the
+    /// caller's thread (tools and tests; the server parses off its thread).
+    pub fn snapshot_parsed(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
+        let mut snap = self.snapshot(uri, enc)?;
+        snap.finish_parse(|job| job.run(), |edits, tree| self.install(uri, edits, tree));
+        Ok(snap)
     }
 
     /// The latest version known, counting edits not yet applied.
@@ -307,12 +347,24 @@ mod tests {
         s.open("file:///a.py", "def f(x):\n    return x\n", 1, "python");
         let ins = |l: u32, c: u32, t: &str| Change { range: Some((p(l, c), p(l, c))), text: t.into() };
         s.change("file:///a.py", 2, vec![ins(1, 12, " + 1"), ins(0, 0, "import os\n")], Encoding::Utf16).unwrap();
-        let snap = s.snapshot("file:///a.py", Encoding::Utf16).unwrap();
+        let snap = s.snapshot_parsed("file:///a.py", Encoding::Utf16).unwrap();
         let text = snap.rope.to_string();
         let full = crate::syntax::Parsed::parse(crate::syntax::Lang::Python, &text).unwrap();
         assert_eq!(snap.parsed.unwrap().tree.root_node().to_sexp(), full.tree.root_node().to_sexp());
+        // The installed tree is kept (no second parse), and follows more edits.
+        assert!(s.snapshot("file:///a.py", Encoding::Utf16).unwrap().parse.is_none());
+        s.change("file:///a.py", 3, vec![ins(2, 0, "def g(:\n")], Encoding::Utf16).unwrap();
+        let stale = s.snapshot("file:///a.py", Encoding::Utf16).unwrap();
+        assert!(stale.parsed.is_none() && stale.parse.is_some());
+        // A parse overtaken by an edit is not installed.
+        let (edits, job) = stale.parse.unwrap();
+        s.change("file:///a.py", 4, vec![ins(0, 0, "#\n")], Encoding::Utf16).unwrap();
+        s.install("file:///a.py", edits, job.run());
+        let snap = s.snapshot_parsed("file:///a.py", Encoding::Utf16).unwrap();
+        let full = crate::syntax::Parsed::parse(crate::syntax::Lang::Python, &snap.rope.to_string()).unwrap();
+        assert_eq!(snap.parsed.unwrap().tree.root_node().to_sexp(), full.tree.root_node().to_sexp());
         // Unknown languages have no tree but work.
         s.open("file:///notes.txt", "hello", 1, "plaintext");
-        assert!(s.snapshot("file:///notes.txt", Encoding::Utf16).unwrap().parsed.is_none());
+        assert!(s.snapshot_parsed("file:///notes.txt", Encoding::Utf16).unwrap().parsed.is_none());
     }
 }

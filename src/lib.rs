@@ -17,6 +17,7 @@ pub mod models;
 pub mod prompt;
 pub mod syntax;
 pub mod text;
+pub mod workspace;
 pub mod device;
 
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).

@@ -244,7 +244,7 @@ fn a_client_that_passes_no_diagnostics_gets_wicks_own() {
 #[test]
 fn other_servers_diagnostics_over_non_ascii_text_get_answers() {
     let mut c = server(true);
-    let uri = "file:///ws/café.py";
+    let uri = "file:///ws/caf%C3%A9.py";
     let line = "    return 'naïve café' + x  # ünïcödé 𝄞";
     c.open(uri, "python", &format!("def café(x):\n{line}\n"));
     let cols = line.encode_utf16().count() as u32;

@@ -306,3 +306,32 @@ fn documents_never_opened_leave_no_state() {
     }
     assert!(c.shutdown().success());
 }
+
+/// Heavy work (a 4 MB file's parse and analysis, a long generation) runs
+/// off the protocol thread: an edit sent while it runs is applied, and a
+/// request after it answered, before that work's own answer.
+#[test]
+fn edits_during_long_work_are_applied_before_its_answer() {
+    let mut c = server();
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}));
+    let small = "file:///t/small.py";
+    c.open(small, "python", "x = 1\n");
+    let big = "file:///t/big.py";
+    let body: String = (0..60_000).map(|i| format!("def f{i}(a, b):\n    return a + b * {i}\n")).collect();
+    assert!(body.len() > 2_000_000);
+    c.open(big, "python", &body);
+    let range = json!({"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 4}});
+    let slow_action = c.request("textDocument/codeAction", json!({"textDocument": {"uri": big}, "range": range, "context": {"diagnostics": []}}));
+    let slow_completion = c.request("textDocument/completion", json!({"textDocument": {"uri": big}, "position": {"line": 2, "character": 4}}));
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": small, "version": 2},
+        "contentChanges": [{"range": {"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 5}}, "text": "42"}]}));
+    let id = c.request("wick/documentText", json!({"uri": small}));
+    let r = c.response(id, LONG);
+    assert_eq!(r["result"]["text"], "x = 42\n", "{r}");
+    assert_eq!(r["result"]["version"], 2, "{r}");
+    assert!(!c.answered(slow_action) && !c.answered(slow_completion), "the slow work was answered before the edit");
+    for id in [slow_action, slow_completion] {
+        assert!(c.response(id, LONG).get("result").is_some());
+    }
+    assert!(c.shutdown().success());
+}

@@ -114,6 +114,12 @@ impl Client {
         }
     }
 
+    /// Whether the answer to `id` has already arrived (read while waiting
+    /// for another one), for tests of the order of answers.
+    pub fn answered(&self, id: i64) -> bool {
+        self.stash.iter().any(|v| v["id"] == json!(id))
+    }
+
     pub fn response(&mut self, id: i64, timeout: Duration) -> Value {
         if let Some(i) = self.stash.iter().position(|v| v["id"] == json!(id)) {
             return self.stash.remove(i);

@@ -44,7 +44,7 @@ impl Backend {
             if lock(&st.diag_seq).get(&key) != Some(&n) {
                 return;
             }
-            let Ok(snap) = lock(&st.docs).snapshot(&key, enc) else { return };
+            let Ok(snap) = snapshot_of(&st, &key, enc).await else { return };
             let Some(analysis) = analysis_of(&st, &snap).await else {
                 return;
             };
@@ -67,7 +67,7 @@ impl Backend {
     pub(super) async fn code_actions(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
         let enc = self.encoding();
         let uri = params.text_document.uri.clone();
-        let Ok(snap) = lock(&self.st.docs).snapshot(uri.as_str(), enc) else {
+        let Ok(snap) = snapshot_of(&self.st, uri.as_str(), enc).await else {
             return Ok(None);
         };
         let only = params.context.only.clone();
@@ -206,7 +206,7 @@ impl Backend {
         let version = data["version"].as_i64().ok_or(FixError::Stale)?;
         let range: Range = serde_json::from_value(data["range"].clone()).map_err(|_| FixError::OutOfRange)?;
         let enc = self.encoding();
-        let snap = lock(&self.st.docs).snapshot(&uri_s, enc).map_err(|_| FixError::Stale)?;
+        let snap = snapshot_of(&self.st, &uri_s, enc).await.map_err(|_| FixError::Stale)?;
         if i64::from(snap.version) != version {
             return Err(FixError::Stale);
         }

@@ -45,8 +45,10 @@ struct State {
     progress_supported: Mutex<bool>,
     /// Identity of the loaded model (path and device), to reload on change.
     loaded: Mutex<Option<(PathBuf, String)>>,
-    /// The workspace root (for relative paths and imported files).
+    /// The workspace root (for relative paths in prompts).
     root: Mutex<Option<PathBuf>>,
+    /// The workspace folders: the only places files are read from.
+    workspace: Mutex<crate::workspace::Workspace>,
     /// Per-document counter for the diagnostics debounce.
     diag_seq: Mutex<HashMap<String, u64>>,
     /// Whether the client resolves code actions lazily (`edit` resolvable).
@@ -83,6 +85,24 @@ type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'stat
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A document's snapshot with its tree up to date. The parse (a whole file
+/// on open, incremental after edits) runs on a blocking thread, never on
+/// the protocol's, and never under the documents lock.
+async fn snapshot_of(st: &State, uri: &str, enc: Encoding) -> Result<documents::Snapshot, documents::DocError> {
+    let mut snap = lock(&st.docs).snapshot(uri, enc)?;
+    if let Some((edits, job)) = snap.parse.take() {
+        let lang = job.lang;
+        match tokio::task::spawn_blocking(move || job.run()).await {
+            Ok(tree) => {
+                lock(&st.docs).install(uri, edits, tree.clone());
+                snap.parsed = tree.map(|tree| crate::syntax::Parsed { lang, tree });
+            }
+            Err(e) => tracing::error!(uri, "parse failed: {e}"),
+        }
+    }
+    Ok(snap)
 }
 
 pub struct Backend {
@@ -155,7 +175,13 @@ impl Backend {
         let cli = lock(&self.st.cli).clone();
         let spec = cli.model.or(cfg.model.clone());
         let device_spec = cli.device.unwrap_or(cfg.device.clone());
-        let path = match crate::models::resolve(spec.as_deref()) {
+        // Resolving may read a hub cache or download: not on this thread.
+        let resolved = tokio::task::spawn_blocking(move || crate::models::resolve(spec.as_deref())).await;
+        let resolved = match resolved {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("model resolution failed: {e}")),
+        };
+        let path = match resolved {
             Ok(p) => p,
             Err(e) => {
                 *lock(&self.st.engine) = None;
@@ -268,7 +294,7 @@ impl Backend {
     async fn suggest_inner(&self, uri: String, pos: Position) -> RpcResult<Option<Suggestion>> {
         let t0 = Instant::now();
         let enc = self.encoding();
-        let snap = match lock(&self.st.docs).snapshot(&uri, enc) {
+        let snap = match snapshot_of(&self.st, &uri, enc).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("{e}");
@@ -304,7 +330,11 @@ impl Backend {
             return Ok(None); // still loading: a quick empty answer
         }
         let root = lock(&self.st.root).clone();
-        let others = self.other_files(&snap, root.as_deref());
+        // Reads and parses other files: off the protocol thread.
+        let others = {
+            let (b, s, r) = (self.handle(), snap.clone(), root.clone());
+            tokio::task::spawn_blocking(move || b.other_files(&s, r.as_deref())).await.unwrap_or_default()
+        };
         let path = relative_path(&uri, root.as_deref());
         let repo_name = root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let last = lock(&self.st.last).get(&uri).cloned();
@@ -376,6 +406,11 @@ impl Backend {
         if snap.rope.len_bytes() > crate::syntax::MAX_PARSE_BYTES {
             return out;
         }
+        let mut ws = lock(&self.st.workspace).clone();
+        if ws.roots().is_empty() {
+            // No workspace folder: the file's own directory.
+            ws = crate::workspace::Workspace::new(current.parent().map(|p| p.to_path_buf()));
+        }
         let text = snap.rope.to_string();
         for import in parsed.imports(&text) {
             for cand in import_candidates(lang, &import, &current, root) {
@@ -386,18 +421,15 @@ impl Backend {
                 if out.iter().any(|o| o.path == rel) {
                     break;
                 }
-                if let Ok(meta) = std::fs::metadata(&cand) {
-                    if meta.is_file() && meta.len() as usize <= MAX_FILE {
-                        // Read and parsed again only when the file changes.
-                        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-                        let stamp = format!("m{mtime}:{}", meta.len());
-                        let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
-                        let key = format!("file://{}", cand.display());
-                        let read = || std::fs::read_to_string(&cand).ok().map(|t| complete::definitions_of(&t, l));
-                        if let Some(defs) = self.definitions(&key, &stamp, read) {
-                            out.push(complete::OtherFile { path: rel, lang: l, defs });
-                            break;
-                        }
+                // Only files inside the workspace, read and parsed again
+                // only when they change.
+                if let Some(stamp) = ws.stamp(&cand) {
+                    let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
+                    let key = format!("file://{}", cand.display());
+                    let read = || ws.read(&cand, MAX_FILE).map(|f| complete::definitions_of(&f.text, l));
+                    if let Some(defs) = self.definitions(&key, &stamp, read) {
+                        out.push(complete::OtherFile { path: rel, lang: l, defs });
+                        break;
                     }
                 }
             }
@@ -629,6 +661,12 @@ impl LanguageServer for Backend {
         guard("initialize", async move {
             let enc = position_encoding(&params);
             *lock(&self.st.encoding) = enc;
+            #[allow(deprecated)]
+            let folders: Vec<PathBuf> = match &params.workspace_folders {
+                Some(f) if !f.is_empty() => f.iter().filter_map(|f| uri_to_path(f.uri.as_str())).collect(),
+                _ => params.root_uri.as_ref().and_then(|u| uri_to_path(u.as_str())).into_iter().collect(),
+            };
+            *lock(&self.st.workspace) = crate::workspace::Workspace::new(folders);
             #[allow(deprecated)]
             let root = params
                 .workspace_folders

@@ -27,6 +27,6 @@ pub use diagnose::{
 };
 pub use lang::Lang;
 pub use parse::{
-    MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, Parsed, SyntaxTree, TREE_PARSE_BUDGET,
+    MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, ParseJob, Parsed, SyntaxTree, TREE_PARSE_BUDGET,
     edit_for_change,
 };

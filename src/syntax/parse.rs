@@ -224,8 +224,34 @@ impl SyntaxTree {
         st
     }
 
+    /// A tree for `lang` not parsed yet: [`job`](Self::job) parses it off
+    /// the caller's thread, [`install`](Self::install) takes the result.
+    pub fn unparsed(lang: Lang) -> Self {
+        SyntaxTree { lang, parser: None, tree: None, fresh: false }
+    }
+
     pub fn lang(&self) -> Lang {
         self.lang
+    }
+
+    /// Whether there is a tree (fresh or waiting for a reparse) that edits
+    /// must be recorded in.
+    pub fn has_tree(&self) -> bool {
+        self.tree.is_some()
+    }
+
+    /// The parse that would make the tree match `text`, to run anywhere
+    /// (it owns copies); None when the tree is fresh.
+    pub fn job(&self, text: &Rope) -> Option<ParseJob> {
+        (!self.fresh).then(|| ParseJob { lang: self.lang, rope: text.clone(), old: self.tree.clone() })
+    }
+
+    /// Takes the result of a [`ParseJob`] made since the last edit: the
+    /// tree (fresh from now on), or None when the text is not parsed (over
+    /// the limits or the budget; the old tree is dropped then).
+    pub fn install(&mut self, tree: Option<Tree>) {
+        self.fresh = tree.is_some();
+        self.tree = tree;
     }
 
     /// The tree for the current text, if parsing succeeded and no edit is
@@ -275,6 +301,9 @@ impl SyntaxTree {
     /// Reparses `text`, reusing the (edited) previous tree when there is one.
     pub fn reparse(&mut self, text: &Rope) {
         self.fresh = false;
+        if self.parser.is_none() {
+            self.parser = new_parser(self.lang);
+        }
         let Some(parser) = &mut self.parser else {
             return;
         };
@@ -288,5 +317,25 @@ impl SyntaxTree {
             self.tree = Some(tree);
             self.fresh = true;
         }
+    }
+}
+
+/// A parse of one document version, detached from the document: a copy of
+/// its text and of its edited old tree (for an incremental parse).
+#[derive(Clone)]
+pub struct ParseJob {
+    pub lang: Lang,
+    rope: Rope,
+    old: Option<Tree>,
+}
+
+impl ParseJob {
+    /// The tree of the job's text; None when over the limits or the budget.
+    pub fn run(self) -> Option<Tree> {
+        if !within_limits_rope(&self.rope) {
+            return None;
+        }
+        let mut parser = new_parser(self.lang)?;
+        parse_rope(&mut parser, &self.rope, self.old.as_ref(), TREE_PARSE_BUDGET)
     }
 }

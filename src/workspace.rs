@@ -1,0 +1,96 @@
+//! The server's file I/O: files are read only inside the workspace folders
+//! (canonicalized, so `../` chains, absolute includes and symlinks that
+//! lead elsewhere are refused), regular files only, and never more than a
+//! size cap, enforced while reading (procfs and pipes report length 0).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The folders the server may read, canonicalized.
+#[derive(Debug, Clone, Default)]
+pub struct Workspace {
+    roots: Vec<PathBuf>,
+}
+
+/// A file read from the workspace, with what identifies its version.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+    /// Modification time and length: the same stamp, the same text.
+    pub stamp: String,
+}
+
+impl Workspace {
+    /// The folders that exist; the others are left out.
+    pub fn new(roots: impl IntoIterator<Item = PathBuf>) -> Workspace {
+        Workspace { roots: roots.into_iter().filter_map(|r| r.canonicalize().ok()).collect() }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// The canonical path of `path` when it is a regular file inside a root.
+    pub fn contains(&self, path: &Path) -> Option<PathBuf> {
+        let real = path.canonicalize().ok()?;
+        let inside = self.roots.iter().any(|r| real.starts_with(r));
+        (inside && real.metadata().ok()?.is_file()).then_some(real)
+    }
+
+    /// The version stamp of a workspace file (cheap: no read).
+    pub fn stamp(&self, path: &Path) -> Option<String> {
+        let real = self.contains(path)?;
+        let meta = real.metadata().ok()?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        Some(format!("m{mtime}:{}", meta.len()))
+    }
+
+    /// Reads a workspace file of at most `max_bytes` as UTF-8; None when it
+    /// is outside every root, not a regular file, larger, or not text.
+    pub fn read(&self, path: &Path, max_bytes: usize) -> Option<SourceFile> {
+        let stamp = self.stamp(path)?;
+        let real = self.contains(path)?;
+        let mut buf = Vec::new();
+        std::fs::File::open(&real).ok()?.take(max_bytes as u64 + 1).read_to_end(&mut buf).ok()?;
+        if buf.len() > max_bytes {
+            return None;
+        }
+        Some(SourceFile { path: real, text: String::from_utf8(buf).ok()?, stamp })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_inside_the_roots_and_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws_dir = dir.path().join("ws");
+        std::fs::create_dir_all(ws_dir.join("src")).unwrap();
+        std::fs::write(ws_dir.join("src/a.py"), "def a(): pass\n").unwrap();
+        std::fs::write(ws_dir.join("big.py"), "x".repeat(2000)).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "password").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), ws_dir.join("link.py")).unwrap();
+        let ws = Workspace::new([ws_dir.clone()]);
+        assert_eq!(ws.read(&ws_dir.join("src/a.py"), 1000).unwrap().text, "def a(): pass\n");
+        assert!(ws.read(&ws_dir.join("src/../src/a.py"), 1000).is_some());
+        // Escaping paths, absolute paths elsewhere, symlinks out, directories.
+        assert!(ws.read(&ws_dir.join("../secret.txt"), 1000).is_none());
+        assert!(ws.read(&dir.path().join("secret.txt"), 1000).is_none());
+        assert!(ws.read(Path::new("/etc/passwd"), 100_000).is_none());
+        #[cfg(unix)]
+        assert!(ws.read(&ws_dir.join("link.py"), 1000).is_none());
+        assert!(ws.read(&ws_dir.join("src"), 1000).is_none());
+        // Over the cap.
+        assert!(ws.read(&ws_dir.join("big.py"), 1000).is_none());
+        assert!(ws.read(&ws_dir.join("big.py"), 2000).is_some());
+        // A file that reports length 0 but has no end is read to the cap only.
+        let proc_ws = Workspace::new([PathBuf::from("/proc/self")]);
+        assert!(proc_ws.read(Path::new("/proc/self/status"), 1 << 20).is_some_and(|f| f.text.len() < 1 << 20));
+        // No roots: nothing is readable.
+        assert!(Workspace::default().read(&ws_dir.join("src/a.py"), 1000).is_none());
+    }
+}
