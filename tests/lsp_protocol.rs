@@ -297,11 +297,13 @@ fn documents_never_opened_leave_no_state() {
         assert_eq!(items(&r).len(), 0, "{r}");
     }
     c.open("file:///t/real.py", "python", "x = 1\n");
+    let r = complete(&mut c, "file:///t/real.py", 1, 0);
+    assert!(r.get("result").is_some(), "{r}");
     c.notify("textDocument/didClose", json!({"textDocument": {"uri": "file:///t/real.py"}}));
     std::thread::sleep(std::time::Duration::from_millis(500));
     let id = c.request("wick/serverState", json!({}));
     let st = c.response(id, LONG)["result"].clone();
-    for k in ["documents", "last", "seq", "diagSeq", "inflight", "analyses"] {
+    for k in ["documents", "last", "seq", "diagSeq", "inflight", "analyses", "engineKeys"] {
         assert_eq!(st[k], 0, "{k}: {st}");
     }
     assert!(c.shutdown().success());
@@ -333,5 +335,29 @@ fn edits_during_long_work_are_applied_before_its_answer() {
     for id in [slow_action, slow_completion] {
         assert!(c.response(id, LONG).get("result").is_some());
     }
+    assert!(c.shutdown().success());
+}
+
+/// A cancelled completion is dropped, not kept running to its budget: no
+/// live computation is left once its (only) request is answered.
+#[test]
+fn a_cancelled_completion_stops_generating() {
+    let mut c = server();
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always", "debounceMs": 0}}}));
+    let uri = "file:///t/cancel2.py";
+    c.open(uri, "python", "def f():\n    \n");
+    let mut cancelled = 0;
+    for _ in 0..5 {
+        let id = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 4}}));
+        c.notify("$/cancelRequest", json!({"id": id}));
+        let r = c.response(id, LONG);
+        if r["error"]["code"] == -32800 {
+            cancelled += 1;
+            let id = c.request("wick/serverState", json!({}));
+            let st = c.response(id, LONG)["result"].clone();
+            assert_eq!(st["inflight"], 0, "{st}");
+        }
+    }
+    assert!(cancelled > 0, "no request was cancelled");
     assert!(c.shutdown().success());
 }

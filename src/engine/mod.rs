@@ -200,6 +200,11 @@ impl Engine {
         rx.blocking_recv().unwrap_or(Err(EngineError::Stopped))
     }
 
+    /// Keys with a request counter (those with requests not yet done).
+    pub fn tracked_keys(&self) -> usize {
+        self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Forgets the KV cache (benchmarks use it for cold runs).
     pub fn reset_cache(&self) {
         let _ = self.tx.send(Msg::Reset);
@@ -239,6 +244,7 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
             continue;
         }
         if job.cancel.is_cancelled() || job.reply.is_closed() {
+            forget_key(sh, &job, &queue);
             let _ = job.reply.send(Err(EngineError::Cancelled));
             continue;
         }
@@ -264,7 +270,18 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
             Err(EngineError::Cancelled) if superseded() => Err(EngineError::Superseded),
             r => r,
         };
+        forget_key(sh, &job, &queue);
         let _ = job.reply.send(result.map(|g| (g, times)));
+    }
+}
+
+/// Drops a key's request counter once its last request is done, so the
+/// map holds only keys with work queued (documents come and go).
+fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
+    let Some(k) = &job.req.key else { return };
+    let mut latest = sh.latest.lock().unwrap_or_else(|e| e.into_inner());
+    if latest.get(k) == Some(&job.seq) && !queue.iter().any(|j| j.req.key.as_ref() == Some(k)) {
+        latest.remove(k);
     }
 }
 

@@ -79,7 +79,10 @@ const MAX_KEPT_DEFINITIONS: usize = 256;
 type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);
 
 /// A suggestion being computed: for this document version and position.
-type InFlight = (Option<i32>, Position, SharedSuggestion);
+/// Weak: only the requests waiting for it keep it alive, so when the last
+/// one is cancelled (or its client gone) the generation is dropped and the
+/// engine stops.
+type InFlight = (Option<i32>, Position, futures::future::WeakShared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>);
 
 type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
@@ -259,18 +262,20 @@ impl Backend {
         let version = lock(&self.st.docs).latest_version(&uri_s);
         let fut = {
             let mut inflight = lock(&self.st.inflight);
-            match inflight.get(&uri_s) {
-                Some((v, p, f)) if *v == version && *p == pos => f.clone(),
-                _ => {
+            match inflight.get(&uri_s).filter(|(v, p, _)| *v == version && *p == pos).and_then(|(_, _, f)| f.upgrade()) {
+                Some(f) => f,
+                None => {
                     let b = self.handle();
                     let u = uri.clone();
-                    let f = async move { b.suggest_now(&u, pos).await }.boxed().shared();
-                    inflight.insert(uri_s.clone(), (version, pos, f.clone()));
+                    let f: SharedSuggestion = async move { b.suggest_now(&u, pos).await }.boxed().shared();
+                    if let Some(w) = f.downgrade() {
+                        inflight.insert(uri_s.clone(), (version, pos, w));
+                    }
                     f
                 }
             }
         };
-        let r = fut.clone().await;
+        let r = fut.await;
         let mut inflight = lock(&self.st.inflight);
         if inflight.get(&uri_s).is_some_and(|(v, p, _)| *v == version && *p == pos) {
             inflight.remove(&uri_s);
@@ -485,9 +490,10 @@ impl Backend {
                 "last": lock(&self.st.last).len(),
                 "seq": lock(&self.st.seq).len(),
                 "diagSeq": lock(&self.st.diag_seq).len(),
-                "inflight": lock(&self.st.inflight).len(),
+                "inflight": lock(&self.st.inflight).values().filter(|(_, _, f)| f.upgrade().is_some()).count(),
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": lock(&self.st.definitions).len(),
+                "engineKeys": lock(&self.st.engine).as_ref().map_or(0, |e| e.tracked_keys()),
             }))
         })
         .await
@@ -789,6 +795,7 @@ impl LanguageServer for Backend {
             lock(&self.st.seq).remove(&uri);
             lock(&self.st.diag_seq).remove(&uri);
             lock(&self.st.analyses).remove(&uri);
+            lock(&self.st.inflight).remove(&uri);
             self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
         })
         .await
