@@ -4,6 +4,9 @@
 //! the suite; the fuzz targets run the same checks for as long as you like
 //! (see fuzz/README.md).
 
+mod common;
+
+use common::lsp_offset;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngSeed};
 use ropey::Rope;
@@ -29,39 +32,6 @@ fn text_piece() -> impl Strategy<Value = &'static str> {
 
 fn text() -> impl Strategy<Value = String> {
     prop::collection::vec(text_piece(), 0..60).prop_map(|v| v.concat())
-}
-
-/// LSP's lines: LF, CRLF and CR end a line, nothing else.
-fn lsp_offset(text: &str, line: u32, col: u32, enc: Encoding) -> usize {
-    let mut starts = vec![0];
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\n' => starts.push(i + 1),
-            b'\r' if b.get(i + 1) == Some(&b'\n') => {
-                starts.push(i + 2);
-                i += 1;
-            }
-            b'\r' => starts.push(i + 1),
-            _ => {}
-        }
-        i += 1;
-    }
-    let Some(&start) = starts.get(line as usize) else { return text.len() };
-    let content = &text[start..];
-    let content = &content[..content.find(['\n', '\r']).unwrap_or(content.len())];
-    let mut units = 0;
-    for (at, c) in content.char_indices() {
-        if units >= col {
-            return start + at;
-        }
-        units += match enc {
-            Encoding::Utf16 => c.len_utf16() as u32,
-            Encoding::Utf8 => c.len_utf8() as u32,
-        };
-    }
-    start + content.len()
 }
 
 #[derive(Debug, Clone)]
