@@ -335,11 +335,7 @@ impl Backend {
             return Ok(None); // still loading: a quick empty answer
         }
         let root = lock(&self.st.root).clone();
-        // Reads and parses other files: off the protocol thread.
-        let others = {
-            let (b, s, r) = (self.handle(), snap.clone(), root.clone());
-            tokio::task::spawn_blocking(move || b.other_files(&s, r.as_deref())).await.unwrap_or_default()
-        };
+        let others = self.other_files(&snap, root.as_deref());
         let path = relative_path(&uri, root.as_deref());
         let repo_name = root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let last = lock(&self.st.last).get(&uri).cloned();
