@@ -66,19 +66,6 @@ pub struct Snapshot {
     pub parse: Option<(u64, ParseJob)>,
 }
 
-impl Snapshot {
-    /// Runs the snapshot's pending parse with `run`, hands the tree back with
-    /// `install`, and keeps it as this snapshot's tree.
-    pub fn finish_parse(&mut self, run: impl FnOnce(ParseJob) -> Option<tree_sitter::Tree>, install: impl FnOnce(u64, Option<tree_sitter::Tree>)) {
-        if let Some((edits, job)) = self.parse.take() {
-            let lang = job.lang;
-            let tree = run(job);
-            install(edits, tree.clone());
-            self.parsed = tree.map(|tree| Parsed { lang, tree });
-        }
-    }
-}
-
 impl Document {
     pub fn new(text: &str, version: i32, language: &str) -> Self {
         Self::with_uri("", text, version, language)
@@ -266,7 +253,12 @@ impl DocumentStore {
     /// caller's thread (tools and tests; the server parses off its thread).
     pub fn snapshot_parsed(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
         let mut snap = self.snapshot(uri, enc)?;
-        snap.finish_parse(|job| job.run(), |edits, tree| self.install(uri, edits, tree));
+        if let Some((edits, job)) = snap.parse.take() {
+            let lang = job.lang;
+            let tree = job.run();
+            self.install(uri, edits, tree.clone());
+            snap.parsed = tree.map(|tree| Parsed { lang, tree });
+        }
         Ok(snap)
     }
 

@@ -31,26 +31,27 @@ impl Workspace {
         &self.roots
     }
 
-    /// The canonical path of `path` when it is a regular file inside a root.
-    pub fn contains(&self, path: &Path) -> Option<PathBuf> {
+    /// The canonical path of `path` and its version stamp (modification
+    /// time and length), when it is a regular file inside a root.
+    fn file(&self, path: &Path) -> Option<(PathBuf, String)> {
         let real = path.canonicalize().ok()?;
-        let inside = self.roots.iter().any(|r| real.starts_with(r));
-        (inside && real.metadata().ok()?.is_file()).then_some(real)
+        if !self.roots.iter().any(|r| real.starts_with(r)) {
+            return None;
+        }
+        let meta = real.metadata().ok().filter(|m| m.is_file())?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        Some((real, format!("m{mtime}:{}", meta.len())))
     }
 
     /// The version stamp of a workspace file (cheap: no read).
     pub fn stamp(&self, path: &Path) -> Option<String> {
-        let real = self.contains(path)?;
-        let meta = real.metadata().ok()?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        Some(format!("m{mtime}:{}", meta.len()))
+        self.file(path).map(|(_, stamp)| stamp)
     }
 
     /// Reads a workspace file of at most `max_bytes` as UTF-8; None when it
     /// is outside every root, not a regular file, larger, or not text.
     pub fn read(&self, path: &Path, max_bytes: usize) -> Option<SourceFile> {
-        let stamp = self.stamp(path)?;
-        let real = self.contains(path)?;
+        let (real, stamp) = self.file(path)?;
         let mut buf = Vec::new();
         std::fs::File::open(&real).ok()?.take(max_bytes as u64 + 1).read_to_end(&mut buf).ok()?;
         if buf.len() > max_bytes {

@@ -290,7 +290,7 @@ impl Backend {
         match fut.await {
             Ok(r) => r,
             Err(p) => {
-                tracing::error!("completion panicked: {}", panic_message(&*p));
+                tracing::error!("completion panicked: {}", crate::engine::panic_message(&p));
                 Err(RpcError::internal_error())
             }
         }
@@ -608,10 +608,6 @@ fn panics_on_purpose(method: &str) -> bool {
         .any(|m| m == method)
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
-}
-
 /// One guard for every handler: runs it in a span with its timing, and
 /// turns a panic into a log line with the method's name (and, for a
 /// request, an internal-error answer), so no handler can end the server.
@@ -631,7 +627,7 @@ async fn guard<T>(method: &'static str, fut: impl std::future::Future<Output = R
             r
         }
         Err(p) => {
-            tracing::error!(method, ms, "handler panicked: {}", panic_message(&*p));
+            tracing::error!(method, ms, "handler panicked: {}", crate::engine::panic_message(&p));
             Err(RpcError {
                 code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
                 message: format!("wick: internal error in {method} (details in the server log)").into(),
