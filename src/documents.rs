@@ -107,8 +107,10 @@ impl Document {
                 let e = char_at(&self.rope, b, enc).unwrap_or(end_char);
                 let (s, e) = if s <= e { (s, e) } else { (e, s) };
                 // Only a tree to edit is worth the edit's points.
-                if let Some(t) = self.syntax.as_mut().filter(|t| t.has_tree()) {
-                    t.edit(&edit_for_change(&self.rope, s, e, &c.text));
+                match self.syntax.as_mut() {
+                    Some(t) if t.has_tree() => t.edit(&edit_for_change(&self.rope, s, e, &c.text)),
+                    Some(t) => t.changed(),
+                    None => {}
                 }
                 self.rope.remove(s..e);
                 self.rope.insert(s, &c.text);
@@ -288,6 +290,23 @@ mod tests {
         assert_eq!(d.char_at(p(0, 99), Encoding::Utf16).unwrap(), 3);
         assert!(d.char_at(p(7, 0), Encoding::Utf16).is_err());
         assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 5);
+    }
+
+    /// A text that failed to parse (here: one line over the parser's
+    /// limit) is not parsed again on every snapshot, only after an edit.
+    #[test]
+    fn a_failed_parse_waits_for_the_next_edit() {
+        let mut s = DocumentStore::default();
+        let long = format!("x = '{}'\n", "a".repeat(crate::syntax::MAX_LINE_BYTES + 10));
+        s.open("file:///a.py", &long, 1, "python");
+        let snap = s.snapshot_parsed("file:///a.py", Encoding::Utf16).unwrap();
+        assert!(snap.parsed.is_none());
+        assert!(s.snapshot("file:///a.py", Encoding::Utf16).unwrap().parse.is_none(), "parsed again without an edit");
+        // The edit cuts the long line: parsed again, and now it succeeds.
+        let edit = Change { range: Some((p(0, 6), p(0, 8 + crate::syntax::MAX_LINE_BYTES as u32))), text: String::new() };
+        s.change("file:///a.py", 2, vec![edit], Encoding::Utf16).unwrap();
+        assert!(s.snapshot("file:///a.py", Encoding::Utf16).unwrap().parse.is_some());
+        assert!(s.snapshot_parsed("file:///a.py", Encoding::Utf16).unwrap().parsed.is_some());
     }
 
     /// LSP's line breaks are LF, CRLF and CR only: form feed (which PEP 8

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod models;
 pub mod prompt;
 pub mod syntax;
+pub mod testing;
 pub mod text;
 pub mod workspace;
 pub mod device;

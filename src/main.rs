@@ -159,6 +159,15 @@ enum Cmd {
         /// For real-code: position kinds (comma-separated; default all).
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
+        /// For real-code: shift the per-language spread by this many cases
+        /// (`--limit 10 --offset 3` is a sample disjoint from `--limit 10`).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// For real-code: folders where the cases' packages are installed
+        /// (site-packages, the unpacked llama-cpp-python sdist's parent):
+        /// imports are resolved there, as in a workspace (cross-file context).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<PathBuf>,
         /// For real-code: write per-case results as JSON lines.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -375,7 +384,7 @@ fn run(cli: Cli) -> Result<()> {
             wick::bench::print_check(&device, &rows);
             Ok(())
         }
-        Cmd::Eval { set, model, limit, data, variants, langs, kinds, out, typing, settings, .. } if set == "real-code" => {
+        Cmd::Eval { set, model, limit, offset, sources, data, variants, langs, kinds, out, typing, settings, .. } if set == "real-code" => {
             let cases = data.unwrap_or_else(wick::cli::real_code::default_cases);
             if let Some(per_lang) = typing {
                 let settings = serde_json::from_str(&settings).context("--settings is not JSON")?;
@@ -384,7 +393,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let variants = variants.split(';').filter(|v| !v.trim().is_empty()).map(wick::cli::real_code::Variant::parse).collect::<Result<Vec<_>>>()?;
             let engine = load_engine(&model)?;
-            let opts = wick::cli::real_code::RealCodeOptions { cases, limit, langs, kinds, variants, out };
+            let opts = wick::cli::real_code::RealCodeOptions { cases, limit, offset, sources, langs, kinds, variants, out };
             wick::cli::real_code::run(&engine, &opts)
         }
         Cmd::Eval { set, model, limit, order, mode, attempts, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data, .. } => {

@@ -2,7 +2,10 @@
 //! (canonicalized, so `../` chains, absolute includes and symlinks that
 //! lead elsewhere are refused), regular files only, and never more than a
 //! size cap, enforced while reading (procfs and pipes report length 0).
+//! Import resolution (which workspace file an import names) is here too:
+//! the server and `wick eval real-code` both call it.
 
+use crate::syntax::Lang;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +63,103 @@ impl Workspace {
         Some(SourceFile { path: real, text: String::from_utf8(buf).ok()?, stamp })
     }
 }
+
+/// A workspace file that an import names.
+#[derive(Debug, Clone)]
+pub struct Import {
+    pub path: PathBuf,
+    /// The path as the prompt shows it (relative to the root).
+    pub rel: String,
+    /// Its version stamp (see [`Workspace::stamp`]).
+    pub stamp: String,
+}
+
+impl Workspace {
+    /// The workspace files that `imports` (as the syntax tree lists them,
+    /// in order) name from the file `current`: for each import, its first
+    /// candidate inside the roots. At most `max`, each once.
+    pub fn resolve_imports(&self, lang: Lang, imports: &[String], current: &Path, root: Option<&Path>, max: usize) -> Vec<Import> {
+        let mut out: Vec<Import> = Vec::new();
+        for import in imports {
+            if out.len() >= max {
+                break;
+            }
+            for cand in import_candidates(lang, import, current, root) {
+                if let Some(stamp) = self.stamp(&cand) {
+                    let rel = relative(&cand, root);
+                    if !out.iter().any(|o| o.rel == rel) {
+                        out.push(Import { path: cand, rel, stamp });
+                    }
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A path as the prompt shows it: relative to the root, or the file's name
+/// when there is no root.
+pub fn relative(path: &Path, root: Option<&Path>) -> String {
+    match root {
+        Some(r) => path.strip_prefix(r).map(|x| x.display().to_string()).unwrap_or_else(|_| path.display().to_string()),
+        None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+/// Where an import may live, in order of preference.
+pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<&Path>) -> Vec<PathBuf> {
+    use Lang::*;
+    let dir = current.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let mut bases = vec![dir.clone()];
+    if let Some(r) = root {
+        bases.push(r.to_path_buf());
+        bases.push(r.join("src"));
+    }
+    let mut out = Vec::new();
+    match lang {
+        Python => {
+            let rel = import.trim_start_matches('.').replace('.', "/");
+            for b in &bases {
+                out.push(b.join(format!("{rel}.py")));
+                out.push(b.join(&rel).join("__init__.py"));
+            }
+        }
+        JavaScript | TypeScript | Tsx => {
+            if import.starts_with('.') {
+                for ext in ["", ".ts", ".tsx", ".js", ".jsx", ".mjs", "/index.ts", "/index.js"] {
+                    out.push(dir.join(format!("{import}{ext}")));
+                }
+            }
+        }
+        Rust => {
+            let rel = import.trim_start_matches("crate::").trim_start_matches("self::").trim_start_matches("super::").replace("::", "/");
+            let parts: Vec<&str> = rel.split('/').collect();
+            for n in (1..=parts.len()).rev() {
+                let p = parts[..n].join("/");
+                for b in &bases {
+                    out.push(b.join(format!("{p}.rs")));
+                    out.push(b.join(&p).join("mod.rs"));
+                }
+            }
+        }
+        C | Cpp => {
+            for b in &bases {
+                out.push(b.join(import));
+            }
+        }
+        Java => {
+            let rel = import.replace('.', "/");
+            for b in &bases {
+                out.push(b.join(format!("{rel}.java")));
+                out.push(b.join("src/main/java").join(format!("{rel}.java")));
+            }
+        }
+        Go => {}
+    }
+    out
+}
+
 
 #[cfg(test)]
 mod tests {

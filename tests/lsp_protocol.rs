@@ -361,3 +361,37 @@ fn a_cancelled_completion_stops_generating() {
     assert!(cancelled > 0, "no request was cancelled");
     assert!(c.shutdown().success());
 }
+
+/// Switching the `model` setting back and forth loads one model at a time
+/// and ends with the last choice (before, every change started a load of
+/// its own, all running at once).
+#[test]
+fn switching_models_back_and_forth_loads_one_at_a_time() {
+    let a = tiny_model(Family::QwenCoder);
+    let b = scratch_dir().join("switch-b.gguf");
+    std::fs::copy(&a, &b).unwrap();
+    let (a, b) = (a.to_str().unwrap().to_string(), b.to_str().unwrap().to_string());
+    let mut c = Client::spawn(&["--stdio"], &[]);
+    c.initialize(caps_with_progress(), json!({"model": a, "maxTokens": 4}));
+    for m in [&b, &a, &b, &a, &b, &a] {
+        c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"model": m, "maxTokens": 4}}}));
+    }
+    let deadline = std::time::Instant::now() + LONG;
+    let st = loop {
+        let id = c.request("wick/serverState", json!({}));
+        let st = c.response(id, LONG)["result"].clone();
+        if st["loading"] == false && st["loaded"] == a.as_str() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "never settled: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The first load, and at most the two switches that came while the
+    // one before was loading; never one load per change (7).
+    let loads = st["loads"].as_u64().unwrap();
+    assert!((1..=3).contains(&loads), "{st}");
+    c.open("file:///t/switch.py", "python", "def f(a):\n    return ");
+    let r = complete(&mut c, "file:///t/switch.py", 1, 11);
+    assert!(r.get("result").is_some(), "{r}");
+    assert!(c.shutdown().success());
+}

@@ -169,7 +169,7 @@ fn real_code_subset_runs_and_scores() {
     engine.wait_ready().unwrap();
     // Three languages, a small prompt budget: this checks the plumbing, fast.
     let three: Vec<String> = ["python", "rust", "go"].iter().map(|s| s.to_string()).collect();
-    let cases = select(&set, Some(1), &three, &[]);
+    let cases = select(&set, Some(1), 0, &three, &[]);
     assert_eq!(cases.len(), 3);
     for v in ["naive", "contextTokens=384"] {
         let v = Variant::parse(v).unwrap();

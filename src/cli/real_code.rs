@@ -35,6 +35,10 @@ pub struct SourceFile {
 pub struct CaseSet {
     pub files: Vec<SourceFile>,
     pub cases: Vec<Case>,
+    /// Folders holding the files' packages as installed (`--sources`): a
+    /// case whose file is found under one gets the definitions of the
+    /// files it imports from there, as the server would in that workspace.
+    pub sources: Vec<PathBuf>,
 }
 
 impl CaseSet {
@@ -74,7 +78,7 @@ pub fn load(path: &Path) -> Result<CaseSet> {
             cases.push(c);
         }
     }
-    Ok(CaseSet { files, cases })
+    Ok(CaseSet { files, cases, sources: Vec::new() })
 }
 
 /// What to run: a name for the log, settings on top of the defaults, which
@@ -228,8 +232,9 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
         };
     }
     let rope = ropey::Rope::from_str(&doc);
+    let others = if v.stages.cross_file { imported_definitions(set, path, &doc) } else { Vec::new() };
     let req = SuggestRequest {
-        input: Input { rope: &rope, cursor: rope.byte_to_char(c.cursor), lang: Lang::from_path(path), parsed: None, path, repo_name: "", others: &[] },
+        input: Input { rope: &rope, cursor: rope.byte_to_char(c.cursor), lang: Lang::from_path(path), parsed: None, path, repo_name: "", others: &others },
         config: &v.config,
         stages: v.stages,
         last: None,
@@ -240,9 +245,34 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
     score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated)
 }
 
+/// The definitions of the files that `doc` (the case's document, at
+/// `path`) imports, resolved as the server resolves them, in the first of
+/// the set's source folders that holds `path`. None without sources.
+fn imported_definitions(set: &CaseSet, path: &str, doc: &str) -> Vec<complete::OtherFile> {
+    const MAX_FILE: usize = 512 * 1024;
+    const MAX_FILES: usize = 24;
+    let Some(lang) = Lang::from_path(path) else { return Vec::new() };
+    let Some(root) = set.sources.iter().find(|s| s.join(path).is_file()) else { return Vec::new() };
+    let Some(parsed) = crate::syntax::Parsed::parse(lang, doc) else { return Vec::new() };
+    let ws = crate::workspace::Workspace::new([root.clone()]);
+    let Some(real_root) = ws.roots().first().cloned() else { return Vec::new() };
+    let current = real_root.join(path);
+    let imports = parsed.imports(doc);
+    ws.resolve_imports(lang, &imports, &current, Some(&real_root), MAX_FILES)
+        .into_iter()
+        .filter_map(|imp| {
+            let l = Lang::from_path(&imp.path.to_string_lossy());
+            let f = ws.read(&imp.path, MAX_FILE)?;
+            Some(complete::OtherFile { path: imp.rel, lang: l, defs: std::sync::Arc::new(complete::definitions_of(&f.text, l)) })
+        })
+        .collect()
+}
+
 /// Picks up to `limit` cases per language (spread over the set, so every
-/// position kind is there), for the languages asked for.
-pub fn select<'a>(set: &'a CaseSet, limit: Option<usize>, langs: &[String], kinds: &[String]) -> Vec<&'a Case> {
+/// position kind is there), for the languages asked for. `offset` shifts
+/// the spread by that many cases: `--limit 10 --offset 3` is a second
+/// sample, disjoint from `--limit 10`'s.
+pub fn select<'a>(set: &'a CaseSet, limit: Option<usize>, offset: usize, langs: &[String], kinds: &[String]) -> Vec<&'a Case> {
     let mut by_lang: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
     for c in &set.cases {
         if (langs.is_empty() || langs.contains(&c.lang)) && (kinds.is_empty() || kinds.contains(&c.kind)) {
@@ -250,7 +280,9 @@ pub fn select<'a>(set: &'a CaseSet, limit: Option<usize>, langs: &[String], kind
         }
     }
     let mut out = Vec::new();
-    for (_, cs) in by_lang {
+    for (_, mut cs) in by_lang {
+        let n = cs.len();
+        cs.rotate_left(offset % n.max(1));
         out.extend(crate::eval::pick(&cs, limit));
     }
     out
@@ -338,6 +370,10 @@ pub fn report(variant: &str, rs: &[Scored]) -> String {
 pub struct RealCodeOptions {
     pub cases: PathBuf,
     pub limit: Option<usize>,
+    /// Shifts the per-language spread (a second, disjoint sample).
+    pub offset: usize,
+    /// Where the files' packages are installed, for cross-file context.
+    pub sources: Vec<PathBuf>,
     pub langs: Vec<String>,
     pub kinds: Vec<String>,
     pub variants: Vec<Variant>,
@@ -349,8 +385,13 @@ pub struct RealCodeOptions {
 /// variants that share a prompt prefix reuse its KV cache), and prints a
 /// report per variant.
 pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
-    let set = load(&opts.cases)?;
-    let cases = select(&set, opts.limit, &opts.langs, &opts.kinds);
+    let mut set = load(&opts.cases)?;
+    set.sources = opts.sources.clone();
+    let cases = select(&set, opts.limit, opts.offset, &opts.langs, &opts.kinds);
+    if !set.sources.is_empty() {
+        let found = cases.iter().filter(|c| set.sources.iter().any(|s| s.join(&set.files[c.file].path).is_file())).count();
+        eprintln!("real-code: {found} of {} cases have their package under --sources (cross-file context)", cases.len());
+    }
     if cases.is_empty() {
         bail!("no cases selected");
     }
@@ -400,7 +441,7 @@ pub fn typing(bin: &Path, opts: &TypingOptions) -> Result<()> {
     use crate::lsp::client::{caps_with_progress, Client, LONG};
     let set = load(&opts.cases)?;
     let kinds: Vec<String> = ["line_start", "after_ident", "after_bracket", "call_args"].iter().map(|s| s.to_string()).collect();
-    let cases = select(&set, Some(opts.per_lang), &opts.langs, &kinds);
+    let cases = select(&set, Some(opts.per_lang), 0, &opts.langs, &kinds);
     let mut args = Vec::new();
     if let Some(m) = &opts.model {
         args.push("--model");

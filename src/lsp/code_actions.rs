@@ -5,7 +5,7 @@ use super::*;
 use crate::actions::run::ActionOptions;
 use crate::actions::{self, FixError, FixRequest};
 use crate::syntax::Analysis;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// Quiet time after an edit before the document's syntax errors are published.
 pub const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
@@ -13,6 +13,23 @@ pub const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
 const MAX_DIAGNOSTICS: usize = 50;
 /// Longest diagnostic message repeated in an action's title.
 const TITLE_MESSAGE_CHARS: usize = 60;
+
+/// What a listed action carries to `codeAction/resolve`: the document
+/// version it was listed for, and what to compute.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum ActionData {
+    /// Fix the diagnostic at `range` with the model.
+    Fix { uri: String, version: i32, range: Range, message: String },
+    /// Complete the empty function body at `range`.
+    Fill { uri: String, version: i32, range: Range },
+}
+
+impl ActionData {
+    fn to_value(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+}
 
 fn title_message(m: &str) -> String {
     let first = m.lines().next().unwrap_or("").trim();
@@ -92,7 +109,7 @@ impl Backend {
         let model_fixes = !params.context.diagnostics.is_empty() || *lock(&self.st.resolve_edits);
         if fixes_wanted {
             for d in &diagnostics {
-                let Some((start, end)) = byte_range(&snap.rope, &d.range, enc) else { continue };
+                let Some((start, end)) = proto::from_range(&snap.rope, &d.range, enc) else { continue };
                 let req = FixRequest {
                     text: &text,
                     lang: snap.lang,
@@ -130,29 +147,19 @@ impl Backend {
                     kind: Some(CodeActionKind::QUICKFIX),
                     diagnostics: Some(vec![d.clone()]),
                     disabled,
-                    data: Some(json!({
-                        "kind": "fix",
-                        "uri": uri.as_str(),
-                        "version": snap.version,
-                        "range": d.range,
-                        "message": d.message,
-                    })),
+                    data: ActionData::Fix { uri: uri.as_str().into(), version: snap.version, range: d.range, message: d.message.clone() }
+                        .to_value(),
                     ..Default::default()
                 }));
             }
         }
         if wants(&CodeActionKind::REFACTOR_REWRITE) {
-            if let (Some(parsed), Some((at, _))) = (snap.parsed.as_ref(), byte_range(&snap.rope, &params.range, enc)) {
+            if let (Some(parsed), Some((at, _))) = (snap.parsed.as_ref(), proto::from_range(&snap.rope, &params.range, enc)) {
                 if let Some(body) = crate::syntax::empty_body_at(parsed, &text, at) {
                     out.push(CodeActionOrCommand::CodeAction(CodeAction {
                         title: format!("Complete this function with wick: {}", body.name),
                         kind: Some(CodeActionKind::REFACTOR_REWRITE),
-                        data: Some(json!({
-                            "kind": "fill",
-                            "uri": uri.as_str(),
-                            "version": snap.version,
-                            "range": params.range,
-                        })),
+                        data: ActionData::Fill { uri: uri.as_str().into(), version: snap.version, range: params.range }.to_value(),
                         ..Default::default()
                     }));
                 }
@@ -200,23 +207,23 @@ impl Backend {
     }
 
     async fn compute_edit(&self, action: &CodeAction) -> Result<WorkspaceEdit, FixError> {
-        let data = action.data.clone().unwrap_or(Value::Null);
-        let kind = data["kind"].as_str().unwrap_or("");
-        let uri_s = data["uri"].as_str().ok_or(FixError::Stale)?.to_string();
-        let version = data["version"].as_i64().ok_or(FixError::Stale)?;
-        let range: Range = serde_json::from_value(data["range"].clone()).map_err(|_| FixError::OutOfRange)?;
+        // Data this server did not write (another server's, or a client's
+        // mangled copy) is an action listed for some other document state.
+        let data: ActionData = action.data.clone().and_then(|d| serde_json::from_value(d).ok()).ok_or(FixError::Stale)?;
+        let (uri_s, version, range, message, fill) = match data {
+            ActionData::Fix { uri, version, range, message } => (uri, version, range, message, false),
+            ActionData::Fill { uri, version, range } => (uri, version, range, String::new(), true),
+        };
         let enc = self.encoding();
         let snap = snapshot_of(&self.st, &uri_s, enc).await.map_err(|_| FixError::Stale)?;
-        if i64::from(snap.version) != version {
+        if snap.version != version {
             return Err(FixError::Stale);
         }
         let engine = lock(&self.st.engine).clone().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
-        let (start, end) = byte_range(&snap.rope, &range, enc).ok_or(FixError::OutOfRange)?;
-        let message = data["message"].as_str().unwrap_or("error").to_string();
+        let (start, end) = proto::from_range(&snap.rope, &range, enc).ok_or(FixError::OutOfRange)?;
         let opts = ActionOptions { key: Some(format!("action:{uri_s}")), ..Default::default() };
         let text = snap.rope.to_string();
         let (lang, language_id, parsed) = (snap.lang, snap.language.clone(), snap.parsed.clone());
-        let fill = kind == "fill";
         let job = tokio::task::spawn_blocking(move || {
             if fill {
                 let p = parsed.ok_or(FixError::NotEmpty)?;
@@ -253,18 +260,8 @@ impl Backend {
     }
 
     fn text_edit(&self, rope: &Rope, start: usize, end: usize, text: &str) -> TextEdit {
-        let a = rope.byte_to_char(start.min(rope.len_bytes()));
-        let b = rope.byte_to_char(end.min(rope.len_bytes()));
-        TextEdit { range: self.range(rope, a, b), new_text: text.to_string() }
+        proto::to_text_edit(rope, start, end, text, self.encoding())
     }
-}
-
-/// Byte offsets of an LSP range in `rope`; None when it lies outside the
-/// document (a line past the end) or is reversed.
-fn byte_range(rope: &Rope, r: &Range, enc: Encoding) -> Option<(usize, usize)> {
-    let a = documents::char_at(rope, Pos { line: r.start.line, col: r.start.character }, enc).ok()?;
-    let b = documents::char_at(rope, Pos { line: r.end.line, col: r.end.character }, enc).ok()?;
-    (a <= b).then(|| (rope.char_to_byte(a), rope.char_to_byte(b)))
 }
 
 /// The syntax analysis of a snapshot: the one kept for its version, or
@@ -291,10 +288,7 @@ async fn analysis_of(st: &Arc<State>, snap: &documents::Snapshot) -> Option<Arc<
 /// The document's syntax errors as LSP diagnostics.
 fn syntax_diagnostics(snap: &documents::Snapshot, analysis: &Analysis, enc: Encoding) -> Vec<Diagnostic> {
     let len = snap.rope.len_bytes();
-    let pos = |b: usize| {
-        let p = documents::pos_of(&snap.rope, snap.rope.byte_to_char(b.min(len)), enc);
-        Position::new(p.line, p.col)
-    };
+    let pos = |b: usize| proto::to_position(&snap.rope, snap.rope.byte_to_char(b.min(len)), enc);
     analysis
         .errors
         .iter()
@@ -307,4 +301,27 @@ fn syntax_diagnostics(snap: &documents::Snapshot, analysis: &Analysis, enc: Enco
             ..Default::default()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_data_is_typed_and_foreign_data_is_refused() {
+        let range = Range::new(Position::new(1, 2), Position::new(1, 5));
+        let fix = ActionData::Fix { uri: "file:///a.py".into(), version: 3, range, message: "m".into() };
+        let v = fix.to_value().unwrap();
+        assert_eq!(v["kind"], "fix");
+        assert_eq!(v["version"], 3);
+        assert!(matches!(serde_json::from_value::<ActionData>(v), Ok(ActionData::Fix { version: 3, .. })));
+        for foreign in [
+            serde_json::json!({"uri": "file:///a.py", "version": 3, "range": range}),
+            serde_json::json!({"kind": "fix", "uri": 3}),
+            serde_json::json!({"kind": "fill", "uri": "file:///a.py", "version": "3", "range": range}),
+            serde_json::json!([1, 2]),
+        ] {
+            assert!(serde_json::from_value::<ActionData>(foreign.clone()).is_err(), "{foreign}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::complete::{self, LastSuggestion};
 use crate::config::Config;
-use crate::documents::{self, Change, DocumentStore, Encoding, Pos};
+use crate::documents::{self, DocumentStore, Encoding};
 use crate::engine::{Engine, LoadOptions};
 use futures::FutureExt;
 use ropey::Rope;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 pub mod client;
 mod code_actions;
 pub mod framing;
+mod proto;
 
 use code_actions::DIAGNOSTICS_DEBOUNCE_MS;
 
@@ -55,6 +56,10 @@ struct State {
     resolve_edits: Mutex<bool>,
     /// Whether the client takes versioned `documentChanges`.
     document_changes: Mutex<bool>,
+    /// Held while a model loads: one load at a time.
+    load_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Models loaded so far (for `wick/serverState`).
+    loads: std::sync::atomic::AtomicU64,
     /// The last model error shown, not to repeat it on every settings change.
     shown_error: Mutex<Option<String>>,
     /// The suggestion being computed per document, by version and position:
@@ -172,8 +177,21 @@ impl Backend {
     }
 
     /// Starts (or restarts) the model load in the background, with
-    /// `$/progress` while it loads.
+    /// `$/progress` while it loads. Loads run one at a time: a settings
+    /// change during a load waits for it, then loads what the settings say
+    /// by then (switching back and forth loads the last choice once, not
+    /// every model in between at the same time).
     async fn start_engine(&self) {
+        let b = self.handle();
+        tokio::spawn(async move {
+            let gate = b.st.load_gate.clone().lock_owned().await;
+            b.load_latest(gate).await;
+        });
+    }
+
+    /// Loads the model the settings name now, unless it is the one loaded;
+    /// `gate` is held until that load has finished.
+    async fn load_latest(&self, gate: tokio::sync::OwnedMutexGuard<()>) {
         let cfg = lock(&self.st.config).clone();
         let cli = lock(&self.st.cli).clone();
         let spec = cli.model.or(cfg.model.clone());
@@ -210,6 +228,7 @@ impl Backend {
         }
         let opts = LoadOptions { ..crate::device::load_options(&device) };
         let engine = Engine::load(path.clone(), device, opts);
+        self.st.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *lock(&self.st.engine) = Some(engine.clone());
         *lock(&self.st.loaded) = Some((path.clone(), device_spec));
         let client = self.client.clone();
@@ -248,6 +267,7 @@ impl Backend {
             if let Some(p) = ongoing {
                 p.finish_with_message(msg).await;
             }
+            drop(gate);
         });
     }
 
@@ -310,7 +330,7 @@ impl Backend {
         if !cfg.language_enabled(&snap.language) {
             return Ok(None);
         }
-        let cursor = match documents::char_at(&snap.rope, Pos { line: pos.line, col: pos.character }, enc) {
+        let cursor = match proto::from_position(&snap.rope, pos, enc) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("{e}");
@@ -413,26 +433,17 @@ impl Backend {
             ws = crate::workspace::Workspace::new(current.parent().map(|p| p.to_path_buf()));
         }
         let text = snap.rope.to_string();
-        for import in parsed.imports(&text) {
-            for cand in import_candidates(lang, &import, &current, root) {
-                if out.len() >= MAX_FILES {
-                    return out;
-                }
-                let rel = relative_path(&format!("file://{}", cand.display()), root);
-                if out.iter().any(|o| o.path == rel) {
-                    break;
-                }
-                // Only files inside the workspace, read and parsed again
-                // only when they change.
-                if let Some(stamp) = ws.stamp(&cand) {
-                    let l = crate::syntax::Lang::from_path(&cand.to_string_lossy());
-                    let key = format!("file://{}", cand.display());
-                    let read = || ws.read(&cand, MAX_FILE).map(|f| complete::definitions_of(&f.text, l));
-                    if let Some(defs) = self.definitions(&key, &stamp, read) {
-                        out.push(complete::OtherFile { path: rel, lang: l, defs });
-                        break;
-                    }
-                }
+        let imports = parsed.imports(&text);
+        for imp in ws.resolve_imports(lang, &imports, &current, root, MAX_FILES.saturating_sub(out.len())) {
+            if out.iter().any(|o| o.path == imp.rel) {
+                continue;
+            }
+            // Read and parsed again only when the file changes.
+            let l = crate::syntax::Lang::from_path(&imp.path.to_string_lossy());
+            let key = format!("file://{}", imp.path.display());
+            let read = || ws.read(&imp.path, MAX_FILE).map(|f| complete::definitions_of(&f.text, l));
+            if let Some(defs) = self.definitions(&key, &imp.stamp, read) {
+                out.push(complete::OtherFile { path: imp.rel, lang: l, defs });
             }
         }
         out
@@ -456,14 +467,6 @@ impl Backend {
         Some(d)
     }
 
-    fn range(&self, rope: &Rope, a: usize, b: usize) -> Range {
-        let enc = self.encoding();
-        let p = |i| {
-            let p = documents::pos_of(rope, i, enc);
-            Position::new(p.line, p.col)
-        };
-        Range::new(p(a), p(b))
-    }
 
     /// The server's copy of a document (for clients' diagnostics and tests).
     async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
@@ -490,6 +493,9 @@ impl Backend {
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": lock(&self.st.definitions).len(),
                 "engineKeys": lock(&self.st.engine).as_ref().map_or(0, |e| e.tracked_keys()),
+                "loads": self.st.loads.load(std::sync::atomic::Ordering::SeqCst),
+                "loading": self.st.load_gate.try_lock().is_err(),
+                "loaded": lock(&self.st.loaded).as_ref().map(|(p, _)| p.display().to_string()),
             }))
         })
         .await
@@ -508,7 +514,7 @@ impl Backend {
                 Some(s) => vec![InlineCompletionItem {
                     insert_text: s.text.clone(),
                     filter_text: None,
-                    range: Some(self.range(&s.rope, s.cursor, s.cursor)),
+                    range: Some(proto::to_range(&s.rope, s.cursor, s.cursor, self.encoding())),
                     command: None,
                     insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
                 }],
@@ -539,64 +545,10 @@ fn uri_to_path(uri: &str) -> Option<PathBuf> {
 
 /// A document's path relative to the workspace root, for the prompt.
 fn relative_path(uri: &str, root: Option<&std::path::Path>) -> String {
-    match (uri_to_path(uri), root) {
-        (Some(p), Some(r)) => p.strip_prefix(r).map(|x| x.display().to_string()).unwrap_or_else(|_| p.display().to_string()),
-        (Some(p), None) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        _ => uri.to_string(),
+    match uri_to_path(uri) {
+        Some(p) => crate::workspace::relative(&p, root),
+        None => uri.to_string(),
     }
-}
-
-/// Where an import may live, in order of preference.
-fn import_candidates(lang: crate::syntax::Lang, import: &str, current: &std::path::Path, root: Option<&std::path::Path>) -> Vec<PathBuf> {
-    use crate::syntax::Lang::*;
-    let dir = current.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let mut bases = vec![dir.clone()];
-    if let Some(r) = root {
-        bases.push(r.to_path_buf());
-        bases.push(r.join("src"));
-    }
-    let mut out = Vec::new();
-    match lang {
-        Python => {
-            let rel = import.trim_start_matches('.').replace('.', "/");
-            for b in &bases {
-                out.push(b.join(format!("{rel}.py")));
-                out.push(b.join(&rel).join("__init__.py"));
-            }
-        }
-        JavaScript | TypeScript | Tsx => {
-            if import.starts_with('.') {
-                for ext in ["", ".ts", ".tsx", ".js", ".jsx", ".mjs", "/index.ts", "/index.js"] {
-                    out.push(dir.join(format!("{import}{ext}")));
-                }
-            }
-        }
-        Rust => {
-            let rel = import.trim_start_matches("crate::").trim_start_matches("self::").trim_start_matches("super::").replace("::", "/");
-            let parts: Vec<&str> = rel.split('/').collect();
-            for n in (1..=parts.len()).rev() {
-                let p = parts[..n].join("/");
-                for b in &bases {
-                    out.push(b.join(format!("{p}.rs")));
-                    out.push(b.join(&p).join("mod.rs"));
-                }
-            }
-        }
-        C | Cpp => {
-            for b in &bases {
-                out.push(b.join(import));
-            }
-        }
-        Java => {
-            let rel = import.replace('.', "/");
-            for b in &bases {
-                out.push(b.join(format!("{rel}.java")));
-                out.push(b.join("src/main/java").join(format!("{rel}.java")));
-            }
-        }
-        Go => {}
-    }
-    out
 }
 
 /// The method names `WICK_PANIC_IN` lists (comma-separated): their handlers
@@ -758,16 +710,7 @@ impl LanguageServer for Backend {
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
         guard_note("textDocument/didChange", async move {
             let enc = self.encoding();
-            let changes = p
-                .content_changes
-                .into_iter()
-                .map(|c| Change {
-                    range: c.range.map(|r| {
-                        (Pos { line: r.start.line, col: r.start.character }, Pos { line: r.end.line, col: r.end.character })
-                    }),
-                    text: c.text,
-                })
-                .collect();
+            let changes = p.content_changes.into_iter().map(proto::from_change).collect();
             let uri = p.text_document.uri.as_str().to_string();
             if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
                 // A document never opened gets no state and no task.
@@ -839,7 +782,7 @@ impl LanguageServer for Backend {
                 sort_text: Some("0".into()),
                 preselect: Some(true),
                 text_edit: Some(CompletionTextEdit::Edit(TextEdit {
-                    range: self.range(&s.rope, s.word_start, s.cursor),
+                    range: proto::to_range(&s.rope, s.word_start, s.cursor, self.encoding()),
                     new_text,
                 })),
                 insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),

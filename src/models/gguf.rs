@@ -180,6 +180,11 @@ impl GgufFile {
         }
     }
 
+    /// The tensors' names, in no particular order.
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.content.tensor_infos.keys().cloned().collect()
+    }
+
     pub fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }

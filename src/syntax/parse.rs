@@ -210,6 +210,9 @@ pub struct SyntaxTree {
     tree: Option<Tree>,
     /// Whether `tree` matches the current text (reparsed after last edit).
     fresh: bool,
+    /// The last parse of this text failed (over the limits or the time
+    /// budget): not tried again until the text changes.
+    failed: bool,
 }
 
 impl SyntaxTree {
@@ -219,6 +222,7 @@ impl SyntaxTree {
             parser: new_parser(lang),
             tree: None,
             fresh: false,
+            failed: false,
         };
         st.reparse(text);
         st
@@ -227,7 +231,7 @@ impl SyntaxTree {
     /// A tree for `lang` not parsed yet: [`job`](Self::job) parses it off
     /// the caller's thread, [`install`](Self::install) takes the result.
     pub fn unparsed(lang: Lang) -> Self {
-        SyntaxTree { lang, parser: None, tree: None, fresh: false }
+        SyntaxTree { lang, parser: None, tree: None, fresh: false, failed: false }
     }
 
     pub fn lang(&self) -> Lang {
@@ -241,9 +245,11 @@ impl SyntaxTree {
     }
 
     /// The parse that would make the tree match `text`, to run anywhere
-    /// (it owns copies); None when the tree is fresh.
+    /// (it owns copies); None when the tree is fresh, or when this text
+    /// already failed to parse (a 10 MB file is not parsed again on every
+    /// keystroke's snapshot, only after its next edit).
     pub fn job(&self, text: &Rope) -> Option<ParseJob> {
-        (!self.fresh).then(|| ParseJob { lang: self.lang, rope: text.clone(), old: self.tree.clone() })
+        (!self.fresh && !self.failed).then(|| ParseJob { lang: self.lang, rope: text.clone(), old: self.tree.clone() })
     }
 
     /// Takes the result of a [`ParseJob`] made since the last edit: the
@@ -251,6 +257,7 @@ impl SyntaxTree {
     /// the limits or the budget; the old tree is dropped then).
     pub fn install(&mut self, tree: Option<Tree>) {
         self.fresh = tree.is_some();
+        self.failed = tree.is_none();
         self.tree = tree;
     }
 
@@ -272,10 +279,17 @@ impl SyntaxTree {
     /// changes of one LSP notification) may be recorded before a single
     /// [`reparse`](Self::reparse).
     pub fn edit(&mut self, edit: &InputEdit) {
-        self.fresh = false;
+        self.changed();
         if let Some(tree) = &mut self.tree {
             tree.edit(edit);
         }
+    }
+
+    /// The text changed where there is no tree to record the edit in: the
+    /// next snapshot parses again.
+    pub fn changed(&mut self) {
+        self.fresh = false;
+        self.failed = false;
     }
 
     /// Applies the change "replace chars `char_start..char_end` of

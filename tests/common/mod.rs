@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use wick::models::testgen::{write_model, ModelSpec};
-use wick::documents::Encoding;
 use wick::prompt::Family;
 
 pub fn scratch_dir() -> PathBuf {
@@ -42,35 +41,5 @@ pub fn wick_bin() -> PathBuf {
 }
 pub mod lsp;
 
-/// LSP's lines: LF, CRLF and CR end a line, nothing else.
-pub fn lsp_offset(text: &str, line: u32, col: u32, enc: Encoding) -> usize {
-    let mut starts = vec![0];
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\n' => starts.push(i + 1),
-            b'\r' if b.get(i + 1) == Some(&b'\n') => {
-                starts.push(i + 2);
-                i += 1;
-            }
-            b'\r' => starts.push(i + 1),
-            _ => {}
-        }
-        i += 1;
-    }
-    let Some(&start) = starts.get(line as usize) else { return text.len() };
-    let content = &text[start..];
-    let content = &content[..content.find(['\n', '\r']).unwrap_or(content.len())];
-    let mut units = 0;
-    for (at, c) in content.char_indices() {
-        if units >= col {
-            return start + at;
-        }
-        units += match enc {
-            Encoding::Utf16 => c.len_utf16() as u32,
-            Encoding::Utf8 => c.len_utf8() as u32,
-        };
-    }
-    start + content.len()
-}
+#[allow(unused_imports)]
+pub use wick::testing::lsp_offset;
