@@ -270,6 +270,29 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
     let r = rx.blocking_recv().unwrap();
     assert!(matches!(r, Err(EngineError::Cancelled)) || matches!(r, Ok((ref g, _)) if g.stop == StopReason::Cancelled));
 
+    // A caller's token, cancelled from another thread while a blocking
+    // generation runs, stops it; so does one cancelled before.
+    let token = wick::engine::CancelToken::default();
+    let t2 = token.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        t2.cancel();
+    });
+    let mut long2 = req.clone();
+    long2.max_tokens = 1500;
+    long2.key = None;
+    let r = engine.generate_blocking_until(long2.clone(), &token);
+    canceller.join().unwrap();
+    assert!(matches!(r, Err(EngineError::Cancelled)) || matches!(r, Ok((ref g, _)) if g.stop != StopReason::MaxTokens), "{r:?}");
+    assert!(matches!(engine.generate_blocking_until(long2, &token), Err(EngineError::Cancelled)));
+    // A code-action fix under a cancelled token stops at its first sample.
+    let text = "def f(a, b)\n    return a + b\n";
+    let parsed = wick::syntax::Parsed::parse(wick::syntax::Lang::Python, text);
+    let fix = wick::actions::FixRequest { text, lang: Some(wick::syntax::Lang::Python), language_id: "python", start: 0, end: 11, message: "expected ':'" };
+    let opts = wick::actions::run::ActionOptions { cancel: token, ..Default::default() };
+    let r = wick::actions::run::fix(&engine, &fix, parsed.as_ref(), &opts);
+    assert!(matches!(&r, Err(wick::actions::FixError::Engine(m)) if m.contains("cancel")), "{r:?}");
+
     // An engine whose model is still loading answers at once.
     let slow = Engine::spawn(|| {
         std::thread::sleep(Duration::from_millis(500));

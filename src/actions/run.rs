@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::sampling::Sampling;
-use crate::engine::{Engine, EngineError, Request, StopWhen};
+use crate::engine::{CancelToken, Engine, EngineError, Request, StopWhen};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -16,6 +16,8 @@ pub struct ActionOptions {
     pub budget: Duration,
     /// Engine queue key (requests with the same key supersede each other).
     pub key: Option<String>,
+    /// Stops the samples (set when the code-action request is cancelled).
+    pub cancel: CancelToken,
 }
 
 impl Default for ActionOptions {
@@ -26,6 +28,7 @@ impl Default for ActionOptions {
             temperature: 0.7,
             budget: Duration::from_secs(90),
             key: None,
+            cancel: CancelToken::default(),
         }
     }
 }
@@ -79,7 +82,7 @@ pub fn fix(engine: &Engine, req: &FixRequest, parsed: Option<&Parsed>, opts: &Ac
         r.budget = Some(left.max(Duration::from_secs(1)));
         r.heal = false;
         r.key = opts.key.clone();
-        let (g, _) = engine.generate_blocking(r).map_err(engine_error)?;
+        let (g, _) = engine.generate_blocking_until(r, &opts.cancel).map_err(engine_error)?;
         if g.stop == crate::engine::StopReason::MaxTokens || g.stop == crate::engine::StopReason::Budget {
             rejected.push("the answer was cut off".to_string());
             continue;
@@ -142,7 +145,7 @@ pub fn fill(engine: &Engine, text: &str, parsed: &Parsed, byte: usize, opts: &Ac
         // Stop as soon as the body has ended, not at the token limit.
         let plan = fp.clone();
         r.until = Some(StopWhen(std::sync::Arc::new(move |t: &str| body_end(t, &plan).1)));
-        let (g, _) = engine.generate_blocking(r).map_err(engine_error)?;
+        let (g, _) = engine.generate_blocking_until(r, &opts.cancel).map_err(engine_error)?;
         let body = cut_body(&g.text, &fp);
         if body.trim().is_empty() {
             rejected.push("the model wrote nothing".to_string());

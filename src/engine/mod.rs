@@ -160,8 +160,13 @@ impl Engine {
 
     /// Queues a request. Before the model is ready the reply is immediate.
     pub fn submit(&self, req: Request) -> (CancelToken, oneshot::Receiver<Reply>) {
+        self.submit_with(req, CancelToken::default())
+    }
+
+    /// [`submit`](Self::submit) under the caller's token: cancelling it
+    /// stops this request (and any other submitted with it).
+    pub fn submit_with(&self, req: Request, cancel: CancelToken) -> (CancelToken, oneshot::Receiver<Reply>) {
         let (reply, rx) = oneshot::channel();
-        let cancel = CancelToken::default();
         match self.shared.state.load(Ordering::SeqCst) {
             LOADING => {
                 let _ = reply.send(Err(EngineError::NotReady));
@@ -196,7 +201,14 @@ impl Engine {
     }
 
     pub fn generate_blocking(&self, req: Request) -> Reply {
-        let (_cancel, rx) = self.submit(req);
+        self.generate_blocking_until(req, &CancelToken::default())
+    }
+
+    /// Generates on the caller's thread until done or `cancel` is set (the
+    /// engine checks it between tokens): for work that runs off the async
+    /// threads but must stop when its request is cancelled.
+    pub fn generate_blocking_until(&self, req: Request, cancel: &CancelToken) -> Reply {
+        let (_cancel, rx) = self.submit_with(req, cancel.clone());
         rx.blocking_recv().unwrap_or(Err(EngineError::Stopped))
     }
 

@@ -221,7 +221,11 @@ impl Backend {
         }
         let engine = lock(&self.st.engine).clone().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
         let (start, end) = proto::from_range(&snap.rope, &range, enc).ok_or(FixError::OutOfRange)?;
-        let opts = ActionOptions { key: Some(format!("action:{uri_s}")), ..Default::default() };
+        // A cancelled resolve drops this future, and the guard stops the
+        // model (between tokens) instead of letting it run to its budget.
+        let cancel = crate::engine::CancelToken::default();
+        let _stop_on_drop = crate::engine::CancelOnDrop(cancel.clone());
+        let opts = ActionOptions { key: Some(format!("action:{uri_s}")), cancel, ..Default::default() };
         let text = snap.rope.to_string();
         let (lang, language_id, parsed) = (snap.lang, snap.language.clone(), snap.parsed.clone());
         let job = tokio::task::spawn_blocking(move || {
