@@ -107,63 +107,72 @@ impl Backend {
         // A client that resolves nothing lazily would run the model for
         // every listing: for diagnostics it did not pass, only known repairs.
         let model_fixes = !params.context.diagnostics.is_empty() || *lock(&self.st.resolve_edits);
-        if fixes_wanted {
-            for d in &diagnostics {
-                let Some((start, end)) = proto::from_range(&snap.rope, &d.range, enc) else { continue };
-                let req = FixRequest {
-                    text: &text,
-                    lang: snap.lang,
-                    language_id: &snap.language,
-                    start,
-                    end,
-                    message: &d.message,
-                };
-                // The repair the syntax search proved: exact and instant.
-                if let Some(k) = analysis.as_ref().and_then(|a| a.known_edit(&text, start, end)) {
-                    let edit = self.text_edit(&snap.rope, k.start, k.end, k.insert);
-                    out.push(CodeActionOrCommand::CodeAction(CodeAction {
-                        title: k.title,
-                        kind: Some(CodeActionKind::QUICKFIX),
-                        diagnostics: Some(vec![d.clone()]),
-                        is_preferred: Some(true),
-                        edit: Some(self.workspace_edit(uri.clone(), snap.version, edit)),
-                        ..Default::default()
-                    }));
-                }
-                if !model_fixes {
-                    continue;
-                }
-                let disabled = match actions::plan_fix_with(&req, snap.parsed.as_ref().zip(analysis.as_deref())) {
-                    Ok(_) => None,
-                    Err(e) => Some(CodeActionDisabled { reason: e.to_string() }),
-                };
-                let source = d.source.as_deref().filter(|s| *s != "wick");
-                let title = match source {
-                    Some(s) => format!("Fix with wick: {} ({s})", title_message(&d.message)),
-                    None => format!("Fix with wick: {}", title_message(&d.message)),
-                };
+        // The planning (known repairs, fix regions, empty bodies) walks the
+        // tree and the text: off the protocol thread, like the analysis.
+        let ranges: Vec<Option<(usize, usize)>> = if fixes_wanted {
+            diagnostics.iter().map(|d| proto::from_range(&snap.rope, &d.range, enc)).collect()
+        } else {
+            Vec::new()
+        };
+        let messages: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+        let rewrite_at = if wants(&CodeActionKind::REFACTOR_REWRITE) { proto::from_range(&snap.rope, &params.range, enc).map(|(a, _)| a) } else { None };
+        let (lang, language_id, parsed, a2) = (snap.lang, snap.language.clone(), snap.parsed.clone(), analysis.clone());
+        let planned = tokio::task::spawn_blocking(move || {
+            let plans: Vec<Option<(Option<crate::syntax::KnownEdit>, Option<String>)>> = ranges
+                .iter()
+                .zip(&messages)
+                .map(|(r, message)| {
+                    let (start, end) = (*r)?;
+                    let known = a2.as_ref().and_then(|a| a.known_edit(&text, start, end));
+                    let req = FixRequest { text: &text, lang, language_id: &language_id, start, end, message };
+                    let disabled = model_fixes.then(|| actions::plan_fix_with(&req, parsed.as_ref().zip(a2.as_deref())).err().map(|e| e.to_string()));
+                    Some((known, disabled.flatten()))
+                })
+                .collect();
+            let body = rewrite_at.and_then(|at| crate::syntax::empty_body_at(parsed.as_ref()?, &text, at)).map(|b| b.name);
+            (plans, body)
+        })
+        .await;
+        let Ok((plans, empty_body)) = planned else { return Ok(None) };
+        for (d, plan) in diagnostics.iter().zip(plans) {
+            let Some((known, disabled)) = plan else { continue };
+            // The repair the syntax search proved: exact and instant.
+            if let Some(k) = known {
+                let edit = self.text_edit(&snap.rope, k.start, k.end, k.insert);
                 out.push(CodeActionOrCommand::CodeAction(CodeAction {
-                    title,
+                    title: k.title,
                     kind: Some(CodeActionKind::QUICKFIX),
                     diagnostics: Some(vec![d.clone()]),
-                    disabled,
-                    data: ActionData::Fix { uri: uri.as_str().into(), version: snap.version, range: d.range, message: d.message.clone() }
-                        .to_value(),
+                    is_preferred: Some(true),
+                    edit: Some(self.workspace_edit(uri.clone(), snap.version, edit)),
                     ..Default::default()
                 }));
             }
-        }
-        if wants(&CodeActionKind::REFACTOR_REWRITE) {
-            if let (Some(parsed), Some((at, _))) = (snap.parsed.as_ref(), proto::from_range(&snap.rope, &params.range, enc)) {
-                if let Some(body) = crate::syntax::empty_body_at(parsed, &text, at) {
-                    out.push(CodeActionOrCommand::CodeAction(CodeAction {
-                        title: format!("Complete this function with wick: {}", body.name),
-                        kind: Some(CodeActionKind::REFACTOR_REWRITE),
-                        data: ActionData::Fill { uri: uri.as_str().into(), version: snap.version, range: params.range }.to_value(),
-                        ..Default::default()
-                    }));
-                }
+            if !model_fixes {
+                continue;
             }
+            let source = d.source.as_deref().filter(|s| *s != "wick");
+            let title = match source {
+                Some(s) => format!("Fix with wick: {} ({s})", title_message(&d.message)),
+                None => format!("Fix with wick: {}", title_message(&d.message)),
+            };
+            out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                title,
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![d.clone()]),
+                disabled: disabled.map(|reason| CodeActionDisabled { reason }),
+                data: ActionData::Fix { uri: uri.as_str().into(), version: snap.version, range: d.range, message: d.message.clone() }
+                    .to_value(),
+                ..Default::default()
+            }));
+        }
+        if let Some(name) = empty_body {
+            out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                title: format!("Complete this function with wick: {name}"),
+                kind: Some(CodeActionKind::REFACTOR_REWRITE),
+                data: ActionData::Fill { uri: uri.as_str().into(), version: snap.version, range: params.range }.to_value(),
+                ..Default::default()
+            }));
         }
         if !*lock(&self.st.resolve_edits) {
             // No lazy resolution: compute every edit now.
