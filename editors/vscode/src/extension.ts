@@ -71,6 +71,8 @@ class Controller {
             vscode.commands.registerCommand('wick.showOutput', () => this.output.show()),
             vscode.commands.registerCommand('wick.showMenu', () => this.menu()),
             vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
+            // Trust granted: the workspace's own binary may now be found.
+            vscode.workspace.onDidGrantWorkspaceTrust(() => this.restart(true)),
         );
         this.render();
     }
@@ -101,6 +103,7 @@ class Controller {
             workspaceFolders: (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath),
             home: os.homedir(),
             isExecutable,
+            trusted: vscode.workspace.isTrusted,
         });
         if (!found.path) {
             this.server = 'notFound';

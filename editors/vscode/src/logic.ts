@@ -14,6 +14,12 @@ export interface FindOptions {
     workspaceFolders: string[];
     home: string;
     isExecutable: (p: string) => boolean;
+    /**
+     * Whether the workspace is trusted (VS Code's Workspace Trust). An
+     * untrusted workspace cannot make the extension run its own files: no
+     * `target/release/wick` from a folder, no serverPath inside a folder.
+     */
+    trusted: boolean;
 }
 
 export interface Found {
@@ -22,7 +28,18 @@ export interface Found {
     tried: string[];
 }
 
-/** The setting (no fallback when it is set), then `wick` on PATH, then `target/release/wick` in a workspace folder. */
+/** Whether `p` is inside one of `folders`. */
+function inside(p: string, folders: string[]): boolean {
+    return folders.some((f) => {
+        const rel = path.relative(f, p);
+        return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+    });
+}
+
+/**
+ * The setting (no fallback when it is set), then `wick` on PATH, then
+ * `target/release/wick` in a workspace folder (trusted workspaces only).
+ */
 export function findServer(o: FindOptions): Found {
     const tried: string[] = [];
     const setting = o.setting.trim();
@@ -33,6 +50,10 @@ export function findServer(o: FindOptions): Found {
             if (!path.isAbsolute(p)) {
                 p = path.join(o.workspaceFolders[0], p);
             }
+        }
+        if (!o.trusted && inside(path.resolve(p), o.workspaceFolders)) {
+            tried.push(`${p} (not run: the workspace is not trusted)`);
+            return { tried };
         }
         tried.push(p);
         return { path: o.isExecutable(p) ? p : undefined, tried };
@@ -47,6 +68,10 @@ export function findServer(o: FindOptions): Found {
         }
     }
     tried.push('wick on PATH');
+    if (!o.trusted) {
+        tried.push('no workspace build (the workspace is not trusted)');
+        return { tried };
+    }
     for (const folder of o.workspaceFolders) {
         const p = path.join(folder, 'target', 'release', 'wick');
         tried.push(p);

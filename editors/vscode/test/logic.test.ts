@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Backoff, findServer, serverKeys, serverSettings, statusView } from '../src/logic';
 
-const base = { pathEnv: '/usr/bin:/opt/wick/bin', workspaceFolders: ['/ws'], home: '/home/u' };
+const base = { pathEnv: '/usr/bin:/opt/wick/bin', workspaceFolders: ['/ws'], home: '/home/u', trusted: true };
 
 test('the serverPath setting wins and has no fallback', () => {
     const found = findServer({ ...base, setting: '~/bin/wick', isExecutable: () => false });
@@ -24,6 +24,21 @@ test('PATH comes before the workspace build', () => {
     const none = findServer({ ...base, setting: '', isExecutable: () => false });
     assert.equal(none.path, undefined);
     assert.deepEqual(none.tried, ['wick on PATH', '/ws/target/release/wick']);
+});
+
+test('an untrusted workspace never runs its own binary', () => {
+    const untrusted = { ...base, trusted: false, isExecutable: () => true };
+    // No workspace build, and no serverPath that points inside a folder.
+    const none = findServer({ ...untrusted, setting: '', pathEnv: '' });
+    assert.equal(none.path, undefined);
+    assert.ok(none.tried.some((t) => t.includes('not trusted')), none.tried.join());
+    assert.equal(findServer({ ...untrusted, setting: '${workspaceFolder}/target/release/wick' }).path, undefined);
+    assert.equal(findServer({ ...untrusted, setting: 'rel/w' }).path, undefined);
+    assert.equal(findServer({ ...untrusted, setting: '/ws/../ws/w' }).path, undefined);
+    // Binaries outside the workspace still run: PATH and an absolute setting.
+    assert.equal(findServer({ ...untrusted, setting: '' }).path, '/usr/bin/wick');
+    assert.equal(findServer({ ...untrusted, setting: '/opt/wick/bin/wick' }).path, '/opt/wick/bin/wick');
+    assert.equal(findServer({ ...untrusted, setting: '/wsx/wick' }).path, '/wsx/wick');
 });
 
 test('server settings are the package.json keys minus the client-only ones', () => {
