@@ -45,7 +45,13 @@ pub struct LatencyOptions {
 
 impl LatencyOptions {
     pub fn standard() -> Self {
-        LatencyOptions { prompt_tokens: 1500, answer_tokens: 24, keystrokes: 20, typed_tokens: 2, keystroke_answer_tokens: 16 }
+        LatencyOptions {
+            prompt_tokens: 1500,
+            answer_tokens: 24,
+            keystrokes: 20,
+            typed_tokens: 2,
+            keystroke_answer_tokens: 16,
+        }
     }
 }
 
@@ -355,9 +361,16 @@ pub struct CheckRow {
 /// chunks (the second one attends to cached positions), then `steps` single
 /// tokens fed from the reference's greedy choice, comparing the logits of
 /// every step.
-pub fn check_device(path: &Path, device: &Device, configs: &[(String, LoadOptions)], prompt: usize, steps: usize) -> Result<Vec<CheckRow>> {
+pub fn check_device(
+    path: &Path,
+    device: &Device,
+    configs: &[(String, LoadOptions)],
+    prompt: usize,
+    steps: usize,
+) -> Result<Vec<CheckRow>> {
     let mut file = GgufFile::open(path)?;
-    let exact = LoadOptions { repack: false, dense_prefill: false, dtype: candle_core::DType::F32, dense_weights: true };
+    let exact =
+        LoadOptions { repack: false, dense_prefill: false, dtype: candle_core::DType::F32, dense_weights: true };
     let mut cpu = Decoder::load(&mut file, &Device::Cpu, &exact)?;
     let ids = bench_tokens(prompt + steps, cpu.cfg.vocab, path)?;
     let split = prompt / 2;
@@ -384,9 +397,20 @@ pub fn check_device(path: &Path, device: &Device, configs: &[(String, LoadOption
         for &t in &ids[prompt..prompt + steps] {
             run(&mut dec, &[t])?;
         }
-        let mut row = CheckRow { name: name.clone(), max_abs: 0.0, rel_l2: 0.0, argmax_agree: 0, positions: got.len(), on_device };
+        let mut row = CheckRow {
+            name: name.clone(),
+            max_abs: 0.0,
+            rel_l2: 0.0,
+            argmax_agree: 0,
+            positions: got.len(),
+            on_device,
+        };
         for (a, b) in got.iter().zip(&reference) {
-            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, |m, x| if x.is_nan() { f32::NAN } else { m.max(x) });
+            let d =
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, |m, x| if x.is_nan() { f32::NAN } else { m.max(x) });
             let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
             let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
             row.max_abs = if d.is_nan() || row.max_abs.is_nan() { f32::NAN } else { row.max_abs.max(d) };

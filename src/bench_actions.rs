@@ -43,7 +43,8 @@ pub fn run(path: Option<&std::path::Path>, rounds: usize) -> Result<ListingRepor
     let (text, lang) = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let lang = Lang::from_path(&p.to_string_lossy()).with_context(|| format!("no grammar for {}", p.display()))?;
+            let lang =
+                Lang::from_path(&p.to_string_lossy()).with_context(|| format!("no grammar for {}", p.display()))?;
             (text, lang)
         }
         None => (sample_python(60 * 1024), Lang::Python),
@@ -56,14 +57,7 @@ pub fn run(path: Option<&std::path::Path>, rounds: usize) -> Result<ListingRepor
         bail!("the file has no syntax errors: nothing to list");
     }
     fn req<'a>(text: &'a str, lang: Lang, e: &'a crate::syntax::SyntaxError) -> FixRequest<'a> {
-        FixRequest {
-            text,
-            lang: Some(lang),
-            language_id: "",
-            start: e.start,
-            end: e.end,
-            message: &e.message,
-        }
+        FixRequest { text, lang: Some(lang), language_id: "", start: e.start, end: e.end, message: &e.message }
     }
     let mut uncached = Vec::new();
     let mut cached = Vec::new();
@@ -85,7 +79,11 @@ pub fn run(path: Option<&std::path::Path>, rounds: usize) -> Result<ListingRepor
     Ok(ListingReport {
         bytes: text.len(),
         diagnostics: analysis.errors.len(),
-        errors: analysis.errors.iter().map(|e| (text[..e.start].matches('\n').count() + 1, e.message.clone())).collect(),
+        errors: analysis
+            .errors
+            .iter()
+            .map(|e| (text[..e.start].matches('\n').count() + 1, e.message.clone()))
+            .collect(),
         analysis: analysis_time,
         per_request_uncached: median(&mut uncached),
         per_request_cached: median(&mut cached),

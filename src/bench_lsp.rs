@@ -52,7 +52,11 @@ fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars: usize) -> 
         let line_start = loop {
             let ls = text[pos..].find('\n').map(|j| pos + j + 1).context("no line to type")?;
             let line = text[ls..].split('\n').next().unwrap_or("");
-            if line.trim().len() > 20 && line.starts_with("    ") && !line.trim_start().starts_with('#') && !line.contains('"') {
+            if line.trim().len() > 20
+                && line.starts_with("    ")
+                && !line.trim_start().starts_with('#')
+                && !line.contains('"')
+            {
                 break ls;
             }
             pos = ls;

@@ -81,7 +81,11 @@ impl Default for Config {
 /// Every key the server understands, with its JSON type, for validation and
 /// for the editors' settings (kept in sync by a test).
 pub const KEYS: &[(&str, &str, &str)] = &[
-    ("model", "string", "Model: GGUF path, cache file name, '1.5b', or hub reference owner/repo:file.gguf. Empty: the default model."),
+    (
+        "model",
+        "string",
+        "Model: GGUF path, cache file name, '1.5b', or hub reference owner/repo:file.gguf. Empty: the default model.",
+    ),
     ("device", "string", "Compute device: cpu, cuda or cuda:N."),
     ("maxTokens", "integer", "Most tokens generated per completion."),
     ("temperature", "number", "Sampling temperature; 0 is greedy."),
@@ -92,7 +96,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("timeoutMs", "integer", "Wall-clock budget of one completion in milliseconds."),
     ("fimOrder", "string", "Fill-in-the-middle order: psm or spm."),
     ("prompt", "string", "Prompt layout: auto (chosen per model by measurement), fim or prefix (plain continuation)."),
-    ("suffixLines", "integer", "Lines after the cursor's line shown to the model; 0 means as many as the budget allows."),
+    (
+        "suffixLines",
+        "integer",
+        "Lines after the cursor's line shown to the model; 0 means as many as the budget allows.",
+    ),
     ("threads", "integer", "CPU threads for the model (restart to apply)."),
     ("inComments", "boolean", "Also complete inside comments and strings."),
 ];
@@ -187,13 +195,15 @@ impl Config {
                 self.languages = out;
             }
             "multiline" => {
-                self.multiline = serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, always or never, got {v}"))?
+                self.multiline =
+                    serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, always or never, got {v}"))?
             }
             "debounceMs" => self.debounce_ms = uint(v, 0, 10_000)?,
             "timeoutMs" => self.timeout_ms = uint(v, 50, 600_000)?,
             "fimOrder" => self.fim_order = string(v)?.parse()?,
             "prompt" => {
-                self.prompt = serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, fim or prefix, got {v}"))?
+                self.prompt =
+                    serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, fim or prefix, got {v}"))?
             }
             "suffixLines" => self.suffix_lines = uint(v, 0, 10_000)? as usize,
             "threads" => {

@@ -303,7 +303,8 @@ mod tests {
         assert!(snap.parsed.is_none());
         assert!(s.snapshot("file:///a.py", Encoding::Utf16).unwrap().parse.is_none(), "parsed again without an edit");
         // The edit cuts the long line: parsed again, and now it succeeds.
-        let edit = Change { range: Some((p(0, 6), p(0, 8 + crate::syntax::MAX_LINE_BYTES as u32))), text: String::new() };
+        let edit =
+            Change { range: Some((p(0, 6), p(0, 8 + crate::syntax::MAX_LINE_BYTES as u32))), text: String::new() };
         s.change("file:///a.py", 2, vec![edit], Encoding::Utf16).unwrap();
         assert!(s.snapshot("file:///a.py", Encoding::Utf16).unwrap().parse.is_some());
         assert!(s.snapshot_parsed("file:///a.py", Encoding::Utf16).unwrap().parsed.is_some());

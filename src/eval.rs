@@ -40,7 +40,9 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let here = std::env::current_dir().unwrap_or_default();
-    for base in [here.join("../shared"), here.join("shared"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")] {
+    for base in
+        [here.join("../shared"), here.join("shared"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")]
+    {
         let d = base.join("eval/humaneval-infilling");
         if d.is_dir() {
             return d;
@@ -59,7 +61,8 @@ pub fn load_tasks(dir: &Path, file: &str) -> Result<Vec<Task>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
         let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
         tasks.push(Task {
             task_id: get("task_id"),
@@ -156,11 +159,14 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
     }
     let secs = t0.elapsed().as_secs_f64();
     let mode = if opts.server_path {
-        format!(
-            "server(syntax_window={},syntax_check={})",
-            opts.stages.syntax_window, opts.stages.syntax_check
-        )
-    } else if opts.chat_mode { "chat".to_string() } else if opts.prefix_mode { "prefix".to_string() } else { format!("fim-{:?}", opts.order).to_lowercase() };
+        format!("server(syntax_window={},syntax_check={})", opts.stages.syntax_window, opts.stages.syntax_check)
+    } else if opts.chat_mode {
+        "chat".to_string()
+    } else if opts.prefix_mode {
+        "prefix".to_string()
+    } else {
+        format!("fim-{:?}", opts.order).to_lowercase()
+    };
     let line = format!(
         "{set} mode={mode} heal={} tasks={} exact_match={:.1}% ({hits}/{}) time={:.0}s ({:.2} s/task, {} tokens)",
         opts.heal,
@@ -240,7 +246,15 @@ fn server_path_completion(engine: &Engine, t: &Task, single: bool, opts: &EvalOp
     cfg.max_tokens = 256;
     cfg.timeout_ms = 60_000;
     let req = SuggestRequest {
-        input: Input { rope: &rope, cursor, lang: Some(crate::syntax::Lang::Python), parsed: None, path: "solution.py", repo_name: "", others: &[] },
+        input: Input {
+            rope: &rope,
+            cursor,
+            lang: Some(crate::syntax::Lang::Python),
+            parsed: None,
+            path: "solution.py",
+            repo_name: "",
+            others: &[],
+        },
         config: &cfg,
         stages: opts.stages,
         last: None,
@@ -322,7 +336,13 @@ pub fn corpus_diagnostic(path: &Path, text: &str) -> Result<Option<(usize, usize
 
 /// Runs the fix action on every broken snippet in `dir` and prints the fix
 /// rate: the error gone and nothing new broken (verified by reparsing).
-pub fn fixes(engine: &Engine, dir: &Path, opts: &crate::actions::run::ActionOptions, limit: Option<usize>, quiet: bool) -> Result<Vec<FixResult>> {
+pub fn fixes(
+    engine: &Engine,
+    dir: &Path,
+    opts: &crate::actions::run::ActionOptions,
+    limit: Option<usize>,
+    quiet: bool,
+) -> Result<Vec<FixResult>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -359,8 +379,22 @@ pub fn fixes(engine: &Engine, dir: &Path, opts: &crate::actions::run::ActionOpti
         };
         if !quiet {
             match &res.outcome {
-                Ok(new) => writeln!(std::io::stdout(), "fixed   {:<28} {:<28} try {} {:>5.1}s  {:?}", res.file, res.message, res.attempt, res.seconds, new.trim_end())?,
-                Err(e) => writeln!(std::io::stdout(), "FAILED  {:<28} {:<28}       {:>5.1}s  {e}", res.file, res.message, res.seconds)?,
+                Ok(new) => writeln!(
+                    std::io::stdout(),
+                    "fixed   {:<28} {:<28} try {} {:>5.1}s  {:?}",
+                    res.file,
+                    res.message,
+                    res.attempt,
+                    res.seconds,
+                    new.trim_end()
+                )?,
+                Err(e) => writeln!(
+                    std::io::stdout(),
+                    "FAILED  {:<28} {:<28}       {:>5.1}s  {e}",
+                    res.file,
+                    res.message,
+                    res.seconds
+                )?,
             }
         }
         out.push(res);

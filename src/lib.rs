@@ -4,22 +4,22 @@
 
 pub mod actions;
 pub mod bench;
-pub mod bench_lsp;
 pub mod bench_actions;
+pub mod bench_lsp;
 pub mod cli;
 pub mod complete;
 pub mod config;
+pub mod device;
 pub mod documents;
-pub mod lsp;
 pub mod engine;
 pub mod eval;
+pub mod lsp;
 pub mod models;
 pub mod prompt;
 pub mod syntax;
 pub mod testing;
 pub mod text;
 pub mod workspace;
-pub mod device;
 
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).
 pub fn logging_to_stderr() {

@@ -332,7 +332,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;
             let device = (model.device != "cpu").then_some(model.device);
-            let opts = wick::bench_lsp::LspBenchOptions { model: model.model, device, colds, keystrokes, context_tokens: 2600 };
+            let opts = wick::bench_lsp::LspBenchOptions {
+                model: model.model,
+                device,
+                colds,
+                keystrokes,
+                context_tokens: 2600,
+            };
             wick::bench_lsp::run(&bin, &opts)
         }
         Cmd::Bench { what: Some(w), file, .. } if w == "actions" => {
@@ -351,14 +357,17 @@ fn run(cli: Cli) -> Result<()> {
             std::io::stdout().lock().write_all(report.as_bytes())?;
             Ok(())
         }
-        Cmd::Bench { what: Some(w), .. } => bail!("unknown benchmark '{w}' (lsp, actions, switch, or nothing for the engine)"),
+        Cmd::Bench { what: Some(w), .. } => {
+            bail!("unknown benchmark '{w}' (lsp, actions, switch, or nothing for the engine)")
+        }
         Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, latency, .. } => {
             set_threads(model.threads);
             let path = wick::models::resolve(model.model.as_deref())?;
             let device = wick::device::parse(&model.device)?;
             let opts = load_options(&model, &device)?;
             let latency = latency.then(wick::bench::LatencyOptions::standard);
-            let report = wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference, latency.as_ref())?;
+            let report =
+                wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference, latency.as_ref())?;
             wick::bench::print(&report);
             Ok(())
         }
@@ -374,32 +383,54 @@ fn run(cli: Cli) -> Result<()> {
                 (candle_core::DType::F16, false),
                 (candle_core::DType::BF16, true),
             ]
-                .into_iter()
-                .map(|(dtype, dense_weights)| {
-                    let name = format!("{dtype:?} {}", if dense_weights { "dense" } else { "quantized" });
-                    (name, LoadOptions { dtype, dense_weights, ..base.clone() })
-                })
-                .collect();
+            .into_iter()
+            .map(|(dtype, dense_weights)| {
+                let name = format!("{dtype:?} {}", if dense_weights { "dense" } else { "quantized" });
+                (name, LoadOptions { dtype, dense_weights, ..base.clone() })
+            })
+            .collect();
             let rows = wick::bench::check_device(&path, &device, &configs, prompt_tokens, steps)?;
             wick::bench::print_check(&device, &rows);
             Ok(())
         }
-        Cmd::Eval { set, model, limit, offset, sources, data, variants, langs, kinds, out, typing, settings, .. } if set == "real-code" => {
+        Cmd::Eval {
+            set, model, limit, offset, sources, data, variants, langs, kinds, out, typing, settings, ..
+        } if set == "real-code" => {
             let cases = data.unwrap_or_else(wick::cli::real_code::default_cases);
             if let Some(per_lang) = typing {
                 let settings = serde_json::from_str(&settings).context("--settings is not JSON")?;
                 let opts = wick::cli::real_code::TypingOptions { cases, per_lang, langs, model: model.model, settings };
                 return wick::cli::real_code::typing(&std::env::current_exe()?, &opts);
             }
-            let variants = variants.split(';').filter(|v| !v.trim().is_empty()).map(wick::cli::real_code::Variant::parse).collect::<Result<Vec<_>>>()?;
+            let variants = variants
+                .split(';')
+                .filter(|v| !v.trim().is_empty())
+                .map(wick::cli::real_code::Variant::parse)
+                .collect::<Result<Vec<_>>>()?;
             let engine = load_engine(&model)?;
-            let opts = wick::cli::real_code::RealCodeOptions { cases, limit, offset, sources, langs, kinds, variants, out };
+            let opts =
+                wick::cli::real_code::RealCodeOptions { cases, limit, offset, sources, langs, kinds, variants, out };
             wick::cli::real_code::run(&engine, &opts)
         }
-        Cmd::Eval { set, model, limit, order, mode, attempts, no_heal, server, no_syntax_window, no_postprocess, pass_at_1, data, .. } => {
+        Cmd::Eval {
+            set,
+            model,
+            limit,
+            order,
+            mode,
+            attempts,
+            no_heal,
+            server,
+            no_syntax_window,
+            no_postprocess,
+            pass_at_1,
+            data,
+            ..
+        } => {
             if set == "fixes" {
                 let mode = mode.as_deref().unwrap_or("chat");
-                let mode = wick::actions::FixMode::parse(mode).with_context(|| format!("unknown mode '{mode}' (chat or fim)"))?;
+                let mode = wick::actions::FixMode::parse(mode)
+                    .with_context(|| format!("unknown mode '{mode}' (chat or fim)"))?;
                 let dir = data.unwrap_or_else(|| PathBuf::from("tests/fixes"));
                 let engine = load_engine(&model)?;
                 let opts = wick::actions::run::ActionOptions { mode, attempts, ..Default::default() };
@@ -413,8 +444,22 @@ fn run(cli: Cli) -> Result<()> {
                 return wick::eval::kv_reuse(&path, &data, limit);
             }
             let engine = load_engine(&model)?;
-            let stages = wick::complete::Stages { syntax_window: !no_syntax_window, cross_file: false, syntax_check: !no_postprocess, ..Default::default() };
-            let opts = wick::eval::EvalOptions { server_path: server, stages, pass_at_1, limit, order, prefix_mode: mode == "prefix", chat_mode: mode == "chat", heal: !no_heal };
+            let stages = wick::complete::Stages {
+                syntax_window: !no_syntax_window,
+                cross_file: false,
+                syntax_check: !no_postprocess,
+                ..Default::default()
+            };
+            let opts = wick::eval::EvalOptions {
+                server_path: server,
+                stages,
+                pass_at_1,
+                limit,
+                order,
+                prefix_mode: mode == "prefix",
+                chat_mode: mode == "chat",
+                heal: !no_heal,
+            };
             if !["fim", "prefix", "chat"].contains(&mode.as_str()) {
                 bail!("unknown mode '{mode}' (fim, prefix or chat)");
             }

@@ -13,9 +13,9 @@ use ropey::Rope;
 /// break, the breaks LSP does not count, astral and combining characters,
 /// NUL and BOM, and code-like tokens. Inputs are made of these.
 pub const PIECES: &[&str] = &[
-    "\n", "\r\n", "\r", "\u{c}", "\u{b}", "\u{85}", "\u{2028}", "\u{2029}", "é", "e\u{301}", "𝄞", "🦀", "中", "\t", "    ", "def ",
-    "f(", ")", ":", "x", " = ", "1", "return ", "{", "}", "[", "]", "'", "\"", "#", "//", "/*", "*/", ";", ",", ".", "if ", "fn ", "class ",
-    "pass", "\u{0}", "\u{feff}",
+    "\n", "\r\n", "\r", "\u{c}", "\u{b}", "\u{85}", "\u{2028}", "\u{2029}", "é", "e\u{301}", "𝄞", "🦀", "中", "\t",
+    "    ", "def ", "f(", ")", ":", "x", " = ", "1", "return ", "{", "}", "[", "]", "'", "\"", "#", "//", "/*", "*/",
+    ";", ",", ".", "if ", "fn ", "class ", "pass", "\u{0}", "\u{feff}",
 ];
 
 /// The languages with a grammar, for checks that pick one from input.
@@ -109,7 +109,8 @@ pub fn documents(initial: &str, arrival: &[Batch], enc: Encoding) -> Result<(), 
             match c.range {
                 None => reference = c.text.clone(),
                 Some((a, b)) => {
-                    let (s, t) = (lsp_offset(&reference, a.line, a.col, enc), lsp_offset(&reference, b.line, b.col, enc));
+                    let (s, t) =
+                        (lsp_offset(&reference, a.line, a.col, enc), lsp_offset(&reference, b.line, b.col, enc));
                     let (s, t) = if s <= t { (s, t) } else { (t, s) };
                     reference.replace_range(s..t, &c.text);
                 }
@@ -168,7 +169,15 @@ pub fn analysis(text: &str, lang: Lang, a: usize, b: usize) -> Result<(), String
 pub fn prompts(text: &str, lang: Lang, cursor: usize, out: &str, fim: bool, truncated: bool) -> Result<(), String> {
     let rope = Rope::from_str(text);
     let parsed = Parsed::parse(lang, text);
-    let input = Input { rope: &rope, cursor: cursor.min(rope.len_chars()), lang: Some(lang), parsed: parsed.as_ref(), path: "a.x", repo_name: "r", others: &[] };
+    let input = Input {
+        rope: &rope,
+        cursor: cursor.min(rope.len_chars()),
+        lang: Some(lang),
+        parsed: parsed.as_ref(),
+        path: "a.x",
+        repo_name: "r",
+        others: &[],
+    };
     let mut cfg = Config::default();
     cfg.update(&serde_json::json!({"prompt": if fim { "fim" } else { "prefix" }}));
     if let Some(plan) = complete::plan_with(&input, &cfg, Some(crate::prompt::Family::QwenCoder), Stages::default()) {

@@ -42,7 +42,8 @@ impl Workspace {
             return None;
         }
         let meta = real.metadata().ok().filter(|m| m.is_file())?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let mtime =
+            meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         Some((real, format!("m{mtime}:{}", meta.len())))
     }
 
@@ -78,7 +79,14 @@ impl Workspace {
     /// The workspace files that `imports` (as the syntax tree lists them,
     /// in order) name from the file `current`: for each import, its first
     /// candidate inside the roots. At most `max`, each once.
-    pub fn resolve_imports(&self, lang: Lang, imports: &[String], current: &Path, root: Option<&Path>, max: usize) -> Vec<Import> {
+    pub fn resolve_imports(
+        &self,
+        lang: Lang,
+        imports: &[String],
+        current: &Path,
+        root: Option<&Path>,
+        max: usize,
+    ) -> Vec<Import> {
         let mut out: Vec<Import> = Vec::new();
         for import in imports {
             if out.len() >= max {
@@ -133,7 +141,11 @@ pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<
             }
         }
         Rust => {
-            let rel = import.trim_start_matches("crate::").trim_start_matches("self::").trim_start_matches("super::").replace("::", "/");
+            let rel = import
+                .trim_start_matches("crate::")
+                .trim_start_matches("self::")
+                .trim_start_matches("super::")
+                .replace("::", "/");
             let parts: Vec<&str> = rel.split('/').collect();
             for n in (1..=parts.len()).rev() {
                 let p = parts[..n].join("/");
@@ -159,7 +171,6 @@ pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -37,7 +37,9 @@ fn server(resolve: bool) -> Conn {
 fn diagnostics_for(c: &mut Conn, uri: &str, version: i64) -> Vec<Value> {
     let n = c
         .wait_notification(LONG, |v| {
-            v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri && v["params"]["version"] == version
+            v["method"] == "textDocument/publishDiagnostics"
+                && v["params"]["uri"] == uri
+                && v["params"]["version"] == version
         })
         .unwrap_or_else(|| panic!("no diagnostics for version {version}"));
     n["params"]["diagnostics"].as_array().cloned().unwrap()
@@ -81,7 +83,10 @@ fn syntax_errors_are_published_updated_and_cleared() {
     assert!(d.iter().any(|x| x["message"] == "expected ')'" && x["range"]["start"]["line"] == 1), "{d:?}");
     c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
     let cleared = c.wait_notification(LONG, |v| {
-        v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri && v["params"]["diagnostics"] == json!([]) && v["params"].get("version").is_none_or(|x| x.is_null())
+        v["method"] == "textDocument/publishDiagnostics"
+            && v["params"]["uri"] == uri
+            && v["params"]["diagnostics"] == json!([])
+            && v["params"].get("version").is_none_or(|x| x.is_null())
     });
     assert!(cleared.is_some(), "diagnostics not cleared on close");
     assert!(c.shutdown().success());
@@ -97,7 +102,12 @@ fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
         "severity": 1, "source": "Pylance", "message": "\"math\" is possibly unbound"});
     let mut diags = ours.clone();
     diags.push(foreign);
-    let mut actions = code_actions(&mut c, uri, json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}), diags);
+    let mut actions = code_actions(
+        &mut c,
+        uri,
+        json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}),
+        diags,
+    );
     let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
     assert_eq!(titles.len(), 3, "{titles:?}");
     // The repair the syntax search proved comes first, with its edit: the
@@ -110,7 +120,10 @@ fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
     let change = &known["edit"]["documentChanges"][0];
     assert_eq!(change["textDocument"]["version"], 1);
     assert_eq!(change["edits"][0]["newText"], ":");
-    assert_eq!(change["edits"][0]["range"], json!({"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}}));
+    assert_eq!(
+        change["edits"][0]["range"],
+        json!({"start": {"line": 3, "character": 11}, "end": {"line": 3, "character": 11}})
+    );
     let id = c.request("codeAction/resolve", known.clone());
     assert_eq!(c.response(id, LONG)["result"], known, "resolving changes nothing");
     let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
@@ -128,7 +141,9 @@ fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
     let r = c.response(id, LONG);
     assert!(r["result"]["title"].is_string(), "{r}");
     assert!(r["result"].get("edit").is_none_or(|e| e.is_null()), "{r}");
-    let msg = c.wait_notification(LONG, |v| v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("Fix with wick"));
+    let msg = c.wait_notification(LONG, |v| {
+        v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("Fix with wick")
+    });
     assert!(msg.is_some());
 
     // A stale action: the document changed after listing.
@@ -140,7 +155,9 @@ fn list_then_resolve_with_ours_and_another_servers_diagnostics() {
     let id = c.request("codeAction/resolve", actions[1].clone());
     let r = c.response(id, LONG);
     assert!(r["result"].get("edit").is_none_or(|e| e.is_null()), "{r}");
-    let stale = c.wait_notification(LONG, |v| v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("changed since"));
+    let stale = c.wait_notification(LONG, |v| {
+        v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("changed since")
+    });
     assert!(stale.is_some(), "no stale message");
     assert!(c.shutdown().success());
 }
@@ -152,7 +169,12 @@ fn bad_ranges_get_no_action_and_large_regions_a_reason() {
     c.open(uri, "python", BROKEN);
     let past_end = json!({"range": {"start": {"line": 400, "character": 0}, "end": {"line": 401, "character": 3}}, "message": "nope"});
     let reversed = json!({"range": {"start": {"line": 4, "character": 3}, "end": {"line": 3, "character": 0}}, "message": "backwards"});
-    let actions = code_actions(&mut c, uri, json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}), vec![past_end, reversed]);
+    let actions = code_actions(
+        &mut c,
+        uri,
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}),
+        vec![past_end, reversed],
+    );
     assert!(actions.is_empty(), "{actions:?}");
     // Unknown document: no actions, no error.
     let id = c.request(
@@ -166,7 +188,12 @@ fn bad_ranges_get_no_action_and_large_regions_a_reason() {
     let big = format!("x = [{}\n", "1, ".repeat(1000));
     c.open(big_uri, "python", &big);
     let d = diagnostics_for(&mut c, big_uri, 1);
-    let actions = code_actions(&mut c, big_uri, json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}), d);
+    let actions = code_actions(
+        &mut c,
+        big_uri,
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}),
+        d,
+    );
     // The known repair needs no region; the model's fix is too large.
     assert_eq!(actions[0]["title"], "Insert ']'", "{actions:?}");
     let fix = actions.iter().find(|a| a["title"].as_str().unwrap().starts_with("Fix with wick")).expect("a fix action");
@@ -197,7 +224,8 @@ fn empty_functions_offer_completion_and_clients_without_resolve_get_eager_action
     // Computed at listing: an edit, or the message saying why there is none.
     let has_edit = actions[0]["edit"].is_object();
     let said = c.wait_notification(std::time::Duration::from_secs(5), |v| {
-        v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains("Complete this function")
+        v["method"] == "window/showMessage"
+            && v["params"]["message"].as_str().unwrap_or("").contains("Complete this function")
     });
     assert!(has_edit || said.is_some(), "{actions:?}");
     // Not in an empty function: no fill action.
@@ -250,7 +278,8 @@ fn other_servers_diagnostics_over_non_ascii_text_get_answers() {
     let cols = line.encode_utf16().count() as u32;
     for start in (0..cols).step_by(3) {
         for end in [start, start + 1, start + 4, cols] {
-            let range = json!({"start": {"line": 1, "character": start}, "end": {"line": 1, "character": end.min(cols)}});
+            let range =
+                json!({"start": {"line": 1, "character": start}, "end": {"line": 1, "character": end.min(cols)}});
             let diag = json!({"range": range, "message": "Unknown word", "source": "cSpell", "severity": 3});
             let id = c.request(
                 "textDocument/codeAction",
@@ -261,7 +290,12 @@ fn other_servers_diagnostics_over_non_ascii_text_get_answers() {
         }
     }
     let range = json!({"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 8}});
-    let acts = code_actions(&mut c, uri, range.clone(), vec![json!({"range": range, "message": "Unknown word: café", "source": "cSpell"})]);
+    let acts = code_actions(
+        &mut c,
+        uri,
+        range.clone(),
+        vec![json!({"range": range, "message": "Unknown word: café", "source": "cSpell"})],
+    );
     assert!(acts.iter().any(|a| a["title"].as_str().is_some_and(|t| t.contains("cSpell"))), "{acts:?}");
     assert!(c.shutdown().success());
 }

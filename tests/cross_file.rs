@@ -33,13 +33,21 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
     assert_eq!(p[0], Piece::Special("<|repo_name|>"));
     assert_eq!(p[2], Piece::Special("<|file_sep|>"));
     match &p[3] {
-        Piece::Text(t) => assert!(t.starts_with("src/config.rs\n") && t.contains("backoff_millis_between_tries"), "{t}"),
+        Piece::Text(t) => {
+            assert!(t.starts_with("src/config.rs\n") && t.contains("backoff_millis_between_tries"), "{t}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(p[4], Piece::Special("<|file_sep|>"));
     assert_eq!(p[6], Piece::Special("<|fim_prefix|>"));
     // Without the stage, nothing from the other file.
-    let plan = plan_with(&input, &Config::default(), Some(Family::QwenCoder), Stages { cross_file: false, ..Stages::default() }).unwrap();
+    let plan = plan_with(
+        &input,
+        &Config::default(),
+        Some(Family::QwenCoder),
+        Stages { cross_file: false, ..Stages::default() },
+    )
+    .unwrap();
     assert!(plan.cross_file.is_empty());
     assert_eq!(plan.request.prompt.pieces[0], Piece::Special("<|fim_prefix|>"));
 }
@@ -74,7 +82,11 @@ fn the_real_model_uses_a_field_from_an_imported_file() {
     assert!(text.starts_with("backoff_millis_between_tries"), "{r}");
     // The imported file's definitions are kept until it changes on disk:
     // renamed there, the next completion (a new version of main.rs) sees it.
-    std::fs::write(dir.join("src/config.rs"), CONFIG_RS.replace("backoff_millis_between_tries", "pause_millis_between_tries")).unwrap();
+    std::fs::write(
+        dir.join("src/config.rs"),
+        CONFIG_RS.replace("backoff_millis_between_tries", "pause_millis_between_tries"),
+    )
+    .unwrap();
     c.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": uri, "version": 2},

@@ -4,9 +4,9 @@
 mod common;
 
 use common::lsp::{caps_with_progress, Client, LONG};
-use wick::lsp::client::Client as Conn;
 use common::{scratch_dir, tiny_model};
 use serde_json::{json, Value};
+use wick::lsp::client::Client as Conn;
 use wick::prompt::Family;
 
 fn server() -> Conn {
@@ -81,13 +81,21 @@ fn incremental_edits_are_applied() {
     };
     // Replace "x" by "total", then insert a new line "    tot" after it.
     change(&mut c, 2, json!({"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 9}}), "total");
-    change(&mut c, 3, json!({"start": {"line": 1, "character": 18}, "end": {"line": 1, "character": 18}}), "\n    dbg_tot");
+    change(
+        &mut c,
+        3,
+        json!({"start": {"line": 1, "character": 18}, "end": {"line": 1, "character": 18}}),
+        "\n    dbg_tot",
+    );
     let id = c.request("wick/documentText", json!({"uri": uri}));
     let r = c.response(id, LONG);
     assert_eq!(r["result"]["text"], "fn main() {\n    let total = 1;\n    dbg_tot\n}\n", "{r}");
     assert_eq!(r["result"]["version"], 3);
     // A whole-document change replaces everything.
-    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": "x = 1\n"}]}));
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": "x = 1\n"}]}),
+    );
     let id = c.request("wick/documentText", json!({"uri": uri}));
     assert_eq!(c.response(id, LONG)["result"]["text"], "x = 1\n");
 }
@@ -103,7 +111,8 @@ fn inline_completion_answers_with_a_range_at_the_cursor() {
                "context": {"triggerKind": 2}}),
     );
     let r = c.response(id, LONG);
-    let items = r["result"].as_array().cloned().unwrap_or_else(|| r["result"]["items"].as_array().cloned().unwrap_or_default());
+    let items =
+        r["result"].as_array().cloned().unwrap_or_else(|| r["result"]["items"].as_array().cloned().unwrap_or_default());
     assert_eq!(items.len(), 1, "{r}");
     assert_eq!(items[0]["range"]["start"], json!({"line": 1, "character": 12}));
     assert!(items[0]["insertText"].is_string());
@@ -114,11 +123,18 @@ fn completion_and_inline_completion_at_once_share_one_answer() {
     let mut c = server();
     c.open("file:///t/both.txt", "plaintext", "def f(x):\n    return x\n");
     let pos = json!({"line": 1, "character": 12});
-    let a = c.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos, "context": {"triggerKind": 2}}));
-    let b = c.request("textDocument/completion", json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos}));
+    let a = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos, "context": {"triggerKind": 2}}),
+    );
+    let b =
+        c.request("textDocument/completion", json!({"textDocument": {"uri": "file:///t/both.txt"}, "position": pos}));
     let ra = c.response(a, LONG);
     let rb = c.response(b, LONG);
-    let inline = ra["result"].as_array().cloned().unwrap_or_else(|| ra["result"]["items"].as_array().cloned().unwrap_or_default());
+    let inline = ra["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| ra["result"]["items"].as_array().cloned().unwrap_or_default());
     let list = items(&rb);
     assert_eq!(inline.len(), 1, "{ra}");
     assert_eq!(list.len(), 1, "the completion was superseded by the inline request: {rb}");
@@ -164,7 +180,10 @@ fn a_burst_of_edits_and_requests_is_all_answered() {
 #[test]
 fn cancellation_answers_and_the_server_goes_on() {
     let mut c = server();
-    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}));
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}),
+    );
     c.open("file:///t/cancel.py", "python", "def f():\n    \n");
     let id = c.request(
         "textDocument/completion",
@@ -263,7 +282,10 @@ fn a_panic_in_any_handler_never_ends_the_server() {
     c.initialize(json!({}), json!({"maxTokens": 4}));
     let uri = "file:///t/panic.py";
     c.open(uri, "python", "x = 1\n");
-    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "y = 2\n"}]}));
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "y = 2\n"}]}),
+    );
     c.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": 5}}));
     let pos = json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}});
     let mut inline = pos.clone();
@@ -275,7 +297,10 @@ fn a_panic_in_any_handler_never_ends_the_server() {
         assert!(r["error"]["message"].as_str().unwrap().contains(method), "{r}");
     }
     let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 1}});
-    let id = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+    );
     assert_eq!(c.response(id, LONG)["error"]["code"], -32603);
     let id = c.request("codeAction/resolve", json!({"title": "x"}));
     assert_eq!(c.response(id, LONG)["error"]["code"], -32603);
@@ -292,7 +317,10 @@ fn documents_never_opened_leave_no_state() {
     let mut c = server();
     for i in 0..50 {
         let uri = format!("file:///t/ghost{i}.py");
-        c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "x"}]}));
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "x"}]}),
+        );
         let r = complete(&mut c, &uri, 0, 0);
         assert_eq!(items(&r).len(), 0, "{r}");
     }
@@ -315,7 +343,10 @@ fn documents_never_opened_leave_no_state() {
 #[test]
 fn edits_during_long_work_are_applied_before_its_answer() {
     let mut c = server();
-    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}));
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always"}}}),
+    );
     let small = "file:///t/small.py";
     c.open(small, "python", "x = 1\n");
     let big = "file:///t/big.py";
@@ -323,8 +354,14 @@ fn edits_during_long_work_are_applied_before_its_answer() {
     assert!(body.len() > 2_000_000);
     c.open(big, "python", &body);
     let range = json!({"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 4}});
-    let slow_action = c.request("textDocument/codeAction", json!({"textDocument": {"uri": big}, "range": range, "context": {"diagnostics": []}}));
-    let slow_completion = c.request("textDocument/completion", json!({"textDocument": {"uri": big}, "position": {"line": 2, "character": 4}}));
+    let slow_action = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": big}, "range": range, "context": {"diagnostics": []}}),
+    );
+    let slow_completion = c.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": big}, "position": {"line": 2, "character": 4}}),
+    );
     c.notify("textDocument/didChange", json!({"textDocument": {"uri": small, "version": 2},
         "contentChanges": [{"range": {"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 5}}, "text": "42"}]}));
     let id = c.request("wick/documentText", json!({"uri": small}));
@@ -343,12 +380,18 @@ fn edits_during_long_work_are_applied_before_its_answer() {
 #[test]
 fn a_cancelled_completion_stops_generating() {
     let mut c = server();
-    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always", "debounceMs": 0}}}));
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"wick": {"maxTokens": 2000, "multiline": "always", "debounceMs": 0}}}),
+    );
     let uri = "file:///t/cancel2.py";
     c.open(uri, "python", "def f():\n    \n");
     let mut cancelled = 0;
     for _ in 0..5 {
-        let id = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 4}}));
+        let id = c.request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 4}}),
+        );
         c.notify("$/cancelRequest", json!({"id": id}));
         let r = c.response(id, LONG);
         if r["error"]["code"] == -32800 {

@@ -6,7 +6,8 @@ mod common;
 use common::lsp::{caps_with_progress, Client, LONG};
 use serde_json::json;
 
-const SOURCE: &str = "def is_even(n: int) -> bool:\n    \"\"\"Return True when n is even.\"\"\"\n    \n\nprint(is_even(4))\n";
+const SOURCE: &str =
+    "def is_even(n: int) -> bool:\n    \"\"\"Return True when n is even.\"\"\"\n    \n\nprint(is_even(4))\n";
 
 #[test]
 fn completion_and_inline_completion_with_the_real_model() {
@@ -118,13 +119,21 @@ fn fix_and_fill_actions_with_the_real_model() {
 
     // "Complete this function" on the `pass` body.
     let at = json!({"start": {"line": 10, "character": 5}, "end": {"line": 10, "character": 5}});
-    let id = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": at, "context": {"diagnostics": []}}));
+    let id = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": at, "context": {"diagnostics": []}}),
+    );
     let actions = c.response(id, LONG)["result"].as_array().unwrap().clone();
-    let fill = actions.iter().find(|a| a["title"] == "Complete this function with wick: perimeter").expect("fill action").clone();
+    let fill = actions
+        .iter()
+        .find(|a| a["title"] == "Complete this function with wick: perimeter")
+        .expect("fill action")
+        .clone();
     let t = std::time::Instant::now();
     let id = c.request("codeAction/resolve", fill);
     let r = c.response(id, LONG);
-    let edits = r["result"]["edit"]["documentChanges"][0]["edits"].as_array().unwrap_or_else(|| panic!("no edit: {r}")).clone();
+    let edits =
+        r["result"]["edit"]["documentChanges"][0]["edits"].as_array().unwrap_or_else(|| panic!("no edit: {r}")).clone();
     eprintln!("fill resolved in {} ms", t.elapsed().as_millis());
     let filled = apply(&fixed, &edits[0]);
     assert!(!filled.contains("    pass\n"), "{filled}");

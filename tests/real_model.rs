@@ -17,7 +17,8 @@ fn session() -> std::sync::MutexGuard<'static, Session> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-const CODE: &str = "import os\n\ndef read_lines(path):\n    with open(path) as f:\n        return [l.rstrip() for l in f]\n";
+const CODE: &str =
+    "import os\n\ndef read_lines(path):\n    with open(path) as f:\n        return [l.rstrip() for l in f]\n";
 
 #[test]
 fn logits_match_candle_transformers_on_the_real_file() {
@@ -142,7 +143,10 @@ fn cli_complete_prints_only_the_completion_on_stdout() {
 #[test]
 fn cli_complete_stops_at_the_end_of_the_function_and_parses() {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stats.py");
-    let out = std::process::Command::new(wick_bin()).args(["complete", &format!("{}:14:5", file.display())]).output().unwrap();
+    let out = std::process::Command::new(wick_bin())
+        .args(["complete", &format!("{}:14:5", file.display())])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let got = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
@@ -160,7 +164,7 @@ fn cli_complete_stops_at_the_end_of_the_function_and_parses() {
 /// scores (what it scores is measured in docs/benchmarks.md, not here).
 #[test]
 fn real_code_subset_runs_and_scores() {
-    use wick::cli::real_code::{load, run_case, select, default_cases, Variant};
+    use wick::cli::real_code::{default_cases, load, run_case, select, Variant};
     let set = load(&default_cases()).unwrap();
     assert!(set.cases.len() >= 6 * 50, "the frozen set has {} cases", set.cases.len());
     let langs: std::collections::BTreeSet<&str> = set.cases.iter().map(|c| c.lang.as_str()).collect();

@@ -28,12 +28,42 @@ const THREADS_CAP: u64 = 256;
 
 fn proc_status(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 const PIECES: &[&str] = &[
-    "\n", "\r\n", "\r", "\u{c}", "\u{2028}", "\u{85}", "é", "𝄞", "🦀", "中", "    ", "\t", "def ", "f(x", ")", ":", " = ", "1",
-    "return ", "{", "}", "'", "#", "x", "self.", "import os", "if ", "pass",
+    "\n",
+    "\r\n",
+    "\r",
+    "\u{c}",
+    "\u{2028}",
+    "\u{85}",
+    "é",
+    "𝄞",
+    "🦀",
+    "中",
+    "    ",
+    "\t",
+    "def ",
+    "f(x",
+    ")",
+    ":",
+    " = ",
+    "1",
+    "return ",
+    "{",
+    "}",
+    "'",
+    "#",
+    "x",
+    "self.",
+    "import os",
+    "if ",
+    "pass",
 ];
 
 fn random_text(rng: &mut StdRng, pieces: usize) -> String {
@@ -105,7 +135,10 @@ fn soak() {
         for _ in 0..rng.random_range(1..5) {
             let d = &docs[&uri];
             let line = rng.random_range(0..lines_of(&d.text) + 2);
-            let id = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": rng.random_range(0..40)}}));
+            let id = c.request(
+                "textDocument/completion",
+                json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": rng.random_range(0..40)}}),
+            );
             requests += 1;
             if rng.random_ratio(1, 3) {
                 c.notify("$/cancelRequest", json!({"id": id}));
@@ -117,7 +150,12 @@ fn soak() {
         let mut held = None;
         for _ in 0..rng.random_range(1..4) {
             let n = lines_of(&d.text);
-            let (l1, c1, l2, c2) = (rng.random_range(0..n + 1), rng.random_range(0..30), rng.random_range(0..n + 1), rng.random_range(0..30));
+            let (l1, c1, l2, c2) = (
+                rng.random_range(0..n + 1),
+                rng.random_range(0..30),
+                rng.random_range(0..n + 1),
+                rng.random_range(0..30),
+            );
             let pieces = rng.random_range(0..8);
             let new_text = random_text(&mut rng, pieces);
             let (a, b) = (lsp_offset(&d.text, l1, c1, Encoding::Utf16), lsp_offset(&d.text, l2, c2, Encoding::Utf16));
@@ -147,15 +185,26 @@ fn soak() {
             let range = json!({"start": {"line": rng.random_range(0..n), "character": rng.random_range(0..20)},
                 "end": {"line": rng.random_range(0..n + 1), "character": rng.random_range(0..20)}});
             let diag = json!({"range": range, "message": "Unknown word «ünï»", "source": "cSpell"});
-            pending.push(c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": [diag]}})));
+            pending.push(c.request(
+                "textDocument/codeAction",
+                json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": [diag]}}),
+            ));
             requests += 1;
         }
         if rng.random_ratio(1, 10) {
             let multiline = ["auto", "always", "never"][rng.random_range(0..3)];
-            c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"maxTokens": rng.random_range(1..24), "multiline": multiline}}}));
+            c.notify(
+                "workspace/didChangeConfiguration",
+                json!({"settings": {"wick": {"maxTokens": rng.random_range(1..24), "multiline": multiline}}}),
+            );
         }
         if rng.random_ratio(1, 8) {
-            let junk: &[&[u8]] = &[b"{not json", br#"[{"jsonrpc":"2.0","method":"initialized"}]"#, br#"{"jsonrpc":"2.0","id":{"x":1},"method":"x"}"#, b"\xff\xfe"];
+            let junk: &[&[u8]] = &[
+                b"{not json",
+                br#"[{"jsonrpc":"2.0","method":"initialized"}]"#,
+                br#"{"jsonrpc":"2.0","id":{"x":1},"method":"x"}"#,
+                b"\xff\xfe",
+            ];
             c.send_raw(junk[rng.random_range(0..junk.len())]);
         }
         for id in pending {

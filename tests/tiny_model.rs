@@ -283,12 +283,22 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
     long2.key = None;
     let r = engine.generate_blocking_until(long2.clone(), &token);
     canceller.join().unwrap();
-    assert!(matches!(r, Err(EngineError::Cancelled)) || matches!(r, Ok((ref g, _)) if g.stop != StopReason::MaxTokens), "{r:?}");
+    assert!(
+        matches!(r, Err(EngineError::Cancelled)) || matches!(r, Ok((ref g, _)) if g.stop != StopReason::MaxTokens),
+        "{r:?}"
+    );
     assert!(matches!(engine.generate_blocking_until(long2, &token), Err(EngineError::Cancelled)));
     // A code-action fix under a cancelled token stops at its first sample.
     let text = "def f(a, b)\n    return a + b\n";
     let parsed = wick::syntax::Parsed::parse(wick::syntax::Lang::Python, text);
-    let fix = wick::actions::FixRequest { text, lang: Some(wick::syntax::Lang::Python), language_id: "python", start: 0, end: 11, message: "expected ':'" };
+    let fix = wick::actions::FixRequest {
+        text,
+        lang: Some(wick::syntax::Lang::Python),
+        language_id: "python",
+        start: 0,
+        end: 11,
+        message: "expected ':'",
+    };
     let opts = wick::actions::run::ActionOptions { cancel: token, ..Default::default() };
     let r = wick::actions::run::fix(&engine, &fix, parsed.as_ref(), &opts);
     assert!(matches!(&r, Err(wick::actions::FixError::Engine(m)) if m.contains("cancel")), "{r:?}");
@@ -325,7 +335,12 @@ fn another_prompt_does_not_evict_the_cache_of_the_first() {
     let _ = s.generate(&req(&c), &no).unwrap();
     // Back to the first file, typed on: all of it is still cached.
     let again = s.generate(&req(&format!("{a} t")), &no).unwrap();
-    assert!(again.reused_tokens + 3 >= first.prompt_tokens, "reused {} of {}", again.reused_tokens, first.prompt_tokens);
+    assert!(
+        again.reused_tokens + 3 >= first.prompt_tokens,
+        "reused {} of {}",
+        again.reused_tokens,
+        first.prompt_tokens
+    );
     let b2 = s.generate(&req(&b), &no).unwrap();
     assert!(b2.reused_tokens + 2 >= b2.prompt_tokens, "reused {} of {}", b2.reused_tokens, b2.prompt_tokens);
     // The third and fourth sequences: the least recently used (c) gave way.

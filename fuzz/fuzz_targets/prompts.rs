@@ -14,9 +14,14 @@ fn pieces(u: &mut Unstructured, most: usize) -> Result<String> {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok((lang, cursor, fim, truncated)) =
-        (|| Ok::<_, libfuzzer_sys::arbitrary::Error>((*u.choose(&wick::testing::LANGS)?, u.int_in_range(0..=2048)?, u.arbitrary()?, u.arbitrary()?)))()
-    else {
+    let Ok((lang, cursor, fim, truncated)) = (|| {
+        Ok::<_, libfuzzer_sys::arbitrary::Error>((
+            *u.choose(&wick::testing::LANGS)?,
+            u.int_in_range(0..=2048)?,
+            u.arbitrary()?,
+            u.arbitrary()?,
+        ))
+    })() else {
         return;
     };
     let (Ok(text), Ok(out)) = (pieces(&mut u, 200), pieces(&mut u, 40)) else { return };

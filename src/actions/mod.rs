@@ -105,7 +105,9 @@ pub fn plan_fix_with(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysi
     }
     let (s, e) = (floor_char(text, req.start), floor_char(text, req.end));
     let (start, end) = match parsed {
-        Some((p, a)) => syntax::fix_region_with(p, text, s, e, MAX_REGION_BYTES, a).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?,
+        Some((p, a)) => {
+            syntax::fix_region_with(p, text, s, e, MAX_REGION_BYTES, a).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?
+        }
         None => {
             let r = (line_start(text, s), line_end(text, e.saturating_sub(usize::from(e > s))));
             if r.1 - r.0 > MAX_REGION_BYTES {
@@ -121,7 +123,9 @@ pub fn plan_fix_with(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysi
     // Another server's diagnostic (indentation, a name, a type) may need the
     // code around the statement: one level more, when it fits.
     let (start, end) = match parsed {
-        Some((p, _)) if !is_syntax => syntax::widen_region(p, text, start, end, MAX_REGION_BYTES).unwrap_or((start, end)),
+        Some((p, _)) if !is_syntax => {
+            syntax::widen_region(p, text, start, end, MAX_REGION_BYTES).unwrap_or((start, end))
+        }
         _ => (start, end),
     };
     Ok(FixPlan { start, end, errors_total: errs.len(), errors_in_region: errors_within(errs, start, end), is_syntax })
@@ -228,7 +232,11 @@ pub fn strip_context<'a>(answer: &'a str, before: &str, after: &str) -> &'a str 
             break;
         }
     }
-    if from >= to { "" } else { &answer[from..to] }
+    if from >= to {
+        ""
+    } else {
+        &answer[from..to]
+    }
 }
 
 /// Turns the model's answer into the region's replacement: the context it
@@ -365,7 +373,11 @@ pub fn indent_unit(text: &str, lang: Option<Lang>) -> String {
             return if ind.starts_with('\t') { "\t".into() } else { ind.to_string() };
         }
     }
-    if lang == Some(Lang::Go) { "\t".into() } else { "    ".into() }
+    if lang == Some(Lang::Go) {
+        "\t".into()
+    } else {
+        "    ".into()
+    }
 }
 
 /// The prompt pieces for filling an empty body: the text before and after

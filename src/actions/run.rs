@@ -61,9 +61,16 @@ fn sampling(opts: &ActionOptions, attempt: usize) -> Sampling {
 }
 
 /// Asks the model to fix the diagnostic in `req`, verifying every answer.
-pub fn fix(engine: &Engine, req: &FixRequest, parsed: Option<&Parsed>, opts: &ActionOptions) -> Result<Fixed, FixError> {
+pub fn fix(
+    engine: &Engine,
+    req: &FixRequest,
+    parsed: Option<&Parsed>,
+    opts: &ActionOptions,
+) -> Result<Fixed, FixError> {
     let plan = plan_fix(req, parsed)?;
-    let info = engine.info().ok_or_else(|| FixError::NoModel(engine.load_error().unwrap_or_else(|| "the model is still loading".into())))?;
+    let info = engine
+        .info()
+        .ok_or_else(|| FixError::NoModel(engine.load_error().unwrap_or_else(|| "the model is still loading".into())))?;
     let (prompt, stop) = fix_prompt(opts.mode, req, &plan, info.family, info.chat_template.as_deref());
     let region = &req.text[plan.start..plan.end];
     // Room for the region again plus some change (about 3 bytes a token).
@@ -109,9 +116,17 @@ const FILL_PREFIX_BYTES: usize = 6000;
 const FILL_SUFFIX_BYTES: usize = 1500;
 
 /// Writes the body of the empty function around `byte`.
-pub fn fill(engine: &Engine, text: &str, parsed: &Parsed, byte: usize, opts: &ActionOptions) -> Result<Fixed, FixError> {
+pub fn fill(
+    engine: &Engine,
+    text: &str,
+    parsed: &Parsed,
+    byte: usize,
+    opts: &ActionOptions,
+) -> Result<Fixed, FixError> {
     let fp = plan_fill(text, parsed, byte).ok_or(FixError::NotEmpty)?;
-    let info = engine.info().ok_or_else(|| FixError::NoModel(engine.load_error().unwrap_or_else(|| "the model is still loading".into())))?;
+    let info = engine
+        .info()
+        .ok_or_else(|| FixError::NoModel(engine.load_error().unwrap_or_else(|| "the model is still loading".into())))?;
     let family = info.family.ok_or_else(|| FixError::NoModel("the model has no fill-in-the-middle tokens".into()))?;
     let mut ps = fp.prefix.len().saturating_sub(FILL_PREFIX_BYTES);
     while !fp.prefix.is_char_boundary(ps) {
@@ -164,7 +179,8 @@ pub fn fill(engine: &Engine, text: &str, parsed: &Parsed, byte: usize, opts: &Ac
         let (ls, le) = (line_start(text, fp.body.start), line_end(text, fp.body.end));
         let replacement = format!("{}{new_inner}{}", &text[ls..fp.body.start], &text[fp.body.end..le]);
         if let Some(edit) = minimal_edit(text, ls, le, &replacement) {
-            let plan = FixPlan { start: ls, end: le, errors_total: errors_before, errors_in_region: 0, is_syntax: false };
+            let plan =
+                FixPlan { start: ls, end: le, errors_total: errors_before, errors_in_region: 0, is_syntax: false };
             return Ok(Fixed { edit, plan, attempt: attempt + 1, rejected });
         }
     }

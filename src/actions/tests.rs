@@ -17,7 +17,14 @@ fn plans_the_broken_lines_and_verifies_a_real_fix() {
     let errs = syntax::syntax_errors(&p, MISSING_COLON, 10);
     assert!(!errs.is_empty());
     let e = &errs[0];
-    let r = FixRequest { text: MISSING_COLON, lang: Some(Lang::Python), language_id: "python", start: e.start, end: e.end, message: &e.message };
+    let r = FixRequest {
+        text: MISSING_COLON,
+        lang: Some(Lang::Python),
+        language_id: "python",
+        start: e.start,
+        end: e.end,
+        message: &e.message,
+    };
     let plan = plan_fix(&r, Some(&p)).unwrap();
     assert!(plan.is_syntax);
     let region = &MISSING_COLON[plan.start..plan.end];
@@ -106,7 +113,11 @@ fn finds_empty_bodies_in_each_language() {
         (Lang::Rust, "fn add(a: i32, b: i32) -> i32 {\n    todo!()\n}\n", "add"),
         (Lang::Rust, "fn add(a: i32, b: i32) -> i32 {}\n", "add"),
         (Lang::JavaScript, "function add(a, b) {\n}\n", "add"),
-        (Lang::TypeScript, "function add(a: number, b: number): number {\n  throw new Error(\"not implemented\");\n}\n", "add"),
+        (
+            Lang::TypeScript,
+            "function add(a: number, b: number): number {\n  throw new Error(\"not implemented\");\n}\n",
+            "add",
+        ),
         (Lang::Go, "package m\n\nfunc Add(a, b int) int {\n\tpanic(\"TODO\")\n}\n", "Add"),
     ];
     for (lang, text, name) in cases {
@@ -144,7 +155,6 @@ fn bodies_are_cut_where_the_function_ends() {
     assert_eq!(body_end("x = a\n    return x\n  ", &fp), (21, false), "indentation alone says nothing yet");
 }
 
-
 /// Another server's diagnostic whose range ends next to (or inside) a
 /// multi-byte character: planning takes the lines around it, never slices
 /// inside a character.
@@ -154,9 +164,13 @@ fn ranges_next_to_multibyte_characters_plan_without_panicking() {
     let p = parsed(Lang::Python, text);
     for start in 0..=text.len() {
         for end in start..=text.len() {
-            let r = FixRequest { text, lang: Some(Lang::Python), language_id: "python", start, end, message: "spelling" };
+            let r =
+                FixRequest { text, lang: Some(Lang::Python), language_id: "python", start, end, message: "spelling" };
             for plan in [plan_fix(&r, Some(&p)), plan_fix(&r, None)].into_iter().flatten() {
-                assert!(text.is_char_boundary(plan.start) && text.is_char_boundary(plan.end), "{start}..{end}: {plan:?}");
+                assert!(
+                    text.is_char_boundary(plan.start) && text.is_char_boundary(plan.end),
+                    "{start}..{end}: {plan:?}"
+                );
                 let _ = context(text, plan.start, plan.end);
             }
         }

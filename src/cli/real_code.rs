@@ -69,10 +69,23 @@ pub fn load(path: &Path) -> Result<CaseSet> {
         if v.get("text").is_some() {
             files.push(SourceFile { path: str_of("path"), text: str_of("text") });
         } else {
-            let num = |k: &str| v[k].as_u64().map(|x| x as usize).with_context(|| format!("{}:{}: {k}", path.display(), n + 1));
-            let c = Case { id: str_of("case"), lang: str_of("lang"), kind: str_of("kind"), file: num("file")?, cursor: num("cursor")?, end: num("end")? };
+            let num = |k: &str| {
+                v[k].as_u64().map(|x| x as usize).with_context(|| format!("{}:{}: {k}", path.display(), n + 1))
+            };
+            let c = Case {
+                id: str_of("case"),
+                lang: str_of("lang"),
+                kind: str_of("kind"),
+                file: num("file")?,
+                cursor: num("cursor")?,
+                end: num("end")?,
+            };
             let text = &files.get(c.file).with_context(|| format!("{}: file {} missing", c.id, c.file))?.text;
-            if c.cursor > c.end || c.end > text.len() || !text.is_char_boundary(c.cursor) || !text.is_char_boundary(c.end) {
+            if c.cursor > c.end
+                || c.end > text.len()
+                || !text.is_char_boundary(c.cursor)
+                || !text.is_char_boundary(c.end)
+            {
                 bail!("{}: offsets {}..{} do not fit its file", c.id, c.cursor, c.end);
             }
             cases.push(c);
@@ -106,7 +119,8 @@ impl Variant {
             return Ok(v);
         }
         for kv in spec.split(',') {
-            let (k, val) = kv.split_once('=').with_context(|| format!("variant '{spec}': expected key=value, got '{kv}'"))?;
+            let (k, val) =
+                kv.split_once('=').with_context(|| format!("variant '{spec}': expected key=value, got '{kv}'"))?;
             let flag = || match val {
                 "true" | "on" => Ok(true),
                 "false" | "off" => Ok(false),
@@ -228,13 +242,32 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
                 let empty = g.text.trim().is_empty().then_some(Empty::ModelEmpty.name());
                 score(set, c, &g.text, empty, t.elapsed().as_secs_f64() * 1e3, g.generated_tokens)
             }
-            Err(e) => score(set, c, "", Some(if matches!(e, crate::engine::EngineError::PromptTooLong { .. }) { "prompt-too-long" } else { "engine-error" }), 0.0, 0),
+            Err(e) => score(
+                set,
+                c,
+                "",
+                Some(if matches!(e, crate::engine::EngineError::PromptTooLong { .. }) {
+                    "prompt-too-long"
+                } else {
+                    "engine-error"
+                }),
+                0.0,
+                0,
+            ),
         };
     }
     let rope = ropey::Rope::from_str(&doc);
     let others = if v.stages.cross_file { imported_definitions(set, path, &doc) } else { Vec::new() };
     let req = SuggestRequest {
-        input: Input { rope: &rope, cursor: rope.byte_to_char(c.cursor), lang: Lang::from_path(path), parsed: None, path, repo_name: "", others: &others },
+        input: Input {
+            rope: &rope,
+            cursor: rope.byte_to_char(c.cursor),
+            lang: Lang::from_path(path),
+            parsed: None,
+            path,
+            repo_name: "",
+            others: &others,
+        },
         config: &v.config,
         stages: v.stages,
         last: None,
@@ -263,7 +296,11 @@ fn imported_definitions(set: &CaseSet, path: &str, doc: &str) -> Vec<complete::O
         .filter_map(|imp| {
             let l = Lang::from_path(&imp.path.to_string_lossy());
             let f = ws.read(&imp.path, MAX_FILE)?;
-            Some(complete::OtherFile { path: imp.rel, lang: l, defs: std::sync::Arc::new(complete::definitions_of(&f.text, l)) })
+            Some(complete::OtherFile {
+                path: imp.rel,
+                lang: l,
+                defs: std::sync::Arc::new(complete::definitions_of(&f.text, l)),
+            })
         })
         .collect()
 }
@@ -272,7 +309,13 @@ fn imported_definitions(set: &CaseSet, path: &str, doc: &str) -> Vec<complete::O
 /// position kind is there), for the languages asked for. `offset` shifts
 /// the spread by that many cases: `--limit 10 --offset 3` is a second
 /// sample, disjoint from `--limit 10`'s.
-pub fn select<'a>(set: &'a CaseSet, limit: Option<usize>, offset: usize, langs: &[String], kinds: &[String]) -> Vec<&'a Case> {
+pub fn select<'a>(
+    set: &'a CaseSet,
+    limit: Option<usize>,
+    offset: usize,
+    langs: &[String],
+    kinds: &[String],
+) -> Vec<&'a Case> {
     let mut by_lang: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
     for c in &set.cases {
         if (langs.is_empty() || langs.contains(&c.lang)) && (kinds.is_empty() || kinds.contains(&c.kind)) {
@@ -389,15 +432,21 @@ pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
     set.sources = opts.sources.clone();
     let cases = select(&set, opts.limit, opts.offset, &opts.langs, &opts.kinds);
     if !set.sources.is_empty() {
-        let found = cases.iter().filter(|c| set.sources.iter().any(|s| s.join(&set.files[c.file].path).is_file())).count();
-        eprintln!("real-code: {found} of {} cases have their package under --sources (cross-file context)", cases.len());
+        let found =
+            cases.iter().filter(|c| set.sources.iter().any(|s| s.join(&set.files[c.file].path).is_file())).count();
+        eprintln!(
+            "real-code: {found} of {} cases have their package under --sources (cross-file context)",
+            cases.len()
+        );
     }
     if cases.is_empty() {
         bail!("no cases selected");
     }
     let mut results: Vec<Vec<Scored>> = vec![Vec::new(); opts.variants.len()];
     let mut out_file = match &opts.out {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => None,
     };
     let t0 = std::time::Instant::now();
@@ -412,8 +461,17 @@ pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
             results[vi].push(r);
         }
         if (n + 1) % 10 == 0 || n + 1 == cases.len() {
-            let ex: Vec<String> = results.iter().map(|rs| format!("{:.3}", rs.iter().filter(|r| r.exact).count() as f64 / rs.len() as f64)).collect();
-            eprintln!("  {}/{} cases, {:.0} s, exact so far: {}", n + 1, cases.len(), t0.elapsed().as_secs_f64(), ex.join(" / "));
+            let ex: Vec<String> = results
+                .iter()
+                .map(|rs| format!("{:.3}", rs.iter().filter(|r| r.exact).count() as f64 / rs.len() as f64))
+                .collect();
+            eprintln!(
+                "  {}/{} cases, {:.0} s, exact so far: {}",
+                n + 1,
+                cases.len(),
+                t0.elapsed().as_secs_f64(),
+                ex.join(" / ")
+            );
         }
     }
     let mut stdout = std::io::stdout().lock();
@@ -440,7 +498,8 @@ pub struct TypingOptions {
 pub fn typing(bin: &Path, opts: &TypingOptions) -> Result<()> {
     use crate::lsp::client::{caps_with_progress, Client, LONG};
     let set = load(&opts.cases)?;
-    let kinds: Vec<String> = ["line_start", "after_ident", "after_bracket", "call_args"].iter().map(|s| s.to_string()).collect();
+    let kinds: Vec<String> =
+        ["line_start", "after_ident", "after_bracket", "call_args"].iter().map(|s| s.to_string()).collect();
     let cases = select(&set, Some(opts.per_lang), 0, &opts.langs, &kinds);
     let mut args = Vec::new();
     if let Some(m) = &opts.model {
@@ -480,7 +539,11 @@ pub fn typing(bin: &Path, opts: &TypingOptions) -> Result<()> {
             );
             let r = client.response(id, LONG);
             latencies.push(t.elapsed().as_secs_f64() * 1e3);
-            let shown = r["result"]["items"][0]["insertText"].as_str().or_else(|| r["result"][0]["insertText"].as_str()).unwrap_or("").to_string();
+            let shown = r["result"]["items"][0]["insertText"]
+                .as_str()
+                .or_else(|| r["result"][0]["insertText"].as_str())
+                .unwrap_or("")
+                .to_string();
             let rest: String = chars[k..].iter().collect();
             if !shown.is_empty() && first_line(&shown) == rest.trim_end() {
                 accepted = (chars.len() - k) as f64 / chars.len() as f64;
@@ -498,7 +561,11 @@ pub fn typing(bin: &Path, opts: &TypingOptions) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut all = Vec::new();
     for (l, (acc, right, n)) in &by_lang {
-        writeln!(stdout, "  typing {l:<12} lines={n} accepted_share={:.3} ever_right={right}/{n}", acc.iter().sum::<f64>() / *n as f64)?;
+        writeln!(
+            stdout,
+            "  typing {l:<12} lines={n} accepted_share={:.3} ever_right={right}/{n}",
+            acc.iter().sum::<f64>() / *n as f64
+        )?;
         all.extend(acc.iter().copied());
     }
     writeln!(

@@ -56,7 +56,9 @@ impl OtherFile {
 /// The definitions of a file, as cross-file context uses them.
 pub fn definitions_of(text: &str, lang: Option<Lang>) -> Vec<syntax::Definition> {
     match lang {
-        Some(l) if text.len() <= SYNTAX_MAX_BYTES => Parsed::parse(l, text).map(|p| p.definitions(text)).unwrap_or_default(),
+        Some(l) if text.len() <= SYNTAX_MAX_BYTES => {
+            Parsed::parse(l, text).map(|p| p.definitions(text)).unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }
@@ -311,7 +313,11 @@ pub fn syntax_windows(p: &Parsed, text: &str, cur: usize, budget_chars: usize) -
     let mut start = if cur > pre {
         let raw = floor_char(text, cur - pre);
         let aligned = line_after(raw);
-        if aligned <= cur { aligned } else { raw }
+        if aligned <= cur {
+            aligned
+        } else {
+            raw
+        }
     } else {
         0
     };
@@ -367,7 +373,7 @@ fn import_header(text: &str, limit: usize) -> &str {
         let is_import = ["import ", "from ", "use ", "#include", "package ", "require(", "const ", "extern crate"]
             .iter()
             .any(|k| t.starts_with(k))
-            && !t.starts_with("const {") ;
+            && !t.starts_with("const {");
         pos += line.len();
         if is_import && pos <= limit {
             end = pos;
@@ -423,7 +429,8 @@ fn cross_file_context(
         Some(t) if t.file_sep.is_some() => {
             let sep = t.file_sep.unwrap_or_default();
             if let Some(repo) = t.repo_name {
-                out.special(repo).text(format!("{}\n", if inp.repo_name.is_empty() { "workspace" } else { inp.repo_name }));
+                out.special(repo)
+                    .text(format!("{}\n", if inp.repo_name.is_empty() { "workspace" } else { inp.repo_name }));
             }
             for (path, body) in &blocks {
                 out.special(sep).text(format!("{path}\n{body}\n"));
@@ -715,14 +722,23 @@ mod tests {
         let src = "import os\nimport sys\n\ndef first(a):\n    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0\n\ndef third(c):\n    return c\n";
         let (rope, cursor) = at(src);
         let cfg = Config { context_tokens: 40, ..Default::default() };
-        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        let input = Input {
+            rope: &rope,
+            cursor,
+            lang: Some(Lang::Python),
+            parsed: None,
+            path: "m.py",
+            repo_name: "",
+            others: &[],
+        };
         let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap();
         assert_eq!(
             render(&p.request.prompt),
             "[<|fim_prefix|>]import os\nimport sys\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
         );
         // Without the syntax-aware window: a plain line-aligned cut.
-        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages { syntax_window: false, ..Stages::default() }).unwrap();
+        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages { syntax_window: false, ..Stages::default() })
+            .unwrap();
         assert_eq!(
             render(&p.request.prompt),
             "[<|fim_prefix|>]    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
@@ -734,11 +750,20 @@ mod tests {
         let (rope, cursor) = at(fixture);
         let mut cfg = Config::default();
         assert!(cfg.update(&settings).is_empty());
-        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        let input = Input {
+            rope: &rope,
+            cursor,
+            lang: Some(Lang::Python),
+            parsed: None,
+            path: "m.py",
+            repo_name: "",
+            others: &[],
+        };
         render(&plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap().request.prompt)
     }
 
-    const TWO_FUNCTIONS: &str = "import os\n\ndef first(a):\n    x = a + 1\n    return $0\n\ndef second(b):\n    y = b * 2\n    return y\n";
+    const TWO_FUNCTIONS: &str =
+        "import os\n\ndef first(a):\n    x = a + 1\n    return $0\n\ndef second(b):\n    y = b * 2\n    return y\n";
 
     #[test]
     fn snapshot_prompt_variants() {
@@ -790,7 +815,8 @@ mod tests {
         expect![[r#"
             def first(a):
                 x = a + 1
-            $0"#]].assert_eq(&prompt_for("def first(a):\n    x = a + 1\n    $0\n", serde_json::json!({"prompt": "prefix"})));
+            $0"#]]
+        .assert_eq(&prompt_for("def first(a):\n    x = a + 1\n    $0\n", serde_json::json!({"prompt": "prefix"})));
     }
 
     #[test]
@@ -846,7 +872,15 @@ mod tests {
     #[test]
     fn no_completion_inside_comments_or_strings_unless_asked() {
         let (rope, cursor) = at("x = 1  # a comment $0here\n");
-        let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "m.py", repo_name: "", others: &[] };
+        let input = Input {
+            rope: &rope,
+            cursor,
+            lang: Some(Lang::Python),
+            parsed: None,
+            path: "m.py",
+            repo_name: "",
+            others: &[],
+        };
         assert!(plan_with(&input, &Config::default(), None, Stages::default()).is_none());
         let cfg = Config { in_comments: true, ..Config::default() };
         assert!(plan_with(&input, &cfg, None, Stages::default()).is_some());
@@ -858,12 +892,23 @@ mod tests {
         let budget = cfg.context_tokens * CHARS_PER_TOKEN + 64;
         let big: String = (0..250_000).map(|i| format!("def f{i}(x):\n    return x\n")).collect();
         let long_line = "x = 1 + ".repeat(150_000);
-        let binary = String::from_utf8_lossy(&(0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>()).into_owned();
+        let binary = String::from_utf8_lossy(
+            &(0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>(),
+        )
+        .into_owned();
         let errors = "(((\n".repeat(5000);
         for (name, text) in [("10 MB", big), ("long line", long_line), ("binary", binary), ("errors", errors)] {
             let rope = Rope::from_str(&text);
             let cursor = rope.len_chars() / 2;
-            let input = Input { rope: &rope, cursor, lang: Some(Lang::Python), parsed: None, path: "x.py", repo_name: "", others: &[] };
+            let input = Input {
+                rope: &rope,
+                cursor,
+                lang: Some(Lang::Python),
+                parsed: None,
+                path: "x.py",
+                repo_name: "",
+                others: &[],
+            };
             let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default());
             if let Some(p) = p {
                 assert!(p.prefix.len() + p.suffix.len() <= budget * 4, "{name}: window too big");

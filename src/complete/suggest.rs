@@ -176,7 +176,8 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     };
     out.queued_ms = times.queued_ms;
     let truncated = matches!(g.stop, StopReason::MaxTokens | StopReason::Budget | StopReason::ContextFull);
-    let cleaned = if g.stop == StopReason::Cancelled { Err(Empty::Cancelled) } else { clean(&g.text, &plan, truncated) };
+    let cleaned =
+        if g.stop == StopReason::Cancelled { Err(Empty::Cancelled) } else { clean(&g.text, &plan, truncated) };
     match cleaned {
         Ok(t) => {
             out.text = t;

@@ -169,9 +169,7 @@ impl Decoder {
         let rms_eps = file.meta_f32(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f64;
         let shape_err = |msg: String| DecoderError::Shape { path: path.clone(), msg };
         if n_layer == 0 || n_layer > 1024 || hidden == 0 || hidden > 65536 || ffn == 0 || ffn > 262144 {
-            return Err(shape_err(format!(
-                "implausible dimensions: {n_layer} layers, hidden {hidden}, ffn {ffn}"
-            )));
+            return Err(shape_err(format!("implausible dimensions: {n_layer} layers, hidden {hidden}, ffn {ffn}")));
         }
         if n_head == 0 || n_kv_head == 0 || !hidden.is_multiple_of(n_head) || !n_head.is_multiple_of(n_kv_head) {
             return Err(shape_err(format!(
@@ -217,11 +215,7 @@ impl Decoder {
             let p = |s: &str| format!("blk.{i}.{s}");
             let linear = |w: &mut Weights, name: &str, out: usize, inp: usize| -> Result<Linear, DecoderError> {
                 let bias_name = p(&format!("{name}.bias"));
-                let bias = if w.has(&bias_name) {
-                    Some(w.dense(&bias_name, &[out], dt)?)
-                } else {
-                    None
-                };
+                let bias = if w.has(&bias_name) { Some(w.dense(&bias_name, &[out], dt)?) } else { None };
                 let mut l = w.linear(&p(&format!("{name}.weight")), &[out, inp], bias)?;
                 if opts.dense_prefill {
                     l.keep_dense()?;
@@ -381,14 +375,12 @@ impl Decoder {
             let k = k.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
             let v = v.reshape((1, t, cfg.n_kv_head, cfg.head_dim))?.transpose(1, 2)?.contiguous()?;
             let (q, k) = match cfg.rope {
-                RopeStyle::Halves => (
-                    candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
-                    candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
-                ),
-                RopeStyle::Interleaved => (
-                    candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
-                    candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
-                ),
+                RopeStyle::Halves => {
+                    (candle_nn::rotary_emb::rope(&q, &cos, &sin)?, candle_nn::rotary_emb::rope(&k, &cos, &sin)?)
+                }
+                RopeStyle::Interleaved => {
+                    (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?)
+                }
             };
             let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
             // Grouped-query attention without copying K/V per head: the
@@ -403,17 +395,16 @@ impl Decoder {
                 // Rows are (query head in the group, position): one causal
                 // mask broadcast over both head dimensions.
                 let total = att.dim(3)?;
-                att = att
-                    .reshape((cfg.n_kv_head, group, t, total))?
-                    .broadcast_add(m)?
-                    .reshape((1, cfg.n_kv_head, group * t, total))?;
+                att = att.reshape((cfg.n_kv_head, group, t, total))?.broadcast_add(m)?.reshape((
+                    1,
+                    cfg.n_kv_head,
+                    group * t,
+                    total,
+                ))?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let y = att.matmul(&v_all)?;
-            let y = y
-                .reshape((1, cfg.n_head, t, cfg.head_dim))?
-                .transpose(1, 2)?
-                .reshape((1, t, cfg.hidden))?;
+            let y = y.reshape((1, cfg.n_head, t, cfg.head_dim))?.transpose(1, 2)?.reshape((1, t, cfg.hidden))?;
             let y = layer.o.forward(&y)?;
             x = (x + y)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
@@ -456,12 +447,10 @@ impl Weights<'_> {
                 msg: format!("tensor '{name}' has shape {dims:?}, expected {want:?}"),
             });
         }
-        qtensor_from_raw(dtype, &dims, &raw, self.device, repack && self.repack).map_err(|e| {
-            DecoderError::Tensor {
-                path: self.file.path.clone(),
-                tensor: name.into(),
-                msg: e.to_string().lines().next().unwrap_or("").to_string(),
-            }
+        qtensor_from_raw(dtype, &dims, &raw, self.device, repack && self.repack).map_err(|e| DecoderError::Tensor {
+            path: self.file.path.clone(),
+            tensor: name.into(),
+            msg: e.to_string().lines().next().unwrap_or("").to_string(),
         })
     }
 

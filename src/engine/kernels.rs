@@ -67,26 +67,18 @@ impl Q8Matrix {
         conv: fn(&[u8], &mut [i8; 32]) -> u16,
     ) -> Result<Self, String> {
         if n == 0 || k == 0 || !k.is_multiple_of(QK) {
-            return Err(format!(
-                "bad shape {n}x{k}: k must be a positive multiple of 32"
-            ));
+            return Err(format!("bad shape {n}x{k}: k must be a positive multiple of 32"));
         }
         let nb = k / QK;
         if bytes.len() != n * nb * bpb {
-            return Err(format!(
-                "size mismatch: {} bytes for {n}x{k} (expected {})",
-                bytes.len(),
-                n * nb * bpb
-            ));
+            return Err(format!("size mismatch: {} bytes for {n}x{k} (expected {})", bytes.len(), n * nb * bpb));
         }
         let ngroups = n.div_ceil(G);
         let wofs = (nb * G * 2).div_ceil(64) * 64; // weights start 64-aligned
         let stride = wofs + nb * BLK;
         let mut data = vec![Line([0u8; 64]); ngroups * stride / 64];
         // SAFETY: `data` is a plain byte buffer of ngroups*stride bytes; we view it as bytes.
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, ngroups * stride)
-        };
+        let out = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, ngroups * stride) };
         let mut q = [0i8; 32];
         for g in 0..ngroups {
             let grp = &mut out[g * stride..(g + 1) * stride];
@@ -110,14 +102,7 @@ impl Q8Matrix {
                 }
             }
         }
-        Ok(Q8Matrix {
-            n,
-            k,
-            nb,
-            ngroups,
-            stride,
-            data,
-        })
+        Ok(Q8Matrix { n, k, nb, ngroups, stride, data })
     }
 
     /// `bytes`: GGUF Q8_0 data for an n x k matrix (n rows of k/32 blocks of 34 bytes).
@@ -154,9 +139,7 @@ impl Q8Matrix {
 
     fn bytes(&self) -> &[u8] {
         // SAFETY: `data` holds ngroups*stride initialized bytes.
-        unsafe {
-            std::slice::from_raw_parts(self.data.as_ptr() as *const u8, self.ngroups * self.stride)
-        }
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr() as *const u8, self.ngroups * self.stride) }
     }
 
     /// Dequantize to f32, row-major n x k.
@@ -209,11 +192,7 @@ impl Q8Matrix {
             let yp = SendPtr(y.as_mut_ptr());
             let ng = self.ngroups;
             let nt = nthreads.max(1).min(ng);
-            let chunk = if nt == 1 {
-                ng
-            } else {
-                ng.div_ceil(nt * 6).max(1)
-            };
+            let chunk = if nt == 1 { ng } else { ng.div_ceil(nt * 6).max(1) };
             let nchunks = ng.div_ceil(chunk);
             let work = |c: usize| {
                 let g0 = c * chunk;
@@ -249,13 +228,7 @@ struct QX {
 
 impl QX {
     fn empty() -> QX {
-        QX {
-            q: Vec::new(),
-            d: Vec::new(),
-            corr: Vec::new(),
-            k: 0,
-            nb: 0,
-        }
+        QX { q: Vec::new(), d: Vec::new(), corr: Vec::new(), k: 0, nb: 0 }
     }
 
     /// `simd`: use the AVX2 quantizer (only passed true for non-scalar kernels, which
@@ -270,10 +243,7 @@ impl QX {
         self.corr.clear();
         self.corr.resize(m * nb, 0);
         for bi in 0..m * nb {
-            let (xb, qb) = (
-                &x[bi * QK..bi * QK + QK],
-                (&mut self.q[bi * QK..bi * QK + QK]).try_into().unwrap(),
-            );
+            let (xb, qb) = (&x[bi * QK..bi * QK + QK], (&mut self.q[bi * QK..bi * QK + QK]).try_into().unwrap());
             let (dd, s) = if simd {
                 // SAFETY: non-scalar kernels are only selected when AVX2 is available.
                 #[cfg(target_arch = "x86_64")]
@@ -330,9 +300,8 @@ fn available_kernels() -> Vec<Kind> {
     let mut v = vec![Kind::Scalar];
     #[cfg(target_arch = "x86_64")]
     {
-        let base = is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c");
+        let base =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
         if base {
             v.push(Kind::Avx2);
             if is_x86_feature_detected!("avxvnni") {
@@ -362,11 +331,7 @@ fn kernel() -> Kind {
     }
     let avail = available_kernels();
     let want = std::env::var("WICK_Q8_KERNEL").unwrap_or_default();
-    let kind = avail
-        .iter()
-        .copied()
-        .find(|x| kernel_name_of(*x) == want)
-        .unwrap_or(*avail.last().unwrap());
+    let kind = avail.iter().copied().find(|x| kernel_name_of(*x) == want).unwrap_or(*avail.last().unwrap());
     KERNEL.store(kind as u8, Ordering::Relaxed);
     kind
 }
@@ -390,15 +355,7 @@ pub fn kernel_name() -> &'static str {
 
 /// Computes groups g0..g1 for all m inputs. Safety: y must be valid for m*n writes, and the
 /// CPU must support `kind`'s features (guaranteed since kinds come from `available_kernels`).
-unsafe fn run_kernel(
-    kind: Kind,
-    w: &Q8Matrix,
-    g0: usize,
-    g1: usize,
-    qx: &QX,
-    m: usize,
-    y: *mut f32,
-) {
+unsafe fn run_kernel(kind: Kind, w: &Q8Matrix, g0: usize, g1: usize, qx: &QX, m: usize, y: *mut f32) {
     let mut out = [0f32; G];
     for g in g0..g1 {
         let grp = w.bytes().as_ptr().add(g * w.stride);
@@ -430,14 +387,10 @@ unsafe fn group_scalar(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [
             let mut s = 0i32;
             for t in 0..8 {
                 for c in 0..4 {
-                    s += ((ws[b * BLK + t * 64 + j * 4 + c] ^ 0x80) as i8 as i32)
-                        * xq[b * QK + t * 4 + c] as i32;
+                    s += ((ws[b * BLK + t * 64 + j * 4 + c] ^ 0x80) as i8 as i32) * xq[b * QK + t * 4 + c] as i32;
                 }
             }
-            let dw = f16_to_f32(u16::from_le_bytes([
-                sc[(b * G + j) * 2],
-                sc[(b * G + j) * 2 + 1],
-            ]));
+            let dw = f16_to_f32(u16::from_le_bytes([sc[(b * G + j) * 2], sc[(b * G + j) * 2 + 1]]));
             acc[j] += s as f32 * (dw * dx);
         }
     }
@@ -460,12 +413,7 @@ mod x86 {
     pub(super) unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; 32]) -> (f32, i32) {
         assert!(x.len() >= QK);
         let p = x.as_ptr();
-        let v = [
-            _mm256_loadu_ps(p),
-            _mm256_loadu_ps(p.add(8)),
-            _mm256_loadu_ps(p.add(16)),
-            _mm256_loadu_ps(p.add(24)),
-        ];
+        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
         let sign = _mm256_set1_ps(-0.0);
         let mut mx = _mm256_andnot_ps(sign, v[0]);
         for vi in &v[1..] {
@@ -478,9 +426,8 @@ mod x86 {
         let d = amax / 127.0;
         let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
         const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        let i: [__m256i; 4] = core::array::from_fn(|j| {
-            _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(v[j], id)))
-        });
+        let i: [__m256i; 4] =
+            core::array::from_fn(|j| _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(v[j], id))));
         let s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
         let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
         let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
@@ -495,19 +442,10 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
-    pub(super) unsafe fn group_avx512(
-        nb: usize,
-        grp: *const u8,
-        qx: &QX,
-        i: usize,
-        out: &mut [f32; G],
-    ) {
+    pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
         let sc = grp as *const __m256i;
         let ws = grp.add(super::wofs(nb));
-        let (dx, corr) = (
-            qx.d.as_ptr().add(i * qx.nb),
-            qx.corr.as_ptr().add(i * qx.nb),
-        );
+        let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
         let mut sum0 = _mm512_setzero_ps();
         let mut sum1 = _mm512_setzero_ps();
         let mut b = 0;
@@ -526,14 +464,8 @@ mod x86 {
                 a0 = _mm512_dpbusd_epi32(a0, v0, _mm512_set1_epi32(xb(qx, i, b, t)));
                 a1 = _mm512_dpbusd_epi32(a1, v1, _mm512_set1_epi32(xb(qx, i, b + 1, t)));
             }
-            let s0 = _mm512_mul_ps(
-                _mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))),
-                _mm512_set1_ps(*dx.add(b)),
-            );
-            let s1 = _mm512_mul_ps(
-                _mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b + 1))),
-                _mm512_set1_ps(*dx.add(b + 1)),
-            );
+            let s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
+            let s1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b + 1))), _mm512_set1_ps(*dx.add(b + 1)));
             sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sum0);
             sum1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, sum1);
             b += 2;
@@ -545,10 +477,7 @@ mod x86 {
                 let v0 = _mm512_loadu_si512(w0.add(t * 64) as *const _);
                 a0 = _mm512_dpbusd_epi32(a0, v0, _mm512_set1_epi32(xb(qx, i, b, t)));
             }
-            let s0 = _mm512_mul_ps(
-                _mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))),
-                _mm512_set1_ps(*dx.add(b)),
-            );
+            let s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
             sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sum0);
         }
         _mm512_storeu_ps(out.as_mut_ptr(), _mm512_add_ps(sum0, sum1));
@@ -567,10 +496,7 @@ mod x86 {
     ) {
         let sc = grp as *const __m128i;
         let ws = grp.add(super::wofs(nb));
-        let (dx, corr) = (
-            qx.d.as_ptr().add(i * qx.nb),
-            qx.corr.as_ptr().add(i * qx.nb),
-        );
+        let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
         let mut sum0 = _mm256_setzero_ps();
         let mut sum1 = _mm256_setzero_ps();
         for b in 0..nb {
@@ -578,11 +504,7 @@ mod x86 {
             for t in 0..9 {
                 _mm_prefetch::<_MM_HINT_T0>(w0.add(super::PF_DIST + t * 64) as *const i8);
             }
-            let c = if init {
-                _mm256_set1_epi32(*corr.add(b))
-            } else {
-                _mm256_setzero_si256()
-            };
+            let c = if init { _mm256_set1_epi32(*corr.add(b)) } else { _mm256_setzero_si256() };
             let (mut a0, mut a1) = (c, c);
             for t in 0..8 {
                 let x = _mm256_set1_epi32(xb(qx, i, b, t));
@@ -600,26 +522,12 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,avxvnni,f16c,fma")]
-    pub(super) unsafe fn group_avxvnni(
-        nb: usize,
-        grp: *const u8,
-        qx: &QX,
-        i: usize,
-        out: &mut [f32; G],
-    ) {
-        group256(nb, grp, qx, i, out, true, |a, w, x| {
-            _mm256_dpbusd_avx_epi32(a, w, x)
-        })
+    pub(super) unsafe fn group_avxvnni(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+        group256(nb, grp, qx, i, out, true, |a, w, x| _mm256_dpbusd_avx_epi32(a, w, x))
     }
 
     #[target_feature(enable = "avx2,f16c,fma")]
-    pub(super) unsafe fn group_avx2(
-        nb: usize,
-        grp: *const u8,
-        qx: &QX,
-        i: usize,
-        out: &mut [f32; G],
-    ) {
+    pub(super) unsafe fn group_avx2(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
         // No VNNI: undo the bias, then the sign trick (|w| as u8) x (x * sign(w) as i8) with maddubs;
         // pair sums are at most 2*128*127 < 32768, so no i16 saturation.
         let bias = _mm256_set1_epi8(-128);
@@ -652,15 +560,8 @@ pub fn threads() -> usize {
     if t != 0 {
         return t;
     }
-    let t = std::env::var("WICK_THREADS")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .filter(|&t| t > 0);
-    let t = t.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let t = std::env::var("WICK_THREADS").ok().and_then(|s| s.parse::<usize>().ok()).filter(|&t| t > 0);
+    let t = t.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let _ = THREADS.compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed);
     THREADS.load(Ordering::Relaxed)
 }
@@ -735,10 +636,7 @@ fn worker(id: usize, mut last_gen: u64) {
         }
         // Join if still open and of this generation.
         while s & CLOSED == 0 && s >> GEN_SHIFT == last_gen {
-            match p
-                .state
-                .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match p.state.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
                     // Leave the job even if it panics (the caller waits for active == 0).
                     struct Leave(&'static Pool);
@@ -792,12 +690,9 @@ fn run_parallel(nchunks: usize, nthreads: usize, f: &(dyn Fn(usize) + Sync)) {
     // SAFETY: the job is closed and no worker is active (we hold `call`, and the previous caller
     // closed it with active == 0), so nobody reads `job` now. The lifetime is erased; the pointer
     // is only dereferenced by workers that joined, and we wait for them below before returning.
-    unsafe {
-        *p.job.get() = std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const Job>(job_ref)
-    };
+    unsafe { *p.job.get() = std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const Job>(job_ref) };
     p.want.store(nthreads - 1, Ordering::Relaxed);
-    p.state
-        .store(((gen + 1) & 0xffff_ffff) << GEN_SHIFT, Ordering::SeqCst);
+    p.state.store(((gen + 1) & 0xffff_ffff) << GEN_SHIFT, Ordering::SeqCst);
     if p.sleepers.load(Ordering::SeqCst) > 0 {
         let _g = p.mutex.lock().unwrap();
         p.cv.notify_all();
@@ -813,20 +708,14 @@ fn run_parallel(nchunks: usize, nthreads: usize, f: &(dyn Fn(usize) + Sync)) {
             loop {
                 let s = p.state.load(Ordering::Acquire);
                 if s & (CLOSED - 1) == 0
-                    && p.state
-                        .compare_exchange(s, s | CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
+                    && p.state.compare_exchange(s, s | CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 {
                     break;
                 }
                 spins += 1;
                 std::hint::spin_loop();
                 if spins.is_multiple_of(64)
-                    && start
-                        .get_or_insert_with(std::time::Instant::now)
-                        .elapsed()
-                        .as_nanos()
-                        > YIELD_NS
+                    && start.get_or_insert_with(std::time::Instant::now).elapsed().as_nanos() > YIELD_NS
                 {
                     std::thread::yield_now(); // a worker was preempted: give it our core if shared
                 }
@@ -895,10 +784,7 @@ mod tests {
             for b in 0..k / 32 {
                 let (dx, _) = quantize_block(&x[i * k + b * 32..i * k + b * 32 + 32], &mut q);
                 for r in 0..n {
-                    let t: f64 = (0..32)
-                        .map(|c| w[r * k + b * 32 + c] as f64 * q[c] as f64)
-                        .sum::<f64>()
-                        * dx as f64;
+                    let t: f64 = (0..32).map(|c| w[r * k + b * 32 + c] as f64 * q[c] as f64).sum::<f64>() * dx as f64;
                     y[i * n + r] += t;
                     mag[i * n + r] += t.abs();
                 }
@@ -912,25 +798,14 @@ mod tests {
         for h in 0..=u16::MAX {
             let a = f16_to_f32(h);
             let b = half::f16::from_bits(h).to_f32();
-            assert!(
-                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-                "{h:#x}"
-            );
+            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{h:#x}");
         }
     }
 
     #[test]
     fn matmul_matches_reference_all_kernels() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let shapes = [
-            (1, 32),
-            (5, 64),
-            (896, 896),
-            (128, 896),
-            (4864, 896),
-            (37, 96),
-            (17, 4864),
-        ];
+        let shapes = [(1, 32), (5, 64), (896, 896), (128, 896), (4864, 896), (37, 96), (17, 4864)];
         for &(n, k) in &shapes {
             let bytes = rand_q8(n, k, &mut rng);
             let w = Q8Matrix::from_q8_0(n, k, &bytes).unwrap();
@@ -1033,11 +908,7 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
             }
             // alternate between spinning and blocked (condvar) workers
-            std::thread::sleep(std::time::Duration::from_micros(if it % 2 == 0 {
-                10
-            } else {
-                300
-            }));
+            std::thread::sleep(std::time::Duration::from_micros(if it % 2 == 0 { 10 } else { 300 }));
         }
     }
 

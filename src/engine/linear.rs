@@ -23,9 +23,7 @@ pub const GEMM_MIN_ROWS: usize = 16;
 /// `GEMM_MIN_ROWS`, overridable with WICK_GEMM_MIN_ROWS (for measurements).
 fn gemm_min_rows() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("WICK_GEMM_MIN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_ROWS)
-    })
+    *V.get_or_init(|| std::env::var("WICK_GEMM_MIN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_ROWS))
 }
 
 enum Weight {
@@ -53,7 +51,14 @@ impl Linear {
 
     /// From raw GGUF bytes. On the CPU (with `fast`), Q8_0 and Q5_0 weights
     /// go to our kernels; everything else to candle's.
-    pub fn from_raw(dtype: GgmlDType, dims: &[usize], raw: &[u8], device: &Device, fast: bool, bias: Option<Tensor>) -> Result<Self> {
+    pub fn from_raw(
+        dtype: GgmlDType,
+        dims: &[usize],
+        raw: &[u8],
+        device: &Device,
+        fast: bool,
+        bias: Option<Tensor>,
+    ) -> Result<Self> {
         if fast && device.is_cpu() && dims.len() == 2 {
             let (n, k) = (dims[0], dims[1]);
             let m = match dtype {
@@ -241,12 +246,7 @@ pub fn qtensor_from_raw(
 ) -> Result<QTensor> {
     if repack && dtype == GgmlDType::Q5_0 {
         let data = q5_0_to_q8_0(raw);
-        return candle_core::quantized::ggml_file::qtensor_from_ggml(
-            GgmlDType::Q8_0,
-            &data,
-            dims.to_vec(),
-            device,
-        );
+        return candle_core::quantized::ggml_file::qtensor_from_ggml(GgmlDType::Q8_0, &data, dims.to_vec(), device);
     }
     candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, raw, dims.to_vec(), device)
 }

@@ -268,13 +268,16 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
         let interrupted = || job.cancel.is_cancelled() || job.reply.is_closed() || superseded();
         let result = match session.as_mut() {
             None => Err(EngineError::NotReady),
-            Some(s) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.generate_with(&job.req, &interrupted))) {
-                Ok(r) => r,
-                Err(p) => {
-                    s.reset();
-                    Err(EngineError::Internal(panic_message(&p)))
+            Some(s) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.generate_with(&job.req, &interrupted)))
+                {
+                    Ok(r) => r,
+                    Err(p) => {
+                        s.reset();
+                        Err(EngineError::Internal(panic_message(&p)))
+                    }
                 }
-            },
+            }
         };
         // An answer for a request a newer one replaced is of no use.
         let result = match result {

@@ -36,7 +36,9 @@ pub enum EngineError {
     Decoder(#[from] DecoderError),
     #[error(transparent)]
     Tokenizer(#[from] crate::models::tokenizer::TokenizerError),
-    #[error("the prompt has {prompt} tokens; with {max_tokens} to generate that exceeds the {limit} positions available")]
+    #[error(
+        "the prompt has {prompt} tokens; with {max_tokens} to generate that exceeds the {limit} positions available"
+    )]
     PromptTooLong { prompt: usize, max_tokens: usize, limit: usize },
     #[error("request cancelled")]
     Cancelled,
@@ -412,7 +414,8 @@ impl Session {
                     if tk.is_special(t) || b.is_empty() {
                         return false;
                     }
-                    (b.starts_with(h) && !matches!(b.get(h.len()), Some(b'\n' | b'\r'))) || (b.len() < h.len() && h.starts_with(b))
+                    (b.starts_with(h) && !matches!(b.get(h.len()), Some(b'\n' | b'\r')))
+                        || (b.len() < h.len() && h.starts_with(b))
                 };
                 let t = sample(&logits, &req.sampling, &mut rng, Some(&allowed));
                 let n = tk.bytes_of(t).len().min(pending.len());

@@ -165,9 +165,8 @@ impl Client {
 
     /// Waits until the model has loaded (the $/progress end), if it reports.
     pub fn wait_model(&mut self) {
-        let end = self.wait_notification(LONG, |v| {
-            v["method"] == "$/progress" && v["params"]["value"]["kind"] == "end"
-        });
+        let end =
+            self.wait_notification(LONG, |v| v["method"] == "$/progress" && v["params"]["value"]["kind"] == "end");
         assert!(end.is_some(), "the model never finished loading; notifications: {:?}", self.notifications);
     }
 

@@ -89,7 +89,9 @@ impl Backend {
         };
         let only = params.context.only.clone();
         let wants = |k: &CodeActionKind| {
-            only.as_ref().is_none_or(|o| o.iter().any(|w| k.as_str() == w.as_str() || k.as_str().starts_with(&format!("{}.", w.as_str()))))
+            only.as_ref().is_none_or(|o| {
+                o.iter().any(|w| k.as_str() == w.as_str() || k.as_str().starts_with(&format!("{}.", w.as_str())))
+            })
         };
         let mut out: Vec<CodeActionOrCommand> = Vec::new();
         let text = snap.rope.to_string();
@@ -115,7 +117,11 @@ impl Backend {
             Vec::new()
         };
         let messages: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
-        let rewrite_at = if wants(&CodeActionKind::REFACTOR_REWRITE) { proto::from_range(&snap.rope, &params.range, enc).map(|(a, _)| a) } else { None };
+        let rewrite_at = if wants(&CodeActionKind::REFACTOR_REWRITE) {
+            proto::from_range(&snap.rope, &params.range, enc).map(|(a, _)| a)
+        } else {
+            None
+        };
         let (lang, language_id, parsed, a2) = (snap.lang, snap.language.clone(), snap.parsed.clone(), analysis.clone());
         let planned = tokio::task::spawn_blocking(move || {
             let plans: Vec<Option<(Option<crate::syntax::KnownEdit>, Option<String>)>> = ranges
@@ -125,11 +131,14 @@ impl Backend {
                     let (start, end) = (*r)?;
                     let known = a2.as_ref().and_then(|a| a.known_edit(&text, start, end));
                     let req = FixRequest { text: &text, lang, language_id: &language_id, start, end, message };
-                    let disabled = model_fixes.then(|| actions::plan_fix_with(&req, parsed.as_ref().zip(a2.as_deref())).err().map(|e| e.to_string()));
+                    let disabled = model_fixes.then(|| {
+                        actions::plan_fix_with(&req, parsed.as_ref().zip(a2.as_deref())).err().map(|e| e.to_string())
+                    });
                     Some((known, disabled.flatten()))
                 })
                 .collect();
-            let body = rewrite_at.and_then(|at| crate::syntax::empty_body_at(parsed.as_ref()?, &text, at)).map(|b| b.name);
+            let body =
+                rewrite_at.and_then(|at| crate::syntax::empty_body_at(parsed.as_ref()?, &text, at)).map(|b| b.name);
             (plans, body)
         })
         .await;
@@ -161,8 +170,13 @@ impl Backend {
                 kind: Some(CodeActionKind::QUICKFIX),
                 diagnostics: Some(vec![d.clone()]),
                 disabled: disabled.map(|reason| CodeActionDisabled { reason }),
-                data: ActionData::Fix { uri: uri.as_str().into(), version: snap.version, range: d.range, message: d.message.clone() }
-                    .to_value(),
+                data: ActionData::Fix {
+                    uri: uri.as_str().into(),
+                    version: snap.version,
+                    range: d.range,
+                    message: d.message.clone(),
+                }
+                .to_value(),
                 ..Default::default()
             }));
         }
@@ -170,7 +184,8 @@ impl Backend {
             out.push(CodeActionOrCommand::CodeAction(CodeAction {
                 title: format!("Complete this function with wick: {name}"),
                 kind: Some(CodeActionKind::REFACTOR_REWRITE),
-                data: ActionData::Fill { uri: uri.as_str().into(), version: snap.version, range: params.range }.to_value(),
+                data: ActionData::Fill { uri: uri.as_str().into(), version: snap.version, range: params.range }
+                    .to_value(),
                 ..Default::default()
             }));
         }
@@ -218,7 +233,8 @@ impl Backend {
     async fn compute_edit(&self, action: &CodeAction) -> Result<WorkspaceEdit, FixError> {
         // Data this server did not write (another server's, or a client's
         // mangled copy) is an action listed for some other document state.
-        let data: ActionData = action.data.clone().and_then(|d| serde_json::from_value(d).ok()).ok_or(FixError::Stale)?;
+        let data: ActionData =
+            action.data.clone().and_then(|d| serde_json::from_value(d).ok()).ok_or(FixError::Stale)?;
         let (uri_s, version, range, message, fill) = match data {
             ActionData::Fix { uri, version, range, message } => (uri, version, range, message, false),
             ActionData::Fill { uri, version, range } => (uri, version, range, String::new(), true),

@@ -103,9 +103,14 @@ pub fn is_one_message(v: &serde_json::Value) -> bool {
     if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return false;
     }
-    let id_ok = |id: Option<&Value>| matches!(id, None | Some(Value::Null | Value::String(_))) || id.is_some_and(|i| i.is_i64() || i.is_u64());
+    let id_ok = |id: Option<&Value>| {
+        matches!(id, None | Some(Value::Null | Value::String(_))) || id.is_some_and(|i| i.is_i64() || i.is_u64())
+    };
     match o.get("method") {
-        Some(Value::String(_)) => id_ok(o.get("id")) && matches!(o.get("params"), None | Some(Value::Null | Value::Object(_) | Value::Array(_))),
+        Some(Value::String(_)) => {
+            id_ok(o.get("id"))
+                && matches!(o.get("params"), None | Some(Value::Null | Value::Object(_) | Value::Array(_)))
+        }
         Some(_) => false,
         None => o.contains_key("id") && id_ok(o.get("id")) && (o.contains_key("result") || o.contains_key("error")),
     }

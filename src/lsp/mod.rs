@@ -87,7 +87,11 @@ type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);
 /// Weak: only the requests waiting for it keep it alive, so when the last
 /// one is cancelled (or its client gone) the generation is dropped and the
 /// engine stops.
-type InFlight = (Option<i32>, Position, futures::future::WeakShared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>);
+type InFlight = (
+    Option<i32>,
+    Position,
+    futures::future::WeakShared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>,
+);
 
 type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
@@ -209,7 +213,11 @@ impl Backend {
                 tracing::error!("{e}");
                 self.status("error", "", &e.to_string()).await;
                 if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
-                    self.show(MessageType::ERROR, format!("wick: {e}. Completions are off until a model is available.")).await;
+                    self.show(
+                        MessageType::ERROR,
+                        format!("wick: {e}. Completions are off until a model is available."),
+                    )
+                    .await;
                 }
                 return;
             }
@@ -282,7 +290,8 @@ impl Backend {
         let version = lock(&self.st.docs).latest_version(&uri_s);
         let fut = {
             let mut inflight = lock(&self.st.inflight);
-            match inflight.get(&uri_s).filter(|(v, p, _)| *v == version && *p == pos).and_then(|(_, _, f)| f.upgrade()) {
+            match inflight.get(&uri_s).filter(|(v, p, _)| *v == version && *p == pos).and_then(|(_, _, f)| f.upgrade())
+            {
                 Some(f) => f,
                 None => {
                     let b = self.handle();
@@ -357,7 +366,8 @@ impl Backend {
         let root = lock(&self.st.root).clone();
         let others = self.other_files(&snap, root.as_deref());
         let path = relative_path(&uri, root.as_deref());
-        let repo_name = root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let repo_name =
+            root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let last = lock(&self.st.last).get(&uri).cloned();
         let req = complete::SuggestRequest {
             input: complete::Input {
@@ -402,7 +412,8 @@ impl Backend {
             return Ok(None);
         }
         if !out.typed_ahead {
-            lock(&self.st.last).insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
+            lock(&self.st.last)
+                .insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
         }
         Ok(Some(Suggestion { rope: snap.rope, cursor, word_start: out.word_start, word: out.word, text: out.text }))
     }
@@ -417,7 +428,9 @@ impl Backend {
         for (uri, rope, version, lang) in open {
             if uri != snap.uri && rope.len_bytes() <= MAX_FILE && out.len() < MAX_FILES {
                 let stamp = format!("v{version}:{}", rope.len_bytes());
-                if let Some(defs) = self.definitions(&uri, &stamp, || Some(complete::definitions_of(&rope.to_string(), lang))) {
+                if let Some(defs) =
+                    self.definitions(&uri, &stamp, || Some(complete::definitions_of(&rope.to_string(), lang)))
+                {
                     out.push(complete::OtherFile { path: relative_path(&uri, root), lang, defs });
                 }
             }
@@ -452,7 +465,12 @@ impl Backend {
     /// The definitions of a file as of `stamp` (a document version or a
     /// file's modification time, with its length): kept, or computed (None:
     /// the file could not be read, and nothing is kept).
-    fn definitions(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Option<Vec<crate::syntax::Definition>>) -> Option<Defs> {
+    fn definitions(
+        &self,
+        key: &str,
+        stamp: &str,
+        compute: impl FnOnce() -> Option<Vec<crate::syntax::Definition>>,
+    ) -> Option<Defs> {
         if let Some((s, d)) = lock(&self.st.definitions).get(key) {
             if s == stamp {
                 return Some(d.clone());
@@ -467,13 +485,14 @@ impl Backend {
         Some(d)
     }
 
-
     /// The server's copy of a document (for clients' diagnostics and tests).
     async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
         guard("wick/documentText", async move {
             let enc = self.encoding();
             match lock(&self.st.docs).snapshot(params.uri.as_str(), enc) {
-                Ok(s) => Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language})),
+                Ok(s) => {
+                    Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language}))
+                }
                 Err(e) => Err(RpcError::invalid_params(e.to_string())),
             }
         })
@@ -555,9 +574,11 @@ fn relative_path(uri: &str, root: Option<&std::path::Path>) -> String {
 /// panic on purpose, for tests of [`guard`].
 fn panics_on_purpose(method: &str) -> bool {
     static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    LIST.get_or_init(|| std::env::var("WICK_PANIC_IN").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default())
-        .iter()
-        .any(|m| m == method)
+    LIST.get_or_init(|| {
+        std::env::var("WICK_PANIC_IN").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default()
+    })
+    .iter()
+    .any(|m| m == method)
 }
 
 /// One guard for every handler: runs it in a span with its timing, and
@@ -737,17 +758,11 @@ impl LanguageServer for Backend {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
-        guard("textDocument/codeAction", async move {
-            self.code_actions(params).await
-        })
-        .await
+        guard("textDocument/codeAction", async move { self.code_actions(params).await }).await
     }
 
     async fn code_action_resolve(&self, action: CodeAction) -> RpcResult<CodeAction> {
-        guard("codeAction/resolve", async move {
-            self.resolve_code_action(action).await
-        })
-        .await
+        guard("codeAction/resolve", async move { self.resolve_code_action(action).await }).await
     }
 
     async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {
@@ -769,7 +784,11 @@ impl LanguageServer for Backend {
             };
             let new_text = format!("{}{}", s.word, s.text);
             let first = new_text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            let label: String = if first.chars().count() > 80 { first.chars().take(79).chain(['…']).collect() } else { first.to_string() };
+            let label: String = if first.chars().count() > 80 {
+                first.chars().take(79).chain(['…']).collect()
+            } else {
+                first.to_string()
+            };
             let item = CompletionItem {
                 label,
                 kind: Some(CompletionItemKind::TEXT),
@@ -793,4 +812,3 @@ impl LanguageServer for Backend {
         .await
     }
 }
-

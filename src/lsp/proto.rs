@@ -71,6 +71,9 @@ mod tests {
         assert_eq!(from_position(&rope, Position::new(1, 99), enc).ok(), Some(rope.line_to_char(1) + 2));
         // Offsets past the end: clamped to the end.
         assert_eq!(to_position(&rope, 999, enc), Position::new(2, 0));
-        assert_eq!(to_text_edit(&rope, 999, 1000, "z", enc).range, Range::new(Position::new(2, 0), Position::new(2, 0)));
+        assert_eq!(
+            to_text_edit(&rope, 999, 1000, "z", enc).range,
+            Range::new(Position::new(2, 0), Position::new(2, 0))
+        );
     }
 }

@@ -38,41 +38,34 @@ pub struct GgufFile {
 /// tensor's name before any weight is read.
 pub fn supported_dtype(dtype: GgmlDType) -> bool {
     use GgmlDType::*;
-    matches!(
-        dtype,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K
-    )
+    matches!(dtype, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
 }
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, GgufError> {
         let p = || path.to_path_buf();
         let file = File::open(path).map_err(|source| GgufError::Open { path: p(), source })?;
-        let file_len = file
-            .metadata()
-            .map_err(|source| GgufError::Open { path: p(), source })?
-            .len();
+        let file_len = file.metadata().map_err(|source| GgufError::Open { path: p(), source })?.len();
         if file_len < 24 {
             return Err(GgufError::TooShort { path: p(), len: file_len });
         }
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut magic = [0u8; 4];
-        reader
-            .read_exact(&mut magic)
-            .map_err(|source| GgufError::Open { path: p(), source })?;
+        reader.read_exact(&mut magic).map_err(|source| GgufError::Open { path: p(), source })?;
         if &magic != b"GGUF" {
             return Err(GgufError::NotGguf { path: p(), magic });
         }
-        reader
-            .rewind()
-            .map_err(|source| GgufError::Open { path: p(), source })?;
+        reader.rewind().map_err(|source| GgufError::Open { path: p(), source })?;
         // candle's reader bounds every length prefix by the file size; we add
         // the checks on tensor shapes and data ranges below.
         // candle's reader panics on some hostile headers (an alignment of 0
         // divides by zero): a panic there is a bad file, not a crash.
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)));
         let Ok(read) = read else {
-            return Err(GgufError::Header { path: p(), msg: "the header is invalid (the reader gave up on it, e.g. an alignment of 0)".into() });
+            return Err(GgufError::Header {
+                path: p(),
+                msg: "the header is invalid (the reader gave up on it, e.g. an alignment of 0)".into(),
+            });
         };
         let content = read.map_err(|e| {
             let msg = first_line(&e.to_string());
@@ -146,10 +139,9 @@ impl GgufFile {
     }
 
     pub fn meta_u32(&self, key: &str) -> Result<u32, GgufError> {
-        let v = self.metadata(key).ok_or_else(|| GgufError::Invalid {
-            path: self.path.clone(),
-            msg: format!("missing metadata '{key}'"),
-        })?;
+        let v = self
+            .metadata(key)
+            .ok_or_else(|| GgufError::Invalid { path: self.path.clone(), msg: format!("missing metadata '{key}'") })?;
         let n = match v {
             Value::U8(x) => *x as u64,
             Value::U16(x) => *x as u64,
@@ -199,10 +191,11 @@ impl GgufFile {
 
     /// The raw bytes of one tensor, as stored (still quantized).
     pub fn tensor_bytes(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), GgufError> {
-        let info = self.content.tensor_infos.get(name).ok_or_else(|| GgufError::Invalid {
-            path: self.path.clone(),
-            msg: format!("missing tensor '{name}'"),
-        })?;
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| GgufError::Invalid { path: self.path.clone(), msg: format!("missing tensor '{name}'") })?;
         if !supported_dtype(info.ggml_dtype) {
             return Err(GgufError::Quantization {
                 path: self.path.clone(),
@@ -218,10 +211,7 @@ impl GgufFile {
         let mut buf = vec![0u8; bytes];
         let io = |source| GgufError::Open { path: self.path.clone(), source };
         self.reader.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
-        self.reader.read_exact(&mut buf).map_err(|source| GgufError::Open {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.reader.read_exact(&mut buf).map_err(|source| GgufError::Open { path: self.path.clone(), source })?;
         Ok((dtype, dims, buf))
     }
 }

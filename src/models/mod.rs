@@ -79,10 +79,7 @@ pub mod hub {
     use std::path::PathBuf;
 
     pub fn offline() -> bool {
-        matches!(
-            std::env::var("HF_HUB_OFFLINE").as_deref(),
-            Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
-        )
+        matches!(std::env::var("HF_HUB_OFFLINE").as_deref(), Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes"))
     }
 
     /// The hub cache root: $HF_HUB_CACHE, $HF_HOME/hub, or ~/.cache/huggingface/hub.
@@ -178,7 +175,12 @@ pub fn inspect(path: &Path) -> anyhow::Result<()> {
     match tokenizer::Tokenizer::from_gguf(&file.content) {
         Ok(t) => {
             let fam = crate::prompt::Family::detect(|s| t.token_id(s).is_some());
-            writeln!(out, "tokenizer: {} tokens, FIM family: {}", t.vocab_size(), fam.map(|f| f.name()).unwrap_or("none"))?;
+            writeln!(
+                out,
+                "tokenizer: {} tokens, FIM family: {}",
+                t.vocab_size(),
+                fam.map(|f| f.name()).unwrap_or("none")
+            )?;
             writeln!(out, "chat template: {}", if t.chat_template.is_some() { "yes" } else { "no" })?;
         }
         Err(e) => writeln!(out, "tokenizer: {e}")?,

@@ -232,11 +232,8 @@ pub fn write_model(spec: &ModelSpec, path: &Path) -> anyhow::Result<usize> {
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let mut rand = |rows: usize, cols: usize, scale: f32, dtype: GgmlDType| -> anyhow::Result<QTensor> {
         let data: Vec<f32> = (0..rows * cols).map(|_| rng.unit() * scale).collect();
-        let t = if rows == 1 {
-            Tensor::from_vec(data, cols, &dev)?
-        } else {
-            Tensor::from_vec(data, (rows, cols), &dev)?
-        };
+        let t =
+            if rows == 1 { Tensor::from_vec(data, cols, &dev)? } else { Tensor::from_vec(data, (rows, cols), &dev)? };
         Ok(QTensor::quantize(&t, dtype)?)
     };
     let (h, f, kvd) = (spec.hidden, spec.ffn, spec.hidden / spec.n_head * spec.n_kv_head);

@@ -36,10 +36,7 @@ impl Tokenizer {
         // Text that merely looks like a special token is encoded as text.
         inner.set_encode_special_tokens(true);
         let tokens = match content.metadata.get("tokenizer.ggml.tokens") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.to_string().cloned().unwrap_or_default())
-                .collect::<Vec<_>>(),
+            Some(Value::Array(a)) => a.iter().map(|v| v.to_string().cloned().unwrap_or_default()).collect::<Vec<_>>(),
             _ => return Err(TokenizerError::Build("missing tokenizer.ggml.tokens".into())),
         };
         let types: Vec<i64> = match content.metadata.get("tokenizer.ggml.token_type") {
@@ -98,10 +95,7 @@ impl Tokenizer {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let enc = self.inner.encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -111,8 +105,7 @@ impl Tokenizer {
     }
 
     pub fn require(&self, text: &str) -> Result<u32, TokenizerError> {
-        self.token_id(text)
-            .ok_or_else(|| TokenizerError::MissingToken(text.to_string()))
+        self.token_id(text).ok_or_else(|| TokenizerError::MissingToken(text.to_string()))
     }
 
     pub fn is_special(&self, id: u32) -> bool {
@@ -157,10 +150,7 @@ fn value_i64(v: &Value) -> i64 {
 /// GPT-2's byte-to-unicode table, inverted: byte-level BPE vocabularies spell
 /// every byte as a printable character.
 fn byte_decoder() -> HashMap<char, u8> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -170,10 +160,7 @@ fn byte_decoder() -> HashMap<char, u8> {
             n += 1;
         }
     }
-    bs.into_iter()
-        .zip(cs)
-        .map(|(b, c)| (char::from_u32(c).unwrap_or('\u{0}'), b as u8))
-        .collect()
+    bs.into_iter().zip(cs).map(|(b, c)| (char::from_u32(c).unwrap_or('\u{0}'), b as u8)).collect()
 }
 
 /// GPT-2's byte-to-unicode table (for building vocabularies in tests).

@@ -56,7 +56,9 @@ pub fn chat(template: Option<&str>, system: &str, user: &str, answer_prefix: &st
 }
 
 fn chatml_skeleton() -> String {
-    format!("<|im_start|>system\n{SYSTEM_MARK}<|im_end|>\n<|im_start|>user\n{USER_MARK}<|im_end|>\n<|im_start|>assistant\n")
+    format!(
+        "<|im_start|>system\n{SYSTEM_MARK}<|im_end|>\n<|im_start|>user\n{USER_MARK}<|im_end|>\n<|im_start|>assistant\n"
+    )
 }
 
 fn render(template: &str) -> Result<String, ChatError> {
@@ -161,7 +163,10 @@ mod tests {
     fn falls_back_to_chatml() {
         for t in [None, Some("{% broken"), Some("no messages here")] {
             let p = chat(t, "S", "U", "");
-            assert_eq!(flat(&p), "[<|im_start|>]system\nS[<|im_end|>]\n[<|im_start|>]user\nU[<|im_end|>]\n[<|im_start|>]assistant\n");
+            assert_eq!(
+                flat(&p),
+                "[<|im_start|>]system\nS[<|im_end|>]\n[<|im_start|>]user\nU[<|im_end|>]\n[<|im_start|>]assistant\n"
+            );
         }
     }
 

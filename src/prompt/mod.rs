@@ -99,13 +99,8 @@ pub struct FimTokens {
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
-        Family::QwenCoder,
-        Family::StarCoder2,
-        Family::DeepSeekCoder,
-        Family::CodeLlama,
-        Family::CodeGemma,
-    ];
+    pub const ALL: [Family; 5] =
+        [Family::QwenCoder, Family::StarCoder2, Family::DeepSeekCoder, Family::CodeLlama, Family::CodeGemma];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -123,7 +118,16 @@ impl Family {
                 prefix: "<|fim_prefix|>",
                 suffix: "<|fim_suffix|>",
                 middle: "<|fim_middle|>",
-                stops: &["<|endoftext|>", "<|fim_pad|>", "<|im_end|>", "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>"],
+                stops: &[
+                    "<|endoftext|>",
+                    "<|fim_pad|>",
+                    "<|im_end|>",
+                    "<|file_sep|>",
+                    "<|fim_prefix|>",
+                    "<|fim_suffix|>",
+                    "<|fim_middle|>",
+                    "<|repo_name|>",
+                ],
                 repo_name: Some("<|repo_name|>"),
                 file_sep: Some("<|file_sep|>"),
             },

@@ -1,7 +1,7 @@
 use tree_sitter::{Node, Tree};
 
 use super::lang::Lang;
-use super::parse::{ONE_SHOT_PARSE_BUDGET, new_parser, parse_str, parse_str_with};
+use super::parse::{new_parser, parse_str, parse_str_with, ONE_SHOT_PARSE_BUDGET};
 
 /// Pre-order walk of `root` and the nodes under it, entering only
 /// subtrees that hold errors (`has_error`), so it is cheap on mostly-valid
@@ -120,20 +120,12 @@ fn cut_candidates<'a>(completion: &'a str) -> Vec<&'a str> {
 /// a window of ~200 lines around the cursor. When the text cannot be parsed
 /// at all (limits, timeouts) the completion is accepted as-is: no evidence
 /// against it.
-pub fn accept_completion(
-    lang: Lang,
-    prefix: &str,
-    completion: &str,
-    suffix: &str,
-) -> Option<String> {
+pub fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &str) -> Option<String> {
     if completion.trim().is_empty() {
         return None;
     }
     let (prefix, suffix) = if prefix.len() + suffix.len() > WINDOW_THRESHOLD_BYTES {
-        (
-            tail_lines(prefix, WINDOW_LINES_EACH_SIDE),
-            head_lines(suffix, WINDOW_LINES_EACH_SIDE),
-        )
+        (tail_lines(prefix, WINDOW_LINES_EACH_SIDE), head_lines(suffix, WINDOW_LINES_EACH_SIDE))
     } else {
         (prefix, suffix)
     };

@@ -1,7 +1,7 @@
 use tree_sitter::{Node, Tree, TreeCursor};
 
 use super::lang::Lang;
-use super::parse::{Parsed, parse_str};
+use super::parse::{parse_str, Parsed};
 
 // ---------------------------------------------------------------- helpers
 
@@ -84,10 +84,7 @@ fn is_scope_kind(lang: Lang, kind: &str) -> bool {
                 | "internal_module"
                 | "module"
         ),
-        Lang::Go => matches!(
-            kind,
-            "function_declaration" | "method_declaration" | "func_literal" | "type_declaration"
-        ),
+        Lang::Go => matches!(kind, "function_declaration" | "method_declaration" | "func_literal" | "type_declaration"),
         Lang::C | Lang::Cpp => matches!(
             kind,
             "function_definition"
@@ -161,22 +158,17 @@ pub fn enclosing_scopes(lang: Lang, text: &str, byte_offset: usize) -> Vec<(usiz
 // ---------------------------------------------------------------- imports
 
 fn unquote(s: &str) -> String {
-    s.trim()
-        .trim_matches(|c| matches!(c, '"' | '\'' | '`' | '<' | '>'))
-        .to_string()
+    s.trim().trim_matches(|c| matches!(c, '"' | '\'' | '`' | '<' | '>')).to_string()
 }
 
 fn field_text(node: Node, field: &str, text: &str) -> Option<String> {
-    node.child_by_field_name(field)
-        .map(|n| node_text(n, text).to_string())
+    node.child_by_field_name(field).map(|n| node_text(n, text).to_string())
 }
 
 /// Path named by a Rust `use` argument, without the item list / wildcard.
 fn rust_use_path(node: Node, text: &str) -> Option<String> {
     let path = match node.kind() {
-        "scoped_use_list" | "use_as_clause" => {
-            node.child_by_field_name("path").map(|n| node_text(n, text))
-        }
+        "scoped_use_list" | "use_as_clause" => node.child_by_field_name("path").map(|n| node_text(n, text)),
         "use_wildcard" => node.named_child(0).map(|n| node_text(n, text)),
         "use_list" => None,
         _ => Some(node_text(node, text)),
@@ -219,18 +211,14 @@ impl Parsed {
                     add(Some("__future__".into()));
                     false
                 }
-                (
-                    Lang::JavaScript | Lang::TypeScript | Lang::Tsx,
-                    "import_statement" | "export_statement",
-                ) => {
+                (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "import_statement" | "export_statement") => {
                     add(field_text(n, "source", text).map(|s| unquote(&s)));
                     n.kind() == "export_statement"
                 }
                 (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "call_expression") => {
                     let callee = n.child_by_field_name("function");
                     let is_import = callee.is_some_and(|f| {
-                        f.kind() == "import"
-                            || (f.kind() == "identifier" && node_text(f, text) == "require")
+                        f.kind() == "import" || (f.kind() == "identifier" && node_text(f, text) == "require")
                     });
                     let arg = n.child_by_field_name("arguments").and_then(|a| a.named_child(0));
                     if let Some(arg) = arg.filter(|a| is_import && matches!(a.kind(), "string" | "template_string")) {
@@ -239,9 +227,7 @@ impl Parsed {
                     true
                 }
                 (Lang::Rust, "use_declaration") => {
-                    add(n
-                        .child_by_field_name("argument")
-                        .and_then(|a| rust_use_path(a, text)));
+                    add(n.child_by_field_name("argument").and_then(|a| rust_use_path(a, text)));
                     false
                 }
                 (Lang::Rust, "mod_item") => {
@@ -265,9 +251,8 @@ impl Parsed {
                 }
                 (Lang::Java, "import_declaration") => {
                     let mut c = n.walk();
-                    let name = n
-                        .named_children(&mut c)
-                        .find(|c| matches!(c.kind(), "scoped_identifier" | "identifier"));
+                    let name =
+                        n.named_children(&mut c).find(|c| matches!(c.kind(), "scoped_identifier" | "identifier"));
                     add(name.map(|c| node_text(c, text).to_string()));
                     false
                 }
@@ -326,23 +311,16 @@ fn classify(lang: Lang, node: Node, text: &str) -> Option<DefClass> {
             _ => return None,
         },
         Lang::JavaScript | Lang::TypeScript | Lang::Tsx => match k {
-            "function_declaration" | "generator_function_declaration" | "function_signature" => {
-                Leaf("function")
-            }
-            "method_definition" | "method_signature" | "abstract_method_signature" => {
-                Leaf("method")
-            }
+            "function_declaration" | "generator_function_declaration" | "function_signature" => Leaf("function"),
+            "method_definition" | "method_signature" | "abstract_method_signature" => Leaf("method"),
             "class_declaration" | "abstract_class_declaration" => Container("class"),
             "interface_declaration" => Leaf("interface"),
             "type_alias_declaration" => Leaf("type"),
             "enum_declaration" => Leaf("enum"),
             "variable_declarator"
-                if node.child_by_field_name("value").is_some_and(|v| {
-                    matches!(
-                        v.kind(),
-                        "arrow_function" | "function_expression" | "function"
-                    )
-                }) =>
+                if node
+                    .child_by_field_name("value")
+                    .is_some_and(|v| matches!(v.kind(), "arrow_function" | "function_expression" | "function")) =>
             {
                 Leaf("function")
             }
@@ -351,27 +329,22 @@ fn classify(lang: Lang, node: Node, text: &str) -> Option<DefClass> {
         Lang::Go => match k {
             "function_declaration" => Leaf("function"),
             "method_declaration" => Leaf("method"),
-            "type_spec" | "type_alias" => {
-                match node.child_by_field_name("type").map(|t| t.kind()) {
-                    Some("struct_type") => Leaf("struct"),
-                    Some("interface_type") => Leaf("interface"),
-                    _ => Leaf("type"),
-                }
-            }
+            "type_spec" | "type_alias" => match node.child_by_field_name("type").map(|t| t.kind()) {
+                Some("struct_type") => Leaf("struct"),
+                Some("interface_type") => Leaf("interface"),
+                _ => Leaf("type"),
+            },
             _ => return None,
         },
         Lang::C | Lang::Cpp => match k {
             "function_definition" => Leaf("function"),
             "declaration" | "field_declaration"
-                if node
-                    .child_by_field_name("declarator")
-                    .is_some_and(|d| d.kind() == "function_declarator") =>
+                if node.child_by_field_name("declarator").is_some_and(|d| d.kind() == "function_declarator") =>
             {
                 Leaf("function")
             }
             "struct_specifier" | "union_specifier" | "enum_specifier" | "class_specifier"
-                if node.child_by_field_name("body").is_some()
-                    && node.child_by_field_name("name").is_some() =>
+                if node.child_by_field_name("body").is_some() && node.child_by_field_name("name").is_some() =>
             {
                 match k {
                     "class_specifier" => Container("class"),
@@ -407,11 +380,7 @@ fn c_declarator_name<'a>(mut node: Node, text: &'a str) -> Option<&'a str> {
             | "destructor_name"
             | "operator_name"
             | "primitive_type" => return Some(node_text(node, text)),
-            _ => {
-                node = node
-                    .child_by_field_name("declarator")
-                    .or_else(|| node.named_child(0))?
-            }
+            _ => node = node.child_by_field_name("declarator").or_else(|| node.named_child(0))?,
         }
     }
     None
@@ -420,30 +389,22 @@ fn c_declarator_name<'a>(mut node: Node, text: &'a str) -> Option<&'a str> {
 fn def_name(lang: Lang, node: Node, text: &str) -> Option<String> {
     let name = match (lang, node.kind()) {
         (Lang::Rust, "impl_item") => {
-            let ty = node
-                .child_by_field_name("type")
-                .map(|t| node_text(t, text))?;
+            let ty = node.child_by_field_name("type").map(|t| node_text(t, text))?;
             return Some(match node.child_by_field_name("trait") {
                 Some(tr) => format!("{} for {}", node_text(tr, text), ty),
                 None => ty.to_string(),
             });
         }
-        (
-            Lang::C | Lang::Cpp,
-            "function_definition" | "declaration" | "field_declaration" | "type_definition",
-        ) => c_declarator_name(node.child_by_field_name("declarator")?, text)?,
+        (Lang::C | Lang::Cpp, "function_definition" | "declaration" | "field_declaration" | "type_definition") => {
+            c_declarator_name(node.child_by_field_name("declarator")?, text)?
+        }
         _ => node_text(node.child_by_field_name("name")?, text),
     };
     (!name.is_empty()).then(|| name.to_string())
 }
 
 fn truncate_lines(s: &str, max: usize) -> String {
-    s.lines()
-        .take(max)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim_end()
-        .to_string()
+    s.lines().take(max).collect::<Vec<_>>().join("\n").trim_end().to_string()
 }
 
 /// Text of `node` with the bodies of nested function-like definitions
@@ -474,11 +435,7 @@ fn elide_bodies(lang: Lang, node: Node, text: &str) -> String {
             }
         }
     }
-    let placeholder = if lang.indent_blocks() {
-        "..."
-    } else {
-        "{ ... }"
-    };
+    let placeholder = if lang.indent_blocks() { "..." } else { "{ ... }" };
     let mut out = String::new();
     let mut pos = node.start_byte();
     for (s, e) in cuts {
@@ -496,20 +453,14 @@ fn signature(lang: Lang, node: Node, class: &DefClass, text: &str) -> String {
         // "body" is its field list, which is exactly what we want to show.
         DefClass::Leaf(kind) => match node.child_by_field_name("body") {
             Some(body)
-                if matches!(*kind, "function" | "method" | "constructor")
-                    && body.start_byte() > node.start_byte() =>
+                if matches!(*kind, "function" | "method" | "constructor") && body.start_byte() > node.start_byte() =>
             {
                 let head = text.get(node.start_byte()..body.start_byte()).unwrap_or("");
-                truncate_lines(
-                    head.trim_end().trim_end_matches(['=', '>', ' ']).trim_end(),
-                    SIGNATURE_MAX_LINES,
-                )
+                truncate_lines(head.trim_end().trim_end_matches(['=', '>', ' ']).trim_end(), SIGNATURE_MAX_LINES)
             }
             _ => truncate_lines(node_text(node, text), SIGNATURE_MAX_LINES),
         },
-        DefClass::Container(_) => {
-            truncate_lines(&elide_bodies(lang, node, text), SIGNATURE_MAX_LINES)
-        }
+        DefClass::Container(_) => truncate_lines(&elide_bodies(lang, node, text), SIGNATURE_MAX_LINES),
     }
 }
 
@@ -543,9 +494,7 @@ impl Parsed {
                         | "func_literal"
                         | "lambda_expression"
                         | "closure_expression"
-                ) || n.parent().is_some_and(|p| {
-                    matches!(classify(lang, p, text), Some(DefClass::Container(_)))
-                })
+                ) || n.parent().is_some_and(|p| matches!(classify(lang, p, text), Some(DefClass::Container(_))))
             }
         });
         out
@@ -560,12 +509,7 @@ pub fn definitions(lang: Lang, text: &str) -> Vec<Definition> {
 // ---------------------------------------------------------------- identifiers
 
 impl Parsed {
-    pub fn identifiers_near(
-        &self,
-        text: &str,
-        byte_offset: usize,
-        window_bytes: usize,
-    ) -> Vec<String> {
+    pub fn identifiers_near(&self, text: &str, byte_offset: usize, window_bytes: usize) -> Vec<String> {
         let offset = byte_offset.min(text.len());
         let lo = offset.saturating_sub(window_bytes);
         let hi = offset.saturating_add(window_bytes).min(text.len());
@@ -577,11 +521,7 @@ impl Parsed {
             if n.child_count() == 0 && n.is_named() && n.kind().ends_with("identifier") {
                 let (s, e) = (n.start_byte(), n.end_byte());
                 if s >= lo && e <= hi {
-                    let dist = if e <= offset {
-                        offset - e
-                    } else {
-                        s.saturating_sub(offset)
-                    };
+                    let dist = if e <= offset { offset - e } else { s.saturating_sub(offset) };
                     found.push((dist, s, node_text(n, text)));
                 }
             }
@@ -600,15 +540,8 @@ impl Parsed {
 
 /// Distinct identifiers within `window_bytes` on either side of the offset,
 /// nearest first (ties: earlier in the file first).
-pub fn identifiers_near(
-    lang: Lang,
-    text: &str,
-    byte_offset: usize,
-    window_bytes: usize,
-) -> Vec<String> {
-    Parsed::parse(lang, text).map_or_else(Vec::new, |p| {
-        p.identifiers_near(text, byte_offset, window_bytes)
-    })
+pub fn identifiers_near(lang: Lang, text: &str, byte_offset: usize, window_bytes: usize) -> Vec<String> {
+    Parsed::parse(lang, text).map_or_else(Vec::new, |p| p.identifiers_near(text, byte_offset, window_bytes))
 }
 
 // ---------------------------------------------------------------- cursor context
@@ -712,12 +645,7 @@ impl Parsed {
     }
 }
 
-fn cursor_context_impl(
-    lang: Lang,
-    parsed: Option<&Parsed>,
-    text: &str,
-    byte_offset: usize,
-) -> CursorContext {
+fn cursor_context_impl(lang: Lang, parsed: Option<&Parsed>, text: &str, byte_offset: usize) -> CursorContext {
     let offset = floor_boundary(text, byte_offset);
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
@@ -729,20 +657,12 @@ fn cursor_context_impl(
 
     let block_just_opened = blank_line && {
         let prev = text[..line_start].trim_end();
-        let opener = if lang.indent_blocks() {
-            prev.ends_with(':')
-        } else {
-            prev.ends_with('{')
-        };
+        let opener = if lang.indent_blocks() { prev.ends_with(':') } else { prev.ends_with('{') };
         opener
             || parsed.is_some_and(|p| {
                 nodes_at(&p.tree, offset).into_iter().any(|start| {
                     ancestors(start)
-                        .find(|n| {
-                            is_block_kind(n.kind())
-                                && n.start_byte() < offset
-                                && offset < n.end_byte()
-                        })
+                        .find(|n| is_block_kind(n.kind()) && n.start_byte() < offset && offset < n.end_byte())
                         .is_some_and(|b| {
                             let mut c = b.walk();
                             let only_comments = b.named_children(&mut c).all(|ch| ch.kind().contains("comment"));
@@ -754,40 +674,18 @@ fn cursor_context_impl(
 
     let last = before.trim_end().chars().last();
     let dangling_operator = last.is_some_and(|c| {
-        matches!(
-            c,
-            '(' | '['
-                | ','
-                | '.'
-                | '='
-                | '+'
-                | '-'
-                | '*'
-                | '/'
-                | '%'
-                | '&'
-                | '|'
-                | '<'
-                | '>'
-                | '!'
-                | '?'
-        ) || (c == ':' && !lang.indent_blocks())
+        matches!(c, '(' | '[' | ',' | '.' | '=' | '+' | '-' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '!' | '?')
+            || (c == ':' && !lang.indent_blocks())
     }) && !before.trim_end().ends_with("->")
         && !before.trim_end().ends_with("=>");
     let inside_brackets = parsed.is_some_and(|p| {
         nodes_at(&p.tree, offset).into_iter().any(|start| {
-            ancestors(start).any(|n| {
-                is_bracket_kind(n.kind()) && n.start_byte() < offset && offset < n.end_byte()
-            })
+            ancestors(start).any(|n| is_bracket_kind(n.kind()) && n.start_byte() < offset && offset < n.end_byte())
         })
     });
     let mid_expression = !after.trim().is_empty() || dangling_operator || inside_brackets;
 
-    CursorContext {
-        kind,
-        block_just_opened,
-        mid_expression,
-    }
+    CursorContext { kind, block_just_opened, mid_expression }
 }
 
 /// Classifies the cursor position: inside a comment/string or code, whether

@@ -3,8 +3,8 @@
 
 use tree_sitter::Node;
 
-use super::lang::Lang;
 use super::checks::{error_places, walk_errors};
+use super::lang::Lang;
 use super::parse::Parsed;
 
 /// One syntax error: a byte range of the text and a short message.
@@ -34,7 +34,10 @@ fn node_text<'a>(n: &Node, text: &'a str) -> &'a str {
 /// The message for a MISSING node: what the parser expected there.
 fn missing_message(n: &Node) -> String {
     let kind = n.kind();
-    if kind.chars().any(|c| c.is_alphanumeric()) && kind.chars().all(|c| c.is_alphanumeric() || c == '_') && n.is_named() {
+    if kind.chars().any(|c| c.is_alphanumeric())
+        && kind.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && n.is_named()
+    {
         format!("expected {}", kind.replace('_', " "))
     } else {
         format!("expected '{kind}'")
@@ -106,21 +109,13 @@ fn error_diagnostic(n: Node, text: &str) -> SyntaxError {
             if let Some(i) = stack.iter().rposition(|(_, c)| *c == k) {
                 stack.truncate(i);
             } else {
-                return SyntaxError {
-                    start: t.start_byte(),
-                    end: t.end_byte(),
-                    message: format!("unmatched '{k}'"),
-                };
+                return SyntaxError { start: t.start_byte(), end: t.end_byte(), message: format!("unmatched '{k}'") };
             }
         }
     }
     // Only when every token was seen: a cut-off list ends inside some call.
     if let Some((t, _)) = stack.first().filter(|_| toks.len() < ERROR_LEAVES) {
-        return SyntaxError {
-            start: t.start_byte(),
-            end: t.end_byte(),
-            message: format!("unclosed '{}'", t.kind()),
-        };
+        return SyntaxError { start: t.start_byte(), end: t.end_byte(), message: format!("unclosed '{}'", t.kind()) };
     }
     // The first token the parser could not place: in the innermost first
     // nested ERROR (outer ones often wrap valid code), a direct child that
@@ -221,25 +216,71 @@ fn edit_message(e: Edit, text: &str) -> SyntaxError {
 fn keywords(lang: Lang) -> &'static [&'static str] {
     match lang {
         Lang::Python => &[
-            "def", "return", "for", "while", "if", "elif", "else", "import", "from", "class", "with", "try", "except", "finally",
-            "lambda", "yield", "raise", "pass", "break", "continue", "async", "await", "not", "and", "global",
+            "def", "return", "for", "while", "if", "elif", "else", "import", "from", "class", "with", "try", "except",
+            "finally", "lambda", "yield", "raise", "pass", "break", "continue", "async", "await", "not", "and",
+            "global",
         ],
         Lang::Rust => &[
-            "fn", "let", "mut", "for", "while", "loop", "if", "else", "match", "return", "struct", "enum", "impl", "trait", "pub",
-            "use", "mod", "const", "static", "where", "break", "continue", "async", "await", "move", "unsafe",
+            "fn", "let", "mut", "for", "while", "loop", "if", "else", "match", "return", "struct", "enum", "impl",
+            "trait", "pub", "use", "mod", "const", "static", "where", "break", "continue", "async", "await", "move",
+            "unsafe",
         ],
         Lang::Go => &[
-            "func", "return", "for", "range", "if", "else", "switch", "case", "var", "const", "type", "struct", "interface",
-            "package", "import", "defer", "select", "break", "continue", "default",
+            "func",
+            "return",
+            "for",
+            "range",
+            "if",
+            "else",
+            "switch",
+            "case",
+            "var",
+            "const",
+            "type",
+            "struct",
+            "interface",
+            "package",
+            "import",
+            "defer",
+            "select",
+            "break",
+            "continue",
+            "default",
         ],
         Lang::JavaScript | Lang::TypeScript | Lang::Tsx => &[
-            "function", "return", "const", "let", "var", "for", "while", "if", "else", "switch", "case", "break", "continue",
-            "class", "import", "export", "from", "new", "typeof", "async", "await", "yield", "throw", "try", "catch", "finally",
-            "interface", "extends",
+            "function",
+            "return",
+            "const",
+            "let",
+            "var",
+            "for",
+            "while",
+            "if",
+            "else",
+            "switch",
+            "case",
+            "break",
+            "continue",
+            "class",
+            "import",
+            "export",
+            "from",
+            "new",
+            "typeof",
+            "async",
+            "await",
+            "yield",
+            "throw",
+            "try",
+            "catch",
+            "finally",
+            "interface",
+            "extends",
         ],
         _ => &[
             "return", "for", "while", "if", "else", "switch", "case", "break", "continue", "struct", "class", "public",
-            "private", "static", "void", "new", "const", "typedef", "sizeof", "import", "package", "throw", "try", "catch",
+            "private", "static", "void", "new", "const", "typedef", "sizeof", "import", "package", "throw", "try",
+            "catch",
         ],
     }
 }
@@ -305,7 +346,9 @@ fn repair(lang: Lang, n: Node, text: &str, places: &[(usize, usize)]) -> Option<
     let mut best: Option<(Vec<usize>, Edit)> = None;
     let mut try_edit = |e: Edit, best: &mut Option<(Vec<usize>, Edit)>| {
         let t = e.apply(text);
-        let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else { return };
+        let Some(tree) = super::parse::parse_str_with(&mut parser, &t, super::parse::ONE_SHOT_PARSE_BUDGET) else {
+            return;
+        };
         // Every error of this node gone, and nothing new.
         if let Some(rows) = repaired_errors(&tree, &others) {
             if best.as_ref().is_none_or(|b| rows.len() < b.0.len()) {
@@ -319,7 +362,10 @@ fn repair(lang: Lang, n: Node, text: &str, places: &[(usize, usize)]) -> Option<
     }
     // A misspelled keyword on the error's first lines (from the first line's
     // start: the parser often accepts the word itself and stumbles after it).
-    let first_line = (line_start(text, n.start_byte()), text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i));
+    let first_line = (
+        line_start(text, n.start_byte()),
+        text[n.start_byte()..].find('\n').map_or(text.len(), |i| n.start_byte() + i),
+    );
     let mut lines_end = first_line.1;
     for _ in 1..REPAIR_LINES {
         if lines_end >= n.end_byte() || lines_end >= text.len() {
@@ -645,7 +691,14 @@ pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: u
 }
 
 /// [`fix_region`] with the repairs of an [`Analysis`] of the same text.
-pub fn fix_region_with(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize, a: &Analysis) -> Option<(usize, usize)> {
+pub fn fix_region_with(
+    p: &Parsed,
+    text: &str,
+    start: usize,
+    end: usize,
+    max_bytes: usize,
+    a: &Analysis,
+) -> Option<(usize, usize)> {
     fix_region_in(p, text, start, end, max_bytes, &a.repairs)
 }
 
@@ -673,7 +726,9 @@ fn fix_region_in(
     // A top-level ERROR that swallowed many lines says little about where
     // the mistake is: the diagnostic's lines are a better guess.
     let sprawling = |n: &Node| {
-        n.is_error() && n.parent().is_some_and(|p| p.parent().is_none()) && n.end_position().row - n.start_position().row > SPRAWL_LINES
+        n.is_error()
+            && n.parent().is_some_and(|p| p.parent().is_none())
+            && n.end_position().row - n.start_position().row > SPRAWL_LINES
     };
     for n in nodes {
         if sprawling(&n) {
@@ -729,7 +784,10 @@ const FUNCTION_KINDS: &[&str] = &[
 fn is_placeholder(body: &str) -> bool {
     let b: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let b = b.trim_end_matches(';');
-    if matches!(b, "" | "pass" | "..." | "todo!()" | "unimplemented!()") || b.starts_with("todo!(\"") || b.starts_with("unimplemented!(\"") {
+    if matches!(b, "" | "pass" | "..." | "todo!()" | "unimplemented!()")
+        || b.starts_with("todo!(\"")
+        || b.starts_with("unimplemented!(\"")
+    {
         return true;
     }
     let l = b.to_ascii_lowercase();

@@ -19,14 +19,15 @@ mod tests;
 
 pub use checks::{accept_completion, error_count};
 pub use context::{
-    CursorContext, CursorKind, Definition, cursor_context, definitions, enclosing_scope,
-    enclosing_scopes, identifiers_near, imports,
+    cursor_context, definitions, enclosing_scope, enclosing_scopes, identifiers_near, imports, CursorContext,
+    CursorKind, Definition,
 };
 pub use diagnose::{
-    ANALYSIS_MAX_ERRORS, Analysis, EmptyBody, KnownEdit, SyntaxError, empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region,
+    empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region, Analysis, EmptyBody, KnownEdit,
+    SyntaxError, ANALYSIS_MAX_ERRORS,
 };
 pub use lang::Lang;
 pub use parse::{
-    MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET, ParseJob, Parsed, SyntaxTree, TREE_PARSE_BUDGET,
-    edit_for_change,
+    edit_for_change, ParseJob, Parsed, SyntaxTree, MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET,
+    TREE_PARSE_BUDGET,
 };

@@ -76,12 +76,7 @@ fn parse_bounded<T: AsRef<[u8]>>(
     tree
 }
 
-fn parse_rope(
-    parser: &mut Parser,
-    rope: &Rope,
-    old: Option<&Tree>,
-    budget: Duration,
-) -> Option<Tree> {
+fn parse_rope(parser: &mut Parser, rope: &Rope, old: Option<&Tree>, budget: Duration) -> Option<Tree> {
     let len = rope.len_bytes();
     let mut read = |byte: usize, _: Point| -> &[u8] {
         if byte >= len {
@@ -123,10 +118,7 @@ pub struct Parsed {
 
 impl Parsed {
     pub fn parse(lang: Lang, text: &str) -> Option<Parsed> {
-        Some(Parsed {
-            lang,
-            tree: parse_str(lang, text)?,
-        })
+        Some(Parsed { lang, tree: parse_str(lang, text)? })
     }
 }
 
@@ -151,10 +143,7 @@ fn point_at(rope: &Rope, byte: usize) -> Point {
         }
         pos += chunk.len();
     }
-    Point {
-        row,
-        column: byte - line_start,
-    }
+    Point { row, column: byte - line_start }
 }
 
 /// Point reached after inserting `text` at `start`.
@@ -173,12 +162,7 @@ fn advance_point(start: Point, text: impl Iterator<Item = u8>) -> Point {
 
 /// Builds the tree-sitter edit for replacing chars `char_start..char_end` of
 /// `rope_before` with `new_text`. Out-of-range char indices are clamped.
-pub fn edit_for_change(
-    rope_before: &Rope,
-    char_start: usize,
-    char_end: usize,
-    new_text: &str,
-) -> InputEdit {
+pub fn edit_for_change(rope_before: &Rope, char_start: usize, char_end: usize, new_text: &str) -> InputEdit {
     let n = rope_before.len_chars();
     let char_start = char_start.min(n);
     let char_end = char_end.clamp(char_start, n);
@@ -217,13 +201,7 @@ pub struct SyntaxTree {
 
 impl SyntaxTree {
     pub fn new(lang: Lang, text: &Rope) -> Self {
-        let mut st = SyntaxTree {
-            lang,
-            parser: new_parser(lang),
-            tree: None,
-            fresh: false,
-            failed: false,
-        };
+        let mut st = SyntaxTree { lang, parser: new_parser(lang), tree: None, fresh: false, failed: false };
         st.reparse(text);
         st
     }
@@ -264,15 +242,16 @@ impl SyntaxTree {
     /// The tree for the current text, if parsing succeeded and no edit is
     /// pending a reparse.
     pub fn tree(&self) -> Option<&Tree> {
-        if self.fresh { self.tree.as_ref() } else { None }
+        if self.fresh {
+            self.tree.as_ref()
+        } else {
+            None
+        }
     }
 
     /// Cheap (reference-counted) copy of the current tree for queries.
     pub fn snapshot(&self) -> Option<Parsed> {
-        Some(Parsed {
-            lang: self.lang,
-            tree: self.tree()?.clone(),
-        })
+        Some(Parsed { lang: self.lang, tree: self.tree()?.clone() })
     }
 
     /// Records one edit without reparsing. Several edits (e.g. the content
@@ -303,12 +282,7 @@ impl SyntaxTree {
         new_text: &str,
         rope_after: &Rope,
     ) {
-        self.edit(&edit_for_change(
-            rope_before,
-            char_start,
-            char_end,
-            new_text,
-        ));
+        self.edit(&edit_for_change(rope_before, char_start, char_end, new_text));
         self.reparse(rope_after);
     }
 

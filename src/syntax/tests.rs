@@ -9,11 +9,7 @@ fn fixture(src: &str) -> (String, usize) {
 }
 
 fn full_sexp(lang: Lang, rope: &Rope) -> String {
-    SyntaxTree::new(lang, rope)
-        .tree()
-        .expect("parse")
-        .root_node()
-        .to_sexp()
+    SyntaxTree::new(lang, rope).tree().expect("parse").root_node().to_sexp()
 }
 
 // ---------------------------------------------------------------- registry
@@ -21,10 +17,7 @@ fn full_sexp(lang: Lang, rope: &Rope) -> String {
 #[test]
 fn language_registry() {
     assert_eq!(Lang::from_language_id("typescriptreact"), Some(Lang::Tsx));
-    assert_eq!(
-        Lang::from_language_id("javascriptreact"),
-        Some(Lang::JavaScript)
-    );
+    assert_eq!(Lang::from_language_id("javascriptreact"), Some(Lang::JavaScript));
     assert_eq!(Lang::from_language_id("py"), Some(Lang::Python));
     assert_eq!(Lang::from_language_id("cobol"), None);
     assert_eq!(Lang::from_path("/a/b.pyi"), Some(Lang::Python));
@@ -34,10 +27,7 @@ fn language_registry() {
     assert_eq!(Lang::from_path("Makefile"), None);
     assert_eq!(Lang::from_path("dir.rs/Makefile"), None);
     for lang in Lang::ALL {
-        assert!(
-            SyntaxTree::new(lang, &Rope::from_str("x")).tree().is_some(),
-            "{lang:?}"
-        );
+        assert!(SyntaxTree::new(lang, &Rope::from_str("x")).tree().is_some(), "{lang:?}");
     }
 }
 
@@ -96,16 +86,8 @@ fn random_edits(lang: Lang, sample: &str, seed: u64) {
         for _ in 0..20 {
             let len = rope.len_chars();
             let start = rng.below(len + 1);
-            let del = if rng.below(3) == 0 {
-                0
-            } else {
-                rng.below(6).min(len - start)
-            };
-            let ins = if rng.below(4) == 0 {
-                ""
-            } else {
-                SNIPPETS[rng.below(SNIPPETS.len())]
-            };
+            let del = if rng.below(3) == 0 { 0 } else { rng.below(6).min(len - start) };
+            let ins = if rng.below(4) == 0 { "" } else { SNIPPETS[rng.below(SNIPPETS.len())] };
             let before = rope.clone();
             rope.remove(start..start + del);
             rope.insert(start, ins);
@@ -115,10 +97,7 @@ fn random_edits(lang: Lang, sample: &str, seed: u64) {
         assert_eq!(inc, full_sexp(lang, &rope), "text: {:?}", rope.to_string());
         // Positions must match too, not just shape (byte columns, '\n' rows).
         let (a, b) = (st.tree().unwrap().root_node(), SyntaxTree::new(lang, &rope));
-        assert_eq!(
-            a.end_position(),
-            b.tree().unwrap().root_node().end_position()
-        );
+        assert_eq!(a.end_position(), b.tree().unwrap().root_node().end_position());
     }
 }
 
@@ -155,10 +134,7 @@ fn batched_edits_then_one_reparse() {
     }
     assert!(st.tree().is_none(), "stale tree must not be exposed");
     st.reparse(&rope);
-    assert_eq!(
-        st.tree().unwrap().root_node().to_sexp(),
-        full_sexp(Lang::Python, &rope)
-    );
+    assert_eq!(st.tree().unwrap().root_node().to_sexp(), full_sexp(Lang::Python, &rope));
 }
 
 // ---------------------------------------------------------------- checks
@@ -173,35 +149,20 @@ fn error_counts() {
 
 #[test]
 fn accept_good_completion_unchanged() {
-    let got = accept_completion(
-        Lang::Python,
-        "def f(x):\n    return ",
-        "x + 1",
-        "\n\nprint(f(2))\n",
-    );
+    let got = accept_completion(Lang::Python, "def f(x):\n    return ", "x + 1", "\n\nprint(f(2))\n");
     assert_eq!(got.as_deref(), Some("x + 1"));
 }
 
 #[test]
 fn accept_cuts_at_line_end() {
     // The second line opens a call that never closes.
-    let got = accept_completion(
-        Lang::Rust,
-        "fn main() {\n    let a = ",
-        "1;\n    let b = foo(",
-        "\n}\n",
-    );
+    let got = accept_completion(Lang::Rust, "fn main() {\n    let a = ", "1;\n    let b = foo(", "\n}\n");
     assert_eq!(got.as_deref(), Some("1;"));
 }
 
 #[test]
 fn accept_cuts_single_line_at_token_boundary() {
-    let got = accept_completion(
-        Lang::Rust,
-        "fn main() {\n    ",
-        "let a = f(1); let b = g(",
-        "\n}\n",
-    );
+    let got = accept_completion(Lang::Rust, "fn main() {\n    ", "let a = f(1); let b = g(", "\n}\n");
     assert_eq!(got.as_deref(), Some("let a = f(1);"));
     // Judged relative to prefix+suffix: a hole that is already an error
     // there may stay an error (spec: "no more errors than without it").
@@ -211,24 +172,13 @@ fn accept_cuts_single_line_at_token_boundary() {
 
 #[test]
 fn accept_rejects_hopeless() {
-    assert_eq!(
-        accept_completion(Lang::Rust, "fn main() {\n    ", "))))", "\n}\n"),
-        None
-    );
-    assert_eq!(
-        accept_completion(Lang::Rust, "fn main() {", "   ", "}"),
-        None
-    );
+    assert_eq!(accept_completion(Lang::Rust, "fn main() {\n    ", "))))", "\n}\n"), None);
+    assert_eq!(accept_completion(Lang::Rust, "fn main() {", "   ", "}"), None);
 }
 
 #[test]
 fn accept_tolerates_preexisting_errors() {
-    let got = accept_completion(
-        Lang::Python,
-        "def broken(:\n    pass\n\ndef ok():\n    return ",
-        "42",
-        "\n",
-    );
+    let got = accept_completion(Lang::Python, "def broken(:\n    pass\n\ndef ok():\n    return ", "42", "\n");
     assert_eq!(got.as_deref(), Some("42"));
 }
 
@@ -257,33 +207,13 @@ fn scopes_python() {
 #[test]
 fn scopes_brace_languages() {
     let cases = [
-        (
-            Lang::Rust,
-            "impl S {\n    fn m(&self) {\n        $0\n    }\n}\n",
-            "fn m",
-        ),
-        (
-            Lang::JavaScript,
-            "class A {\n  m() {\n    const f = () => { $0 };\n  }\n}\n",
-            "() =>",
-        ),
-        (
-            Lang::TypeScript,
-            "function f(a: number) {\n  return a$0;\n}\n",
-            "function f",
-        ),
-        (
-            Lang::Go,
-            "package p\nfunc (s *S) M() {\n\t$0\n}\n",
-            "func (s *S)",
-        ),
+        (Lang::Rust, "impl S {\n    fn m(&self) {\n        $0\n    }\n}\n", "fn m"),
+        (Lang::JavaScript, "class A {\n  m() {\n    const f = () => { $0 };\n  }\n}\n", "() =>"),
+        (Lang::TypeScript, "function f(a: number) {\n  return a$0;\n}\n", "function f"),
+        (Lang::Go, "package p\nfunc (s *S) M() {\n\t$0\n}\n", "func (s *S)"),
         (Lang::C, "int main(void) {\n  return 0;$0\n}\n", "int main"),
         (Lang::Cpp, "class A {\n  int x;$0\n};\n", "class A"),
-        (
-            Lang::Java,
-            "class A {\n  void m() {\n    $0\n  }\n}\n",
-            "void m",
-        ),
+        (Lang::Java, "class A {\n  void m() {\n    $0\n  }\n}\n", "void m"),
     ];
     for (lang, src, head) in cases {
         let (t, o) = fixture(src);
@@ -300,41 +230,21 @@ fn scopes_brace_languages() {
 #[test]
 fn imports_per_language() {
     let cases: &[(Lang, &str, &[&str])] = &[
-        (
-            Lang::Python,
-            "import os, a.b as ab\nfrom x.y import z\nfrom . import w\n",
-            &["os", "a.b", "x.y", "."],
-        ),
+        (Lang::Python, "import os, a.b as ab\nfrom x.y import z\nfrom . import w\n", &["os", "a.b", "x.y", "."]),
         (
             Lang::JavaScript,
             "import a from \"./x\";\nexport * from './y';\nconst b = require(\"./z\");\nimport('./d');\n",
             &["./x", "./y", "./z", "./d"],
         ),
-        (
-            Lang::Tsx,
-            "import { A } from './a';\nexport const C = () => <A/>;\n",
-            &["./a"],
-        ),
+        (Lang::Tsx, "import { A } from './a';\nexport const C = () => <A/>;\n", &["./a"]),
         (
             Lang::Rust,
             "use crate::a::b;\nuse std::{fmt, io};\nuse foo::*;\nmod x;\nmod inline { }\n",
             &["a::b", "std", "foo", "x"],
         ),
-        (
-            Lang::Go,
-            "package p\nimport (\n\t\"fmt\"\n\tm \"a/b\"\n)\n",
-            &["fmt", "a/b"],
-        ),
-        (
-            Lang::C,
-            "#include \"x.h\"\n#include <stdio.h>\n",
-            &["x.h", "stdio.h"],
-        ),
-        (
-            Lang::Java,
-            "package p;\nimport a.b.C;\nimport static a.D.e;\nimport x.y.*;\n",
-            &["a.b.C", "a.D.e", "x.y"],
-        ),
+        (Lang::Go, "package p\nimport (\n\t\"fmt\"\n\tm \"a/b\"\n)\n", &["fmt", "a/b"]),
+        (Lang::C, "#include \"x.h\"\n#include <stdio.h>\n", &["x.h", "stdio.h"]),
+        (Lang::Java, "package p;\nimport a.b.C;\nimport static a.D.e;\nimport x.y.*;\n", &["a.b.C", "a.D.e", "x.y"]),
     ];
     for (lang, src, want) in cases {
         assert_eq!(imports(*lang, src), *want, "{lang:?}");
@@ -351,22 +261,11 @@ fn names(defs: &[Definition]) -> Vec<(&str, &str)> {
 fn definitions_python() {
     let src = "class A(B):\n    x: int = 0\n    def m(self, y) -> int:\n        def inner(): pass\n        return y\n\n@dec\ndef f(a,\n      b):\n    return a\n";
     let defs = definitions(Lang::Python, src);
-    assert_eq!(
-        names(&defs),
-        vec![("A", "class"), ("m", "function"), ("f", "function")]
-    );
+    assert_eq!(names(&defs), vec![("A", "class"), ("m", "function"), ("f", "function")]);
     assert_eq!(defs[1].signature, "def m(self, y) -> int:");
     assert_eq!(defs[2].signature, "def f(a,\n      b):");
-    assert!(
-        defs[0]
-            .signature
-            .starts_with("class A(B):\n    x: int = 0\n    def m(self, y) -> int:")
-    );
-    assert!(
-        !defs[0].signature.contains("inner"),
-        "{}",
-        defs[0].signature
-    );
+    assert!(defs[0].signature.starts_with("class A(B):\n    x: int = 0\n    def m(self, y) -> int:"));
+    assert!(!defs[0].signature.contains("inner"), "{}", defs[0].signature);
 }
 
 #[test]
@@ -388,10 +287,7 @@ fn definitions_rust() {
     );
     assert_eq!(defs[0].signature, "pub struct P {\n    x: i32,\n}");
     assert_eq!(defs[7].signature, "fn free(a: u8) -> u8");
-    assert_eq!(
-        defs[4].signature,
-        "impl T for P {\n    fn t(&self) { ... }\n}"
-    );
+    assert_eq!(defs[4].signature, "impl T for P {\n    fn t(&self) { ... }\n}");
 }
 
 #[test]
@@ -408,45 +304,23 @@ fn definitions_other_languages() {
             ("f", "function")
         ]
     );
-    let go = "package p\ntype S struct { A int }\ntype I interface { M() }\nfunc (s S) M() {}\nfunc F() int { return 1 }\n";
+    let go =
+        "package p\ntype S struct { A int }\ntype I interface { M() }\nfunc (s S) M() {}\nfunc F() int { return 1 }\n";
     assert_eq!(
         names(&definitions(Lang::Go, go)),
-        vec![
-            ("S", "struct"),
-            ("I", "interface"),
-            ("M", "method"),
-            ("F", "function")
-        ]
+        vec![("S", "struct"), ("I", "interface"), ("M", "method"), ("F", "function")]
     );
     let c = "struct pt { int x; };\ntypedef int myint;\nint add(int a, int b);\nstatic int *get(void) { return 0; }\n";
     let defs = definitions(Lang::C, c);
-    assert_eq!(
-        names(&defs),
-        vec![
-            ("pt", "struct"),
-            ("myint", "type"),
-            ("add", "function"),
-            ("get", "function")
-        ]
-    );
+    assert_eq!(names(&defs), vec![("pt", "struct"), ("myint", "type"), ("add", "function"), ("get", "function")]);
     assert_eq!(defs[3].signature, "static int *get(void)");
-    let java =
-        "class A {\n  int x;\n  A() {}\n  void m(int y) { }\n  interface J { void k(); }\n}\n";
+    let java = "class A {\n  int x;\n  A() {}\n  void m(int y) { }\n  interface J { void k(); }\n}\n";
     assert_eq!(
         names(&definitions(Lang::Java, java)),
-        vec![
-            ("A", "class"),
-            ("A", "constructor"),
-            ("m", "method"),
-            ("J", "interface"),
-            ("k", "method")
-        ]
+        vec![("A", "class"), ("A", "constructor"), ("m", "method"), ("J", "interface"), ("k", "method")]
     );
     let cpp = "namespace n {\nclass K {\n public:\n  int f() { return 1; }\n};\n}\n";
-    assert_eq!(
-        names(&definitions(Lang::Cpp, cpp)),
-        vec![("K", "class"), ("f", "function")]
-    );
+    assert_eq!(names(&definitions(Lang::Cpp, cpp)), vec![("K", "class"), ("f", "function")]);
 }
 
 // ---------------------------------------------------------------- identifiers
@@ -477,42 +351,21 @@ fn ctx(lang: Lang, src: &str) -> CursorContext {
 
 #[test]
 fn cursor_kinds() {
-    assert_eq!(
-        ctx(Lang::Python, "x = 1  # note $0\n").kind,
-        CursorKind::Comment
-    );
+    assert_eq!(ctx(Lang::Python, "x = 1  # note $0\n").kind, CursorKind::Comment);
     assert_eq!(ctx(Lang::Python, "x = 'ab$0c'\n").kind, CursorKind::String);
     assert_eq!(ctx(Lang::Python, "x = 'abc'$0\n").kind, CursorKind::Code);
-    assert_eq!(
-        ctx(Lang::Rust, "fn f() {} /* a $0 */").kind,
-        CursorKind::Comment
-    );
-    assert_eq!(
-        ctx(Lang::Rust, "fn f() {} /* a */$0").kind,
-        CursorKind::Code
-    );
+    assert_eq!(ctx(Lang::Rust, "fn f() {} /* a $0 */").kind, CursorKind::Comment);
+    assert_eq!(ctx(Lang::Rust, "fn f() {} /* a */$0").kind, CursorKind::Code);
     assert_eq!(ctx(Lang::Rust, "// end$0").kind, CursorKind::Comment);
-    assert_eq!(
-        ctx(Lang::JavaScript, "const s = `a ${x} $0b`;").kind,
-        CursorKind::String
-    );
-    assert_eq!(
-        ctx(Lang::Go, "package p\nvar s = \"a$0\"\n").kind,
-        CursorKind::String
-    );
+    assert_eq!(ctx(Lang::JavaScript, "const s = `a ${x} $0b`;").kind, CursorKind::String);
+    assert_eq!(ctx(Lang::Go, "package p\nvar s = \"a$0\"\n").kind, CursorKind::String);
 }
 
 #[test]
 fn block_just_opened() {
     assert!(ctx(Lang::Python, "def f(x):\n    $0\n").block_just_opened);
     assert!(ctx(Lang::Rust, "fn f() {\n    $0\n}\n").block_just_opened);
-    assert!(
-        ctx(
-            Lang::Java,
-            "class A {\n  void m() {\n    // todo\n    $0\n  }\n}\n"
-        )
-        .block_just_opened
-    );
+    assert!(ctx(Lang::Java, "class A {\n  void m() {\n    // todo\n    $0\n  }\n}\n").block_just_opened);
     assert!(!ctx(Lang::Rust, "fn f() {\n    let x = 1;\n    $0\n}\n").block_just_opened);
     assert!(!ctx(Lang::Python, "def f(x):\n    y = 1\n    $0\n").block_just_opened);
     assert!(!ctx(Lang::Python, "def f(x):\n    $0y = 1\n").block_just_opened);
@@ -574,11 +427,7 @@ fn bad_input_huge_file_is_not_parsed() {
 fn bad_input_long_single_line() {
     let text = "a = [".to_string() + &"1, ".repeat(350_000) + "]";
     assert!(text.len() > 1_000_000);
-    assert!(
-        SyntaxTree::new(Lang::JavaScript, &Rope::from_str(&text))
-            .tree()
-            .is_none()
-    );
+    assert!(SyntaxTree::new(Lang::JavaScript, &Rope::from_str(&text)).tree().is_none());
     exercise_everything(Lang::JavaScript, &text);
     exercise_everything(Lang::Python, &text);
 }
@@ -601,9 +450,7 @@ fn bad_input_thousands_of_errors() {
     for lang in [Lang::Python, Lang::Rust, Lang::Cpp] {
         let n = error_count(lang, &text);
         // Either parsed (with errors) or given up within budget (0).
-        let parsed = SyntaxTree::new(lang, &Rope::from_str(&text))
-            .tree()
-            .is_some();
+        let parsed = SyntaxTree::new(lang, &Rope::from_str(&text)).tree().is_some();
         assert!(!parsed || n > 0, "{lang:?}");
         exercise_everything(lang, &text);
     }
@@ -700,7 +547,9 @@ fn a_missing_colon_in_a_long_python_file_is_found_where_it_is() {
     let mut text = String::new();
     for i in 0..20 {
         let colon = if i == 5 { "" } else { ":" };
-        text.push_str(&format!("def f{i}(x){colon}\n    y = x * {i}\n    for k in range(y):\n        y += k\n    return y\n\n\n"));
+        text.push_str(&format!(
+            "def f{i}(x){colon}\n    y = x * {i}\n    for k in range(y):\n        y += k\n    return y\n\n\n"
+        ));
     }
     let p = Parsed::parse(Lang::Python, &text).unwrap();
     let errs = super::syntax_errors(&p, &text, 10);
