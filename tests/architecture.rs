@@ -1,0 +1,99 @@
+//! ARCHITECTURE.md's "must not know" column, checked: each room of `src/`
+//! may name only the rooms listed for it, and protocol types
+//! (`tower_lsp_server`, `ls_types`) appear only under `src/lsp/`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The room a source file belongs to: `src/syntax/parse.rs` -> `syntax`,
+/// `src/text.rs` -> `text`.
+fn room(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The crate's modules a file names: `crate::x` paths and the names in
+/// `use crate::{x, y::z}` groups. Comments are skipped.
+fn named(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let inner = &group[..group.find('}').unwrap_or(group.len())];
+                for item in inner.split(',') {
+                    let name: String = item.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    if !name.is_empty() {
+                        out.insert(name);
+                    }
+                }
+            } else {
+                let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rooms_name_only_what_they_may_know() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // What a room must not name (ARCHITECTURE.md, "must not know").
+    let forbidden: &[(&str, &[&str])] = &[
+        ("text", &["syntax", "documents", "workspace", "complete", "actions", "engine", "models", "lsp", "config", "prompt"]),
+        ("syntax", &["engine", "models", "lsp", "complete", "actions", "documents", "workspace", "config"]),
+        ("documents", &["engine", "models", "lsp", "complete", "actions", "workspace"]),
+        ("workspace", &["engine", "models", "lsp", "complete", "actions", "documents"]),
+        ("prompt", &["engine", "lsp", "documents", "workspace", "syntax", "complete", "actions"]),
+        ("models", &["lsp", "documents", "workspace", "syntax", "complete", "actions"]),
+        ("engine", &["lsp", "documents", "workspace", "syntax", "complete", "actions"]),
+        ("config", &["lsp", "engine", "documents", "workspace"]),
+        ("complete", &["lsp", "documents", "workspace"]),
+        ("actions", &["lsp", "documents", "workspace"]),
+        ("device", &["lsp", "documents", "complete", "actions"]),
+    ];
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut problems = Vec::new();
+    for f in &all {
+        let text = std::fs::read_to_string(f).unwrap();
+        let r = room(&src, f);
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        if r != "lsp" && (text.contains("tower_lsp_server") || text.contains("ls_types")) {
+            // main.rs starts the server through `wick::lsp` only.
+            problems.push(format!("{rel}: protocol types outside src/lsp/"));
+        }
+        if let Some((_, deny)) = forbidden.iter().find(|(room, _)| *room == r) {
+            for n in named(&text) {
+                if deny.contains(&n.as_str()) {
+                    problems.push(format!("{rel}: the {r} room names crate::{n}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "ARCHITECTURE.md's boundaries are crossed:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_grouped_and_plain_paths() {
+    let t = "use crate::{syntax::Lang, engine};\nlet x = crate::lsp::f(); // crate::models\n";
+    let n = named(t);
+    assert!(n.contains("syntax") && n.contains("engine") && n.contains("lsp") && !n.contains("models"), "{n:?}");
+}
