@@ -57,7 +57,10 @@ fn rooms_name_only_what_they_may_know() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     // What a room must not name (ARCHITECTURE.md, "must not know").
     let forbidden: &[(&str, &[&str])] = &[
-        ("text", &["syntax", "documents", "workspace", "complete", "actions", "engine", "models", "lsp", "config", "prompt"]),
+        (
+            "text",
+            &["syntax", "documents", "workspace", "complete", "actions", "engine", "models", "lsp", "config", "prompt"],
+        ),
         ("syntax", &["engine", "models", "lsp", "complete", "actions", "documents", "workspace", "config"]),
         ("documents", &["engine", "models", "lsp", "complete", "actions", "workspace"]),
         ("workspace", &["engine", "models", "lsp", "complete", "actions", "documents"]),

@@ -364,11 +364,18 @@ impl Backend {
             return Ok(None); // still loading: a quick empty answer
         }
         let root = lock(&self.st.root).clone();
-        let others = self.other_files(&snap, root.as_deref());
+        // The typed-ahead state as of this request, read before any await:
+        // an older request finishing meanwhile must not hand its state to
+        // this one mid-way.
+        let last = lock(&self.st.last).get(&uri).cloned();
+        // Reading and parsing imported files is file I/O: off this thread.
+        let others = {
+            let (b, s, r) = (self.handle(), snap.clone(), root.clone());
+            tokio::task::spawn_blocking(move || b.other_files(&s, r.as_deref())).await.unwrap_or_default()
+        };
         let path = relative_path(&uri, root.as_deref());
         let repo_name =
             root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let last = lock(&self.st.last).get(&uri).cloned();
         let req = complete::SuggestRequest {
             input: complete::Input {
                 rope: &snap.rope,

@@ -118,8 +118,9 @@ fn cut_candidates<'a>(completion: &'a str) -> Vec<&'a str> {
 ///
 /// Work is bounded to [`MAX_PARSES`] parses; inputs over 100 KB are judged on
 /// a window of ~200 lines around the cursor. When the text cannot be parsed
-/// at all (limits, timeouts) the completion is accepted as-is: no evidence
-/// against it.
+/// at all (limits, timeouts), or the text around the cursor already has
+/// several errors (the grammar does not know this dialect), the completion
+/// is accepted as-is: no evidence against it.
 pub fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &str) -> Option<String> {
     if completion.trim().is_empty() {
         return None;
@@ -155,8 +156,19 @@ pub fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &st
             return Some(cut.to_string());
         }
     }
+    // Code the grammar does not understand (compiler extensions such as
+    // AltiVec's `vector signed char`, heavy macros) already has errors
+    // around the cursor, and a correct line written like its neighbours
+    // adds one more: there the check is no evidence against the answer.
+    if baseline >= GRAMMAR_BLIND_ERRORS {
+        return Some(completion.to_string());
+    }
     None
 }
+
+/// Syntax errors in the judged window from which the grammar is taken to
+/// be blind to this code (see [`accept_completion`]).
+const GRAMMAR_BLIND_ERRORS: usize = 3;
 
 #[cfg(test)]
 mod unit {

@@ -173,6 +173,14 @@ fn accept_cuts_single_line_at_token_boundary() {
 #[test]
 fn accept_rejects_hopeless() {
     assert_eq!(accept_completion(Lang::Rust, "fn main() {\n    ", "))))", "\n}\n"), None);
+    // AltiVec C, which tree-sitter-c does not know: every such line is an
+    // error already, so one more like them is not evidence against it.
+    let altivec: String = (0..4).map(|i| format!("    vector signed char q{i} = vec_xl({i}, p);\n")).collect();
+    let prefix = format!("void f(const signed char * p) {{\n{altivec}    ");
+    let got = accept_completion(Lang::C, &prefix, "vector signed char q9 = vec_xl(16, p);", "\n}\n");
+    assert_eq!(got.as_deref(), Some("vector signed char q9 = vec_xl(16, p);"));
+    // Clean C around the cursor: the same kind of line is still refused.
+    assert_eq!(accept_completion(Lang::C, "void f(void) {\n    ", "int x = (;", "\n}\n"), None);
     assert_eq!(accept_completion(Lang::Rust, "fn main() {", "   ", "}"), None);
 }
 
