@@ -457,6 +457,8 @@ pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
                 let row = json!({"variant": v.name, "case": r.case, "lang": r.lang, "kind": r.kind, "got": r.got, "want": set.expected(c),
                     "exact": r.exact, "similarity": r.similarity, "lines_exact": r.lines_exact, "parses": r.parses, "empty": r.empty, "ms": r.ms, "generated": r.generated});
                 writeln!(f, "{row}")?;
+                // Row by row: a run stopped early keeps what it measured.
+                f.flush()?;
             }
             results[vi].push(r);
         }
