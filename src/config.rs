@@ -30,6 +30,34 @@ pub enum PromptMode {
     Prefix,
 }
 
+/// When wick publishes its own syntax diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum DiagnosticsMode {
+    /// On open and after each pause in typing.
+    #[default]
+    #[serde(rename = "on")]
+    On,
+    /// Never (code actions still fix other servers' diagnostics).
+    #[serde(rename = "off")]
+    Off,
+    /// On open and when the document is saved.
+    #[serde(rename = "onSave")]
+    OnSave,
+}
+
+/// The severity wick's syntax diagnostics carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    /// The default: visible, without adding to the errors the language's
+    /// own server reports for the same mistake.
+    #[default]
+    Information,
+    Hint,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Model path, cache file name, `1.5b`, or hub reference; None = default.
@@ -55,6 +83,8 @@ pub struct Config {
     pub threads: Option<usize>,
     /// Complete inside comments and strings too.
     pub in_comments: bool,
+    pub diagnostics: DiagnosticsMode,
+    pub diagnostics_severity: Severity,
 }
 
 impl Default for Config {
@@ -74,6 +104,8 @@ impl Default for Config {
             suffix_lines: 0,
             threads: None,
             in_comments: false,
+            diagnostics: DiagnosticsMode::On,
+            diagnostics_severity: Severity::Information,
         }
     }
 }
@@ -103,7 +135,25 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("threads", "integer", "CPU threads for the model (restart to apply)."),
     ("inComments", "boolean", "Also complete inside comments and strings."),
+    (
+        "diagnostics",
+        "string",
+        "wick's syntax diagnostics: on (after a pause in typing), off, or onSave. Code actions work in every mode.",
+    ),
+    ("diagnosticsSeverity", "string", "Severity of wick's syntax diagnostics: error, warning, information or hint."),
 ];
+
+/// Why a setting was not applied.
+enum SetError {
+    Unknown,
+    Invalid(String),
+}
+
+impl From<String> for SetError {
+    fn from(e: String) -> Self {
+        SetError::Invalid(e)
+    }
+}
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Problems {
@@ -143,19 +193,16 @@ impl Config {
             }
         };
         for (key, v) in obj {
-            if let Err(e) = self.set(key, v) {
-                if e.is_empty() {
-                    problems.unknown.push(key.clone());
-                } else {
-                    problems.invalid.push(format!("{key}: {e}"));
-                }
+            match self.set(key, v) {
+                Ok(()) => {}
+                Err(SetError::Unknown) => problems.unknown.push(key.clone()),
+                Err(SetError::Invalid(e)) => problems.invalid.push(format!("{key}: {e}")),
             }
         }
         problems
     }
 
-    /// Err("") for an unknown key, Err(msg) for a bad value.
-    fn set(&mut self, key: &str, v: &Value) -> Result<(), String> {
+    fn set(&mut self, key: &str, v: &Value) -> Result<(), SetError> {
         fn uint(v: &Value, min: u64, max: u64) -> Result<u64, String> {
             match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => Ok(n),
@@ -176,14 +223,14 @@ impl Config {
                 let d = string(v)?;
                 let ok = d == "cpu" || d == "cuda" || d.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
                 if !ok {
-                    return Err(format!("expected cpu, cuda or cuda:N, got '{d}'"));
+                    return Err(format!("expected cpu, cuda or cuda:N, got '{d}'").into());
                 }
                 self.device = d;
             }
             "maxTokens" => self.max_tokens = uint(v, 1, 2048)? as usize,
             "temperature" => match v.as_f64() {
                 Some(t) if (0.0..=2.0).contains(&t) => self.temperature = t as f32,
-                _ => return Err(format!("expected a number in 0..=2, got {v}")),
+                _ => return Err(format!("expected a number in 0..=2, got {v}").into()),
             },
             "contextTokens" => self.context_tokens = uint(v, 64, 32768)? as usize,
             "languages" => {
@@ -200,7 +247,7 @@ impl Config {
             }
             "debounceMs" => self.debounce_ms = uint(v, 0, 10_000)?,
             "timeoutMs" => self.timeout_ms = uint(v, 50, 600_000)?,
-            "fimOrder" => self.fim_order = string(v)?.parse()?,
+            "fimOrder" => self.fim_order = string(v)?.parse::<crate::prompt::FimOrder>()?,
             "prompt" => {
                 self.prompt =
                     serde_json::from_value(v.clone()).map_err(|_| format!("expected auto, fim or prefix, got {v}"))?
@@ -213,7 +260,15 @@ impl Config {
                 }
             }
             "inComments" => self.in_comments = v.as_bool().ok_or_else(|| format!("expected true or false, got {v}"))?,
-            _ => return Err(String::new()),
+            "diagnostics" => {
+                self.diagnostics =
+                    serde_json::from_value(v.clone()).map_err(|_| format!("expected on, off or onSave, got {v}"))?
+            }
+            "diagnosticsSeverity" => {
+                self.diagnostics_severity = serde_json::from_value(v.clone())
+                    .map_err(|_| format!("expected error, warning, information or hint, got {v}"))?
+            }
+            _ => return Err(SetError::Unknown),
         }
         Ok(())
     }
@@ -239,6 +294,10 @@ mod tests {
         assert_eq!(p.invalid.len(), 1);
         assert!(p.message().contains("bogus"));
         assert!(c.update(&json!(null)).is_empty());
+        let p = c.update(&json!({"diagnostics": "sometimes", "diagnosticsSeverity": "warning"}));
+        assert_eq!(c.diagnostics, DiagnosticsMode::On);
+        assert_eq!(c.diagnostics_severity, Severity::Warning);
+        assert!(p.message().contains("expected on, off or onSave"), "{}", p.message());
     }
 
     #[test]
@@ -265,6 +324,8 @@ mod tests {
                 "multiline" => json!("always"),
                 "fimOrder" => json!("spm"),
                 "prompt" => json!("prefix"),
+                "diagnostics" => json!("onSave"),
+                "diagnosticsSeverity" => json!("hint"),
                 _ => sample(ty),
             };
             let p = c.update(&json!({ *k: v }));

@@ -3,16 +3,12 @@
 //! See ARCHITECTURE.md for the module map and what each module must not know.
 
 pub mod actions;
-pub mod bench;
-pub mod bench_actions;
-pub mod bench_lsp;
 pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod device;
 pub mod documents;
 pub mod engine;
-pub mod eval;
 pub mod lsp;
 pub mod models;
 pub mod prompt;

@@ -332,19 +332,19 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;
             let device = (model.device != "cpu").then_some(model.device);
-            let opts = wick::bench_lsp::LspBenchOptions {
+            let opts = wick::cli::bench_lsp::LspBenchOptions {
                 model: model.model,
                 device,
                 colds,
                 keystrokes,
                 context_tokens: 2600,
             };
-            wick::bench_lsp::run(&bin, &opts)
+            wick::cli::bench_lsp::run(&bin, &opts)
         }
         Cmd::Bench { what: Some(w), file, .. } if w == "actions" => {
-            let report = wick::bench_actions::run(file.as_deref(), 5)?;
+            let report = wick::cli::bench_actions::run(file.as_deref(), 5)?;
             use std::io::Write;
-            std::io::stdout().lock().write_all(wick::bench_actions::print(&report).as_bytes())?;
+            std::io::stdout().lock().write_all(wick::cli::bench_actions::print(&report).as_bytes())?;
             Ok(())
         }
         Cmd::Bench { what: Some(w), model, prompt_tokens, .. } if w == "switch" => {
@@ -352,7 +352,7 @@ fn run(cli: Cli) -> Result<()> {
             let path = wick::models::resolve(model.model.as_deref())?;
             let device = wick::device::parse(&model.device)?;
             let opts = load_options(&model, &device)?;
-            let report = wick::bench::switch(&path, &device, &opts, prompt_tokens)?;
+            let report = wick::cli::bench::switch(&path, &device, &opts, prompt_tokens)?;
             use std::io::Write;
             std::io::stdout().lock().write_all(report.as_bytes())?;
             Ok(())
@@ -365,10 +365,17 @@ fn run(cli: Cli) -> Result<()> {
             let path = wick::models::resolve(model.model.as_deref())?;
             let device = wick::device::parse(&model.device)?;
             let opts = load_options(&model, &device)?;
-            let latency = latency.then(wick::bench::LatencyOptions::standard);
-            let report =
-                wick::bench::run(&path, &device, &opts, prompt_tokens, decode_tokens, !no_reference, latency.as_ref())?;
-            wick::bench::print(&report);
+            let latency = latency.then(wick::cli::bench::LatencyOptions::standard);
+            let report = wick::cli::bench::run(
+                &path,
+                &device,
+                &opts,
+                prompt_tokens,
+                decode_tokens,
+                !no_reference,
+                latency.as_ref(),
+            )?;
+            wick::cli::bench::print(&report);
             Ok(())
         }
         Cmd::CheckDevice { model, prompt_tokens, steps } => {
@@ -389,8 +396,8 @@ fn run(cli: Cli) -> Result<()> {
                 (name, LoadOptions { dtype, dense_weights, ..base.clone() })
             })
             .collect();
-            let rows = wick::bench::check_device(&path, &device, &configs, prompt_tokens, steps)?;
-            wick::bench::print_check(&device, &rows);
+            let rows = wick::cli::bench::check_device(&path, &device, &configs, prompt_tokens, steps)?;
+            wick::cli::bench::print_check(&device, &rows);
             Ok(())
         }
         Cmd::Eval {
@@ -434,14 +441,14 @@ fn run(cli: Cli) -> Result<()> {
                 let dir = data.unwrap_or_else(|| PathBuf::from("tests/fixes"));
                 let engine = load_engine(&model)?;
                 let opts = wick::actions::run::ActionOptions { mode, attempts, ..Default::default() };
-                wick::eval::fixes(&engine, &dir, &opts, limit, false)?;
+                wick::cli::eval::fixes(&engine, &dir, &opts, limit, false)?;
                 return Ok(());
             }
             let mode = mode.unwrap_or_else(|| "fim".into());
-            let data = data.unwrap_or_else(wick::eval::default_data_dir);
+            let data = data.unwrap_or_else(wick::cli::eval::default_data_dir);
             if set == "kv-reuse" {
                 let path = wick::models::resolve(model.model.as_deref())?;
-                return wick::eval::kv_reuse(&path, &data, limit);
+                return wick::cli::eval::kv_reuse(&path, &data, limit);
             }
             let engine = load_engine(&model)?;
             let stages = wick::complete::Stages {
@@ -450,7 +457,7 @@ fn run(cli: Cli) -> Result<()> {
                 syntax_check: !no_postprocess,
                 ..Default::default()
             };
-            let opts = wick::eval::EvalOptions {
+            let opts = wick::cli::eval::EvalOptions {
                 server_path: server,
                 stages,
                 pass_at_1,
@@ -463,7 +470,7 @@ fn run(cli: Cli) -> Result<()> {
             if !["fim", "prefix", "chat"].contains(&mode.as_str()) {
                 bail!("unknown mode '{mode}' (fim, prefix or chat)");
             }
-            wick::eval::humaneval(&engine, &set, &data, &opts)
+            wick::cli::eval::humaneval(&engine, &set, &data, &opts)
         }
         Cmd::Inspect { path } => wick::models::inspect(&path),
         Cmd::GenModel { out, preset, family } => {

@@ -25,9 +25,13 @@ fn caps(resolve: bool) -> Value {
 }
 
 fn server(resolve: bool) -> Conn {
+    server_with(resolve, json!({"maxTokens": 8}), &[])
+}
+
+fn server_with(resolve: bool, options: Value, envs: &[(&str, &str)]) -> Conn {
     let model = tiny_model(Family::QwenCoder);
-    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[]);
-    let init = c.initialize(caps(resolve), json!({"maxTokens": 8}));
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], envs);
+    let init = c.initialize(caps(resolve), options);
     let cap = &init["result"]["capabilities"]["codeActionProvider"];
     assert_eq!(cap["resolveProvider"], true, "{init}");
     c.wait_model();
@@ -62,7 +66,7 @@ fn syntax_errors_are_published_updated_and_cleared() {
     let d = diagnostics_for(&mut c, uri, 1);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["source"], "wick");
-    assert_eq!(d[0]["severity"], 1);
+    assert_eq!(d[0]["severity"], 3, "information by default: {d:?}");
     assert_eq!(d[0]["range"]["start"]["line"], 3, "{d:?}");
     assert_eq!(d[0]["message"], "expected ':'");
     assert_eq!(d[0]["range"]["end"], json!({"line": 3, "character": 11}));
@@ -297,5 +301,125 @@ fn other_servers_diagnostics_over_non_ascii_text_get_answers() {
         vec![json!({"range": range, "message": "Unknown word: café", "source": "cSpell"})],
     );
     assert!(acts.iter().any(|a| a["title"].as_str().is_some_and(|t| t.contains("cSpell"))), "{acts:?}");
+    assert!(c.shutdown().success());
+}
+
+/// Publishes for `uri` among `notes`, in order: (version, diagnostics).
+fn published(notes: &[Value], uri: &str) -> Vec<(Value, Vec<Value>)> {
+    notes
+        .iter()
+        .filter(|v| v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri)
+        .map(|v| (v["params"]["version"].clone(), v["params"]["diagnostics"].as_array().cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// The diagnostics of the `nth` (0-based) publish of `version`, waited for.
+fn nth_publish(c: &mut Conn, uri: &str, version: i64, nth: usize) -> Vec<Value> {
+    let of_version = |notes: &[Value]| -> Vec<Vec<Value>> {
+        published(notes, uri).into_iter().filter(|(v, _)| *v == json!(version)).map(|(_, d)| d).collect()
+    };
+    assert!(c.wait_until(LONG, |n| of_version(n).len() > nth), "no publish #{nth} for version {version}");
+    of_version(&c.notifications).swap_remove(nth)
+}
+
+fn edit(c: &mut Conn, uri: &str, version: i64, line: u32, character: u32, text: &str) {
+    let at = json!({"line": line, "character": character});
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": version},
+               "contentChanges": [{"range": {"start": at, "end": at}, "text": text}]}),
+    );
+}
+
+fn messages(d: &[Value]) -> Vec<&str> {
+    d.iter().map(|x| x["message"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn an_error_on_the_line_being_typed_waits_for_a_pause() {
+    let mut c = server(true);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    assert_eq!(messages(&nth_publish(&mut c, uri, 1, 0)), ["expected ':'"]);
+    // Typing on the `def` line that lacks its ':': not shown at once...
+    edit(&mut c, uri, 2, 3, 10, "x");
+    assert!(nth_publish(&mut c, uri, 2, 0).is_empty(), "the error at the cursor's line was shown while typing");
+    // ...but once the user pauses.
+    let later = nth_publish(&mut c, uri, 2, 1);
+    assert_eq!(messages(&later), ["expected ':'"]);
+    assert_eq!(later[0]["range"]["start"]["line"], 3);
+    // Errors on other lines are not held back: typing on line 0.
+    edit(&mut c, uri, 3, 0, 0, "#");
+    assert_eq!(messages(&nth_publish(&mut c, uri, 3, 0)), ["expected ':'"]);
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn an_error_held_back_is_shown_when_the_cursor_leaves_the_line() {
+    // A pause longer than the test: only leaving the line can show it.
+    let mut c = server_with(true, json!({"maxTokens": 8}), &[("WICK_TYPING_PAUSE_MS", "600000")]);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    nth_publish(&mut c, uri, 1, 0);
+    edit(&mut c, uri, 2, 3, 10, "x");
+    assert!(nth_publish(&mut c, uri, 2, 0).is_empty());
+    // The editor asks for code actions where the cursor went (line 0).
+    code_actions(
+        &mut c,
+        uri,
+        json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}),
+        vec![],
+    );
+    assert_eq!(messages(&nth_publish(&mut c, uri, 2, 1)), ["expected ':'"]);
+    assert!(c.shutdown().success());
+}
+
+#[test]
+fn diagnostics_off_on_save_and_their_severity() {
+    let mut c = server_with(true, json!({"maxTokens": 8, "diagnostics": "off"}), &[]);
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    // Off: a settings change (the severity) clears the list, and nothing
+    // was published before it.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"diagnosticsSeverity": "hint"}}}));
+    assert!(c.wait_until(LONG, |n| !published(n, uri).is_empty()));
+    assert!(published(&c.notifications, uri).iter().all(|(_, d)| d.is_empty()), "published while off");
+    // Code actions still fix another server's diagnostic; wick's own
+    // repairs are not listed for a request that passes none.
+    let foreign = json!({"range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 11}},
+        "severity": 1, "source": "Pylance", "message": "Expected \":\""});
+    let line3 = json!({"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}});
+    let titles = |a: Vec<Value>| a.iter().map(|x| x["title"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let with = titles(code_actions(&mut c, uri, line3.clone(), vec![foreign]));
+    assert!(with.iter().any(|t| t == "Fix with wick: Expected \":\" (Pylance)"), "{with:?}");
+    let without = titles(code_actions(&mut c, uri, line3, vec![]));
+    assert!(without.iter().all(|t| t.starts_with("Complete this function")), "{without:?}");
+
+    // onSave: published at once (in the new severity), then not while typing...
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"wick": {"diagnostics": "onSave"}}}));
+    let d = nth_publish(&mut c, uri, 1, 0);
+    assert_eq!(messages(&d), ["expected ':'"]);
+    assert_eq!(d[0]["severity"], 4, "hint: {d:?}");
+    edit(&mut c, uri, 2, 3, 11, ":");
+    let id = c.request("wick/documentText", json!({"uri": uri}));
+    c.response(id, LONG);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    c.wait_until(std::time::Duration::from_millis(10), |_| false);
+    assert!(
+        published(&c.notifications, uri).iter().all(|(v, _)| *v != json!(2)),
+        "published on an edit in onSave mode"
+    );
+    // ...but when saved.
+    c.notify("textDocument/didSave", json!({"textDocument": {"uri": uri}}));
+    assert!(nth_publish(&mut c, uri, 2, 0).is_empty());
+
+    // Back on, as errors: an edit publishes.
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"wick": {"diagnostics": "on", "diagnosticsSeverity": "error"}}}),
+    );
+    edit(&mut c, uri, 3, 2, 0, "if x\n");
+    let d = nth_publish(&mut c, uri, 3, 0);
+    assert!(!d.is_empty() && d.iter().all(|x| x["severity"] == 1), "{d:?}");
     assert!(c.shutdown().success());
 }

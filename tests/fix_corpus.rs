@@ -17,7 +17,7 @@ fn fix_rate_on_the_corpus() {
     engine.wait_ready().expect("model");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixes");
     let opts = ActionOptions { mode: FixMode::Chat, ..Default::default() };
-    let results = wick::eval::fixes(&engine, &dir, &opts, None, true).unwrap();
+    let results = wick::cli::eval::fixes(&engine, &dir, &opts, None, true).unwrap();
     assert!(results.len() >= 20, "{}", results.len());
     let mut langs = std::collections::BTreeMap::new();
     for r in &results {

@@ -1,4 +1,8 @@
 //! Measurement code behind the command line: evaluations and benchmarks.
 //! Each calls the same pipeline the server does (`complete::suggest`).
 
+pub mod bench;
+pub mod bench_actions;
+pub mod bench_lsp;
+pub mod eval;
 pub mod real_code;

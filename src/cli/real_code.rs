@@ -326,7 +326,7 @@ pub fn select<'a>(
     for (_, mut cs) in by_lang {
         let n = cs.len();
         cs.rotate_left(offset % n.max(1));
-        out.extend(crate::eval::pick(&cs, limit));
+        out.extend(crate::cli::eval::pick(&cs, limit));
     }
     out
 }

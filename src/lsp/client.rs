@@ -153,6 +153,20 @@ impl Client {
         }
     }
 
+    /// Reads messages until the notifications received so far satisfy
+    /// `cond`; false at the timeout.
+    pub fn wait_until(&mut self, timeout: Duration, cond: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !cond(&self.notifications) {
+            match self.next(deadline) {
+                Some(v) if v.get("method").is_some() => {}
+                Some(v) => self.stash.push(v),
+                None => return false,
+            }
+        }
+        true
+    }
+
     pub fn initialize(&mut self, capabilities: Value, options: Value) -> Value {
         let id = self.request(
             "initialize",

@@ -4,11 +4,40 @@
 use super::*;
 use crate::actions::run::ActionOptions;
 use crate::actions::{self, FixError, FixRequest};
+use crate::config::{DiagnosticsMode, Severity};
 use crate::syntax::Analysis;
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
 /// Quiet time after an edit before the document's syntax errors are published.
 pub const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
+/// Quiet time after an edit before errors on the line being typed are shown
+/// (`WICK_TYPING_PAUSE_MS` overrides it, for tests).
+pub const TYPING_PAUSE_MS: u64 = 1500;
+
+fn typing_pause() -> Duration {
+    static PAUSE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        let ms = std::env::var("WICK_TYPING_PAUSE_MS").ok().and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(TYPING_PAUSE_MS))
+    })
+}
+
+/// What one document's diagnostics wait for.
+#[derive(Default)]
+pub(super) struct DiagState {
+    /// Bumped by every scheduling: a task publishes only while the latest.
+    seq: u64,
+    /// The line the last edit left the cursor on, and when.
+    typing: Option<(u32, Instant)>,
+    /// Whether the last publish left out errors on the typing line.
+    withheld: bool,
+}
+
+/// Whether a diagnostic touches `line`.
+fn on_line(d: &Diagnostic, line: u32) -> bool {
+    d.range.start.line <= line && line <= d.range.end.line
+}
 /// Most diagnostics published for one document.
 const MAX_DIAGNOSTICS: usize = 50;
 /// Longest diagnostic message repeated in an action's title.
@@ -42,39 +71,112 @@ fn title_message(m: &str) -> String {
 
 impl Backend {
     /// Publishes the document's syntax errors after `delay_ms` without
-    /// further edits.
+    /// further edits (unless `diagnostics` is off). Errors on the line being
+    /// typed are left out until the user pauses ([`TYPING_PAUSE_MS`]) or
+    /// moves to another line ([`Backend::cursor_moved`]): an unfinished
+    /// line is not a mistake yet.
     pub(super) fn schedule_diagnostics(&self, uri: Uri, delay_ms: u64) {
         let key = uri.as_str().to_string();
         let n = {
-            let mut seqs = lock(&self.st.diag_seq);
-            let n = seqs.entry(key.clone()).or_default();
-            *n += 1;
-            *n
+            let mut states = lock(&self.st.diag);
+            let d = states.entry(key.clone()).or_default();
+            d.seq += 1;
+            d.seq
         };
         let st = self.st.clone();
         let client = self.client.clone();
         let enc = self.encoding();
+        let latest = move |st: &State| lock(&st.diag).get(&key).is_some_and(|d| d.seq == n);
         tokio::spawn(async move {
             if delay_ms > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             }
-            if lock(&st.diag_seq).get(&key) != Some(&n) {
+            let (mode, severity) = {
+                let c = lock(&st.config);
+                (c.diagnostics, c.diagnostics_severity)
+            };
+            if mode == DiagnosticsMode::Off || !latest(&st) {
                 return;
             }
-            let Ok(snap) = snapshot_of(&st, &key, enc).await else { return };
+            let Ok(snap) = snapshot_of(&st, uri.as_str(), enc).await else { return };
             let Some(analysis) = analysis_of(&st, &snap).await else {
                 return;
             };
             let version = snap.version;
-            let Ok(diags) = tokio::task::spawn_blocking(move || syntax_diagnostics(&snap, &analysis, enc)).await else {
+            let Ok(diags) =
+                tokio::task::spawn_blocking(move || syntax_diagnostics(&snap, &analysis, enc, severity)).await
+            else {
                 return;
             };
             // Superseded by a newer edit, or closed meanwhile.
-            if lock(&st.diag_seq).get(&key) != Some(&n) {
+            let typing = match lock(&st.diag).get_mut(uri.as_str()) {
+                Some(d) if d.seq == n => {
+                    let typing = d.typing.filter(|(_, at)| at.elapsed() < typing_pause());
+                    d.withheld = typing.is_some_and(|(line, _)| diags.iter().any(|x| on_line(x, line)));
+                    typing.filter(|_| d.withheld)
+                }
+                _ => return,
+            };
+            let Some((line, at)) = typing else {
+                client.publish_diagnostics(uri, diags, Some(version)).await;
                 return;
+            };
+            let shown = diags.iter().filter(|x| !on_line(x, line)).cloned().collect();
+            client.publish_diagnostics(uri.clone(), shown, Some(version)).await;
+            tokio::time::sleep_until((at + typing_pause()).into()).await;
+            // No edit since (an edit schedules anew), so `diags` still hold.
+            let still = match lock(&st.diag).get_mut(uri.as_str()) {
+                Some(d) if d.seq == n => {
+                    d.withheld = false;
+                    true
+                }
+                _ => false,
+            };
+            if still {
+                client.publish_diagnostics(uri, diags, Some(version)).await;
             }
-            client.publish_diagnostics(uri, diags, Some(version)).await;
         });
+    }
+
+    /// Notes the line an edit left the cursor on (None: unknown, as after a
+    /// whole-document change).
+    pub(super) fn typed_at(&self, uri: &str, line: Option<u32>) {
+        let mut states = lock(&self.st.diag);
+        states.entry(uri.to_string()).or_default().typing = line.map(|l| (l, Instant::now()));
+    }
+
+    /// A request at `line` (completion, code actions): when the cursor has
+    /// left the line being typed, the errors held back there are published.
+    pub(super) fn cursor_moved(&self, uri: &Uri, line: u32) {
+        let republish = match lock(&self.st.diag).get_mut(uri.as_str()) {
+            Some(d) if d.typing.is_some_and(|(l, _)| l != line) => {
+                d.typing = None;
+                d.withheld
+            }
+            _ => false,
+        };
+        if republish {
+            self.schedule_diagnostics(uri.clone(), 0);
+        }
+    }
+
+    /// After a settings change: diagnostics cleared when turned off,
+    /// published again (in the new severity) otherwise.
+    pub(super) async fn diagnostics_settings_changed(&self) {
+        let mode = lock(&self.st.config).diagnostics;
+        let uris: Vec<String> = lock(&self.st.docs).uris().cloned().collect();
+        for u in uris {
+            let Ok(uri) = u.parse::<Uri>() else { continue };
+            if mode == DiagnosticsMode::Off {
+                // Pending publishes are superseded, then the list cleared.
+                if let Some(d) = lock(&self.st.diag).get_mut(&u) {
+                    d.seq += 1;
+                }
+                self.client.publish_diagnostics(uri, Vec::new(), None).await;
+            } else {
+                self.schedule_diagnostics(uri, 0);
+            }
+        }
     }
 
     /// `textDocument/codeAction`: lists "Fix with wick" for each diagnostic
@@ -87,6 +189,7 @@ impl Backend {
         let Ok(snap) = snapshot_of(&self.st, uri.as_str(), enc).await else {
             return Ok(None);
         };
+        self.cursor_moved(&uri, params.range.start.line);
         let only = params.context.only.clone();
         let wants = |k: &CodeActionKind| {
             only.as_ref().is_none_or(|o| {
@@ -98,9 +201,14 @@ impl Backend {
         let fixes_wanted = wants(&CodeActionKind::QUICKFIX);
         let analysis = if fixes_wanted { analysis_of(&self.st, &snap).await } else { None };
         // A client that passes no diagnostics gets wick's own on the lines
-        // asked about.
-        let diagnostics = match (&analysis, params.context.diagnostics.is_empty()) {
-            (Some(a), true) => syntax_diagnostics(&snap, a, enc)
+        // asked about (unless they are turned off).
+        let (mode, severity) = {
+            let c = lock(&self.st.config);
+            (c.diagnostics, c.diagnostics_severity)
+        };
+        let ours = mode != DiagnosticsMode::Off && params.context.diagnostics.is_empty();
+        let diagnostics = match (&analysis, ours) {
+            (Some(a), true) => syntax_diagnostics(&snap, a, enc, severity)
                 .into_iter()
                 .filter(|d| d.range.start.line <= params.range.end.line && d.range.end.line >= params.range.start.line)
                 .collect(),
@@ -315,7 +423,18 @@ async fn analysis_of(st: &Arc<State>, snap: &documents::Snapshot) -> Option<Arc<
 }
 
 /// The document's syntax errors as LSP diagnostics.
-fn syntax_diagnostics(snap: &documents::Snapshot, analysis: &Analysis, enc: Encoding) -> Vec<Diagnostic> {
+fn syntax_diagnostics(
+    snap: &documents::Snapshot,
+    analysis: &Analysis,
+    enc: Encoding,
+    severity: Severity,
+) -> Vec<Diagnostic> {
+    let severity = match severity {
+        Severity::Error => DiagnosticSeverity::ERROR,
+        Severity::Warning => DiagnosticSeverity::WARNING,
+        Severity::Information => DiagnosticSeverity::INFORMATION,
+        Severity::Hint => DiagnosticSeverity::HINT,
+    };
     let len = snap.rope.len_bytes();
     let pos = |b: usize| proto::to_position(&snap.rope, snap.rope.byte_to_char(b.min(len)), enc);
     analysis
@@ -324,7 +443,7 @@ fn syntax_diagnostics(snap: &documents::Snapshot, analysis: &Analysis, enc: Enco
         .take(MAX_DIAGNOSTICS)
         .map(|e| Diagnostic {
             range: Range::new(pos(e.start), pos(e.end)),
-            severity: Some(DiagnosticSeverity::ERROR),
+            severity: Some(severity),
             source: Some("wick".into()),
             message: e.message.clone(),
             ..Default::default()

@@ -3,7 +3,7 @@
 //! No lock is held across an `.await`.
 
 use crate::complete::{self, LastSuggestion};
-use crate::config::Config;
+use crate::config::{Config, DiagnosticsMode};
 use crate::documents::{self, DocumentStore, Encoding};
 use crate::engine::{Engine, LoadOptions};
 use futures::FutureExt;
@@ -50,8 +50,8 @@ struct State {
     root: Mutex<Option<PathBuf>>,
     /// The workspace folders: the only places files are read from.
     workspace: Mutex<crate::workspace::Workspace>,
-    /// Per-document counter for the diagnostics debounce.
-    diag_seq: Mutex<HashMap<String, u64>>,
+    /// Per document: the diagnostics debounce and the line being typed.
+    diag: Mutex<HashMap<String, code_actions::DiagState>>,
     /// Whether the client resolves code actions lazily (`edit` resolvable).
     resolve_edits: Mutex<bool>,
     /// Whether the client takes versioned `documentChanges`.
@@ -286,6 +286,7 @@ impl Backend {
     /// The shared path of completion and inline completion. Requests for
     /// the same document version and position share one computation.
     async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+        self.cursor_moved(uri, pos.line);
         let uri_s = uri.as_str().to_string();
         let version = lock(&self.st.docs).latest_version(&uri_s);
         let fut = {
@@ -514,7 +515,7 @@ impl Backend {
                 "documents": lock(&self.st.docs).uris().count(),
                 "last": lock(&self.st.last).len(),
                 "seq": lock(&self.st.seq).len(),
-                "diagSeq": lock(&self.st.diag_seq).len(),
+                "diagSeq": lock(&self.st.diag).len(),
                 "inflight": lock(&self.st.inflight).values().filter(|(_, _, f)| f.upgrade().is_some()).count(),
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": lock(&self.st.definitions).len(),
@@ -688,6 +689,8 @@ impl LanguageServer for Backend {
                     text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
                         open_close: Some(true),
                         change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        // For `diagnostics: onSave`.
+                        save: Some(TextDocumentSyncSaveOptions::Supported(true)),
                         ..Default::default()
                     })),
                     completion_provider: Some(CompletionOptions {
@@ -738,6 +741,7 @@ impl LanguageServer for Backend {
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
         guard_note("textDocument/didChange", async move {
             let enc = self.encoding();
+            let typed_line = p.content_changes.last().and_then(proto::line_after_change);
             let changes = p.content_changes.into_iter().map(proto::from_change).collect();
             let uri = p.text_document.uri.as_str().to_string();
             if let Err(e) = lock(&self.st.docs).change(&uri, p.text_document.version, changes, enc) {
@@ -745,7 +749,25 @@ impl LanguageServer for Backend {
                 tracing::warn!("didChange: {e}");
                 return;
             }
-            self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
+            self.typed_at(&uri, typed_line);
+            if lock(&self.st.config).diagnostics == DiagnosticsMode::On {
+                self.schedule_diagnostics(p.text_document.uri, DIAGNOSTICS_DEBOUNCE_MS);
+            }
+        })
+        .await
+    }
+
+    async fn did_save(&self, p: DidSaveTextDocumentParams) {
+        guard_note("textDocument/didSave", async move {
+            let uri = p.text_document.uri.as_str().to_string();
+            if lock(&self.st.docs).get(&uri).is_none() {
+                return;
+            }
+            // Saved: the line is finished.
+            self.typed_at(&uri, None);
+            if lock(&self.st.config).diagnostics != DiagnosticsMode::Off {
+                self.schedule_diagnostics(p.text_document.uri, 0);
+            }
         })
         .await
     }
@@ -756,7 +778,7 @@ impl LanguageServer for Backend {
             lock(&self.st.docs).close(&uri);
             lock(&self.st.last).remove(&uri);
             lock(&self.st.seq).remove(&uri);
-            lock(&self.st.diag_seq).remove(&uri);
+            lock(&self.st.diag).remove(&uri);
             lock(&self.st.analyses).remove(&uri);
             lock(&self.st.inflight).remove(&uri);
             self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
@@ -774,9 +796,17 @@ impl LanguageServer for Backend {
 
     async fn did_change_configuration(&self, p: DidChangeConfigurationParams) {
         guard_note("workspace/didChangeConfiguration", async move {
-            let problems = lock(&self.st.config).update(&p.settings);
+            let (problems, diagnostics_changed) = {
+                let mut c = lock(&self.st.config);
+                let before = (c.diagnostics, c.diagnostics_severity);
+                let problems = c.update(&p.settings);
+                (problems, before != (c.diagnostics, c.diagnostics_severity))
+            };
             if !problems.is_empty() {
                 self.show(MessageType::WARNING, problems.message()).await;
+            }
+            if diagnostics_changed {
+                self.diagnostics_settings_changed().await;
             }
             self.start_engine().await;
         })

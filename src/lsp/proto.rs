@@ -33,6 +33,16 @@ pub(super) fn from_change(c: TextDocumentContentChangeEvent) -> Change {
     Change { range: c.range.map(|r| (pos(r.start), pos(r.end))), text: c.text }
 }
 
+/// The line an editor's cursor is on after a `didChange` content change:
+/// the end of the inserted text, in LSP's line counting (LF, CRLF, CR).
+/// None for a change that replaces the whole document.
+pub(super) fn line_after_change(c: &TextDocumentContentChangeEvent) -> Option<u32> {
+    let r = c.range?;
+    let b = c.text.as_bytes();
+    let breaks = (0..b.len()).filter(|&i| b[i] == b'\n' || (b[i] == b'\r' && b.get(i + 1) != Some(&b'\n'))).count();
+    Some(r.start.line.saturating_add(u32::try_from(breaks).unwrap_or(u32::MAX)))
+}
+
 /// The LSP position of a char index (clamped to the document's end).
 pub(super) fn to_position(rope: &Rope, char_idx: usize, enc: Encoding) -> Position {
     let p = documents::pos_of(rope, char_idx.min(rope.len_chars()), enc);
@@ -75,5 +85,18 @@ mod tests {
             to_text_edit(&rope, 999, 1000, "z", enc).range,
             Range::new(Position::new(2, 0), Position::new(2, 0))
         );
+    }
+
+    #[test]
+    fn the_cursor_line_after_a_change_counts_lsp_line_breaks() {
+        let change = |line, text: &str| TextDocumentContentChangeEvent {
+            range: Some(Range::new(Position::new(line, 3), Position::new(line + 2, 0))),
+            range_length: None,
+            text: text.into(),
+        };
+        assert_eq!(line_after_change(&change(4, "x")), Some(4));
+        assert_eq!(line_after_change(&change(4, "a\r\nb\rc\nd\u{2028}\u{c}")), Some(7));
+        let whole = TextDocumentContentChangeEvent { range: None, range_length: None, text: "a\nb".into() };
+        assert_eq!(line_after_change(&whole), None);
     }
 }

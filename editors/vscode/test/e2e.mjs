@@ -277,7 +277,8 @@ try {
     const openedAt = Date.now();
     await openFile('stats.py');
     const editor = page.locator('.monaco-editor[data-uri$="/stats.py"]');
-    const squiggles = editor.locator('.squiggly-error');
+    // wick's diagnostics are information by default (blue squiggles).
+    const squiggles = editor.locator('.squiggly-info');
     const problems = async () => (await page.locator('#status\\.problems').getAttribute('aria-label', { timeout: 1000 }).catch(() => '')) ?? '';
     const editorState = async () => ({ text: await editorText(editor), squiggles: await squiggles.count(), problems: await problems() });
     await waitFor(async () => (await squiggles.count()) > 0, 30_000, "wick's diagnostic (a squiggle) in stats.py", editorState);

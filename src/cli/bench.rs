@@ -73,7 +73,7 @@ pub struct Latency {
 fn bench_tokens(n: usize, vocab: usize, path: &Path) -> Result<Vec<u32>> {
     let file = GgufFile::open(path)?;
     let tok = crate::models::tokenizer::Tokenizer::from_gguf(&file.content)?;
-    let text = include_str!("engine/session.rs");
+    let text = include_str!("../engine/session.rs");
     let mut ids = Vec::new();
     while ids.len() < n {
         ids.extend(tok.encode(text)?);
@@ -450,8 +450,8 @@ pub fn switch(path: &Path, device: &Device, opts: &LoadOptions, prompt_tokens: u
         }
         text[..end].to_string()
     };
-    let file = cut(include_str!("engine/session.rs"));
-    let other = cut(include_str!("actions/mod.rs"));
+    let file = cut(include_str!("../engine/session.rs"));
+    let other = cut(include_str!("../actions/mod.rs"));
     let no = AtomicBool::new(false);
     let ask = |s: &mut Session, text: &str, n: usize| {
         let mut r = Request::new(prompt::prefix_only(text));

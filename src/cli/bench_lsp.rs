@@ -26,7 +26,7 @@ struct Scenario {
 }
 
 fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars: usize) -> Result<Vec<Scenario>> {
-    let tasks = crate::eval::load_tasks(dir, "HumanEval-SingleLineInfilling.jsonl.gz")?;
+    let tasks = crate::cli::eval::load_tasks(dir, "HumanEval-SingleLineInfilling.jsonl.gz")?;
     // One solved file per problem, in order.
     let mut files: Vec<String> = Vec::new();
     let mut last = String::new();
@@ -82,7 +82,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
-    let data = crate::eval::default_data_dir();
+    let data = crate::cli::eval::default_data_dir();
     let sc = scenarios(&data, opts.colds, 5000, 1000)?;
     use std::io::Write;
     let mut out = std::io::stdout();
