@@ -85,6 +85,9 @@ pub struct Config {
     pub in_comments: bool,
     pub diagnostics: DiagnosticsMode,
     pub diagnostics_severity: Severity,
+    /// Prefill the prompt where the cursor is, at idle priority, before the
+    /// first keystroke there.
+    pub prefetch: bool,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             in_comments: false,
             diagnostics: DiagnosticsMode::On,
             diagnostics_severity: Severity::Information,
+            prefetch: true,
         }
     }
 }
@@ -141,6 +145,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "wick's syntax diagnostics: on (after a pause in typing), off, or onSave. Code actions work in every mode.",
     ),
     ("diagnosticsSeverity", "string", "Severity of wick's syntax diagnostics: error, warning, information or hint."),
+    (
+        "prefetch",
+        "boolean",
+        "Prepare the model's cache where the cursor is, while idle, so the first suggestion there comes sooner.",
+    ),
 ];
 
 /// Why a setting was not applied.
@@ -209,6 +218,9 @@ impl Config {
                 _ => Err(format!("expected an integer in {min}..={max}, got {v}")),
             }
         }
+        fn boolean(v: &Value) -> Result<bool, String> {
+            v.as_bool().ok_or_else(|| format!("expected true or false, got {v}"))
+        }
         fn string(v: &Value) -> Result<String, String> {
             v.as_str().map(str::to_string).ok_or_else(|| format!("expected a string, got {v}"))
         }
@@ -259,7 +271,8 @@ impl Config {
                     _ => Some(uint(v, 1, 1024)? as usize),
                 }
             }
-            "inComments" => self.in_comments = v.as_bool().ok_or_else(|| format!("expected true or false, got {v}"))?,
+            "inComments" => self.in_comments = boolean(v)?,
+            "prefetch" => self.prefetch = boolean(v)?,
             "diagnostics" => {
                 self.diagnostics =
                     serde_json::from_value(v.clone()).map_err(|_| format!("expected on, off or onSave, got {v}"))?

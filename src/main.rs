@@ -101,6 +101,11 @@ enum Cmd {
         /// keystrokes (+2 prompt tokens on the cached prompt, 16 tokens).
         #[arg(long)]
         latency: bool,
+        /// For `lsp`: instead of the FIM orders, compare `prefetch` on and off:
+        /// each file is opened, the cursor reported (a code-action request)
+        /// and the first keystroke typed this many seconds later.
+        #[arg(long)]
+        prefetch_wait: Option<f64>,
     },
     /// Compare the logits on a device with the CPU's f32 path (GPU checks).
     #[command(hide = true)]
@@ -329,7 +334,7 @@ fn run(cli: Cli) -> Result<()> {
             stdout.write_all(b"\n")?;
             Ok(())
         }
-        Cmd::Bench { what: Some(w), model, colds, keystrokes, .. } if w == "lsp" => {
+        Cmd::Bench { what: Some(w), model, colds, keystrokes, prefetch_wait, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;
             let device = (model.device != "cpu").then_some(model.device);
             let opts = wick::cli::bench_lsp::LspBenchOptions {
@@ -338,6 +343,7 @@ fn run(cli: Cli) -> Result<()> {
                 colds,
                 keystrokes,
                 context_tokens: 2600,
+                prefetch_wait,
             };
             wick::cli::bench_lsp::run(&bin, &opts)
         }

@@ -438,3 +438,41 @@ fn switching_models_back_and_forth_loads_one_at_a_time() {
     assert!(r.get("result").is_some(), "{r}");
     assert!(c.shutdown().success());
 }
+
+#[test]
+fn the_cursor_seen_in_a_code_action_request_is_prefetched_and_changes_no_answer() {
+    let text: String = (0..40).map(|i| format!("def f{i}(a, b):\n    return a * {i} + b\n\n")).collect::<String>()
+        + "def g(x):\n    return x\n";
+    let uri = "file:///ws/pre.py";
+    let (line, character) = (40 * 3 + 1, 12);
+    let state = |c: &mut Conn| {
+        let id = c.request("wick/serverState", json!({}));
+        c.response(id, LONG)["result"].clone()
+    };
+    let mut answers = Vec::new();
+    for prefetch in [true, false] {
+        let mut c = server();
+        c.notify("workspace/didChangeConfiguration", json!({"settings": {"prefetch": prefetch}}));
+        c.open(uri, "python", &text);
+        // Where the cursor went, as editors report it on every move.
+        let at = json!({"line": line, "character": character});
+        let id = c.request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": {"start": at, "end": at}, "context": {"diagnostics": []}}),
+        );
+        c.response(id, LONG);
+        if prefetch {
+            let deadline = std::time::Instant::now() + LONG;
+            while state(&mut c)["prefetches"] == 0 {
+                assert!(std::time::Instant::now() < deadline, "no prefetch ran");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            assert_eq!(state(&mut c)["prefetches"], 0, "prefetch: false still prefetched");
+        }
+        answers.push(complete(&mut c, uri, line, character)["result"].clone());
+        assert!(c.shutdown().success());
+    }
+    assert_eq!(answers[0], answers[1], "the prefetch changed the answer");
+}

@@ -358,3 +358,79 @@ fn another_prompt_does_not_evict_the_cache_of_the_first() {
     assert_eq!(after.reused_tokens, 0);
     assert_eq!(after.text, first.text);
 }
+
+/// At `cursor` of `text`, as the server asks: a prefetch (prefill only,
+/// idle priority) when `prefetch`, else a completion.
+fn at(engine: &Engine, text: &str, cursor: usize, prefetch: bool) -> (Option<wick::engine::Generation>, String) {
+    let rope = ropey::Rope::from_str(text);
+    let parsed = wick::syntax::Parsed::parse(wick::syntax::Lang::Python, text);
+    let cfg = wick::config::Config { max_tokens: 12, ..Default::default() };
+    let req = wick::complete::SuggestRequest {
+        input: wick::complete::Input {
+            rope: &rope,
+            cursor: rope.byte_to_char(cursor),
+            lang: Some(wick::syntax::Lang::Python),
+            parsed: parsed.as_ref(),
+            path: "a.py",
+            repo_name: "",
+            others: &[],
+        },
+        config: &cfg,
+        stages: wick::complete::Stages::default(),
+        last: None,
+        key: Some("file:///a.py".into()),
+    };
+    if prefetch {
+        (futures::executor::block_on(wick::complete::prefetch(engine, &req)), String::new())
+    } else {
+        let out = wick::complete::suggest_blocking(engine, &req);
+        (out.generation, out.raw)
+    }
+}
+
+#[test]
+fn a_prefetch_fills_the_cache_and_changes_no_answer() {
+    let mut text = String::new();
+    for i in 0..40 {
+        text.push_str(&format!("def f{i}(a, b):\n    return a * {i} + b\n\n"));
+    }
+    text.push_str("def g(x):\n    return x");
+    let typed = format!("{text} ");
+    let load = || {
+        let e = Engine::load(tiny_model(Family::QwenCoder), Device::Cpu, LoadOptions::default());
+        e.wait_ready().unwrap();
+        e
+    };
+    for (name, doc, cursor) in [("the same place", &text, text.len()), ("a keystroke later", &typed, typed.len())] {
+        let (warm, cold) = (load(), load());
+        let (pre, _) = at(&warm, &text, text.len(), true);
+        let pre = pre.expect("the prefetch ran");
+        assert_eq!(pre.generated_tokens, 0, "a prefetch only prefills");
+        assert!(pre.prompt_tokens > 200, "a prompt of several idle chunks: {}", pre.prompt_tokens);
+        let (g, raw) = at(&warm, doc, cursor, false);
+        let g = g.expect("the model ran");
+        assert!(g.reused_tokens + 4 >= g.prompt_tokens, "{name}: reused {} of {}", g.reused_tokens, g.prompt_tokens);
+        let (g0, reference) = at(&cold, doc, cursor, false);
+        assert_eq!(g0.unwrap().reused_tokens, 0);
+        assert_eq!(raw, reference, "{name}: the prefetch changed the answer");
+    }
+}
+
+#[test]
+fn idle_work_gives_way_to_a_request() {
+    let engine = Engine::load(tiny_model(Family::QwenCoder), Device::Cpu, LoadOptions::default());
+    engine.wait_ready().unwrap();
+    let long: String = (0..150).map(|i| format!("x{i} = {i}\n")).collect();
+    let mut idle = Request::new(prompt::prefix_only(&long));
+    idle.max_tokens = 0;
+    idle.idle = true;
+    let (_, idle_rx) = engine.submit(idle);
+    let mut real = Request::new(prompt::prefix_only("def add(a, b):"));
+    real.max_tokens = 4;
+    let (_, real_rx) = engine.submit(real);
+    // The real request is answered; the idle one either finished first or
+    // stopped for it.
+    assert!(real_rx.blocking_recv().unwrap().is_ok());
+    let r = idle_rx.blocking_recv().unwrap();
+    assert!(matches!(r, Ok(_) | Err(EngineError::Cancelled)), "{r:?}");
+}

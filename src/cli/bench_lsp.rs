@@ -1,6 +1,8 @@
 //! `wick bench lsp`: replays typing through a real `wick serve` process and
 //! reports keystroke-to-completion latency, cold (a fresh file) and warm
-//! (each keystroke after the first), for both FIM orders.
+//! (each keystroke after the first), for both FIM orders; or, with
+//! `--prefetch-wait`, the first keystroke in a file opened that long
+//! before, with `prefetch` on and off.
 
 use crate::lsp::client::{caps_with_progress, Client, LONG};
 use anyhow::{Context, Result};
@@ -15,6 +17,9 @@ pub struct LspBenchOptions {
     pub colds: usize,
     pub keystrokes: usize,
     pub context_tokens: usize,
+    /// Seconds between opening a file (and reporting the cursor) and its
+    /// first keystroke; compares `prefetch` on and off instead of orders.
+    pub prefetch_wait: Option<f64>,
 }
 
 /// A Python file made of HumanEval problems with their solutions, split
@@ -86,7 +91,14 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
     let sc = scenarios(&data, opts.colds, 5000, 1000)?;
     use std::io::Write;
     let mut out = std::io::stdout();
-    for order in ["spm", "psm"] {
+    let variants: Vec<(String, serde_json::Value)> = match opts.prefetch_wait {
+        Some(_) => vec![
+            ("prefetch=false".into(), json!({"prefetch": false})),
+            ("prefetch=true".into(), json!({"prefetch": true})),
+        ],
+        None => ["spm", "psm"].iter().map(|o| (format!("order={o}"), json!({"fimOrder": o}))).collect(),
+    };
+    for (name, settings) in variants {
         let mut args: Vec<String> = Vec::new();
         if let Some(m) = &opts.model {
             args.push("--model".into());
@@ -98,10 +110,11 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = Client::spawn(bin, &argv, &[]);
-        c.initialize(
-            caps_with_progress(),
-            json!({"fimOrder": order, "contextTokens": opts.context_tokens, "maxTokens": 24, "multiline": "never"}),
-        );
+        let mut init = json!({"contextTokens": opts.context_tokens, "maxTokens": 24, "multiline": "never"});
+        for (k, v) in settings.as_object().into_iter().flatten() {
+            init[k] = v.clone();
+        }
+        c.initialize(caps_with_progress(), init);
         c.wait_model();
         let (mut cold, mut warm) = (Vec::new(), Vec::new());
         let mut prompt_info = String::new();
@@ -111,17 +124,46 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
             c.open(&uri, "python", &text);
             let line = s.prefix.matches('\n').count() as u32;
             let col0 = s.prefix.rsplit('\n').next().unwrap_or("").chars().count() as u32;
-            let t = Instant::now();
-            let id = c.request(
-                "textDocument/inlineCompletion",
-                json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col0}, "context": {"triggerKind": 2}}),
-            );
-            let r = c.response(id, LONG);
-            cold.push(t.elapsed().as_secs_f64() * 1e3);
-            if n == 0 {
-                prompt_info = r["result"].to_string().chars().take(80).collect();
+            let mut typed = s.typed.chars().take(opts.keystrokes).enumerate().peekable();
+            if let Some(wait) = opts.prefetch_wait {
+                // The cursor lands there (editors ask for code actions on
+                // every move); the first keystroke comes `wait` s later.
+                let at = json!({"line": line, "character": col0});
+                let id = c.request(
+                    "textDocument/codeAction",
+                    json!({"textDocument": {"uri": uri}, "range": {"start": at, "end": at}, "context": {"diagnostics": []}}),
+                );
+                c.response(id, LONG);
+                std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+                if let Some((_, ch)) = typed.next() {
+                    let t = Instant::now();
+                    c.notify(
+                        "textDocument/didChange",
+                        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"range": {"start": at, "end": at}, "text": ch.to_string()}]}),
+                    );
+                    let id = c.request(
+                        "textDocument/inlineCompletion",
+                        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col0 + 1}, "context": {"triggerKind": 2}}),
+                    );
+                    let r = c.response(id, LONG);
+                    cold.push(t.elapsed().as_secs_f64() * 1e3);
+                    if n == 0 {
+                        prompt_info = r["result"].to_string().chars().take(80).collect();
+                    }
+                }
+            } else {
+                let t = Instant::now();
+                let id = c.request(
+                    "textDocument/inlineCompletion",
+                    json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col0}, "context": {"triggerKind": 2}}),
+                );
+                let r = c.response(id, LONG);
+                cold.push(t.elapsed().as_secs_f64() * 1e3);
+                if n == 0 {
+                    prompt_info = r["result"].to_string().chars().take(80).collect();
+                }
             }
-            for (k, ch) in s.typed.chars().take(opts.keystrokes).enumerate() {
+            for (k, ch) in typed {
                 let col = col0 + k as u32;
                 let t = Instant::now();
                 c.notify(
@@ -140,7 +182,8 @@ pub fn run(bin: &Path, opts: &LspBenchOptions) -> Result<()> {
         let _ = c.shutdown();
         writeln!(
             out,
-            "lsp order={order} cold n={} p50={:.0}ms p90={:.0}ms | warm n={} p50={:.0}ms p90={:.0}ms | first answer {prompt_info}",
+            "lsp {name} {} n={} p50={:.0}ms p90={:.0}ms | warm n={} p50={:.0}ms p90={:.0}ms | first answer {prompt_info}",
+            if opts.prefetch_wait.is_some() { "first keystroke" } else { "cold" },
             cold.len(),
             pct(&mut cold.clone(), 0.5),
             pct(&mut cold, 0.9),

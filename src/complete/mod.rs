@@ -5,7 +5,9 @@
 
 mod suggest;
 
-pub use suggest::{auto_prompt, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest};
+pub use suggest::{
+    auto_prompt, prefetch, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest, PREFETCH_KEY,
+};
 
 use crate::config::{Config, Multiline, PromptMode};
 use crate::engine::{Request, Sampling, StopWhen};

@@ -193,6 +193,31 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     out
 }
 
+/// The key prefetches run under: a newer one supersedes an older one,
+/// whichever document it was for.
+pub const PREFETCH_KEY: &str = "\u{0}prefetch";
+
+/// Warms the engine's KV cache for a completion at the cursor: plans as
+/// [`suggest`] does, then prefills that prompt at idle priority without
+/// generating. Any other request interrupts it between small chunks; what
+/// was prefilled stays cached, so the first keystroke there reuses it.
+/// None when nothing ran (no model, a quiet position, interrupted first).
+pub async fn prefetch(engine: &Engine, req: &SuggestRequest<'_>) -> Option<Generation> {
+    let info = engine.info()?;
+    let cfg = resolved(req.config, &info);
+    let mut plan = plan_with(&req.input, &cfg, info.family, req.stages)?;
+    plan.request.max_tokens = 0;
+    plan.request.idle = true;
+    plan.request.key = Some(PREFETCH_KEY.into());
+    match engine.generate(plan.request).await {
+        Ok((g, _)) => Some(g),
+        Err(e) => {
+            tracing::debug!("prefetch: {e}");
+            None
+        }
+    }
+}
+
 /// [`suggest`] for callers without an async runtime (CLI, eval, bench).
 pub fn suggest_blocking(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     futures::executor::block_on(suggest(engine, req))

@@ -13,7 +13,7 @@ pub use sampling::Sampling;
 pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen};
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -71,6 +71,9 @@ struct Shared {
     /// Latest job number per key: a running job whose key has a newer job
     /// stops at the next check (between prefill chunks or tokens).
     latest: Mutex<std::collections::HashMap<String, u64>>,
+    /// Requests that are not idle, submitted and not yet started: an idle
+    /// one stops as soon as this is above zero.
+    waiting: AtomicUsize,
     state: AtomicU8,
     error: Mutex<Option<String>>,
     info: Mutex<Option<ModelInfo>>,
@@ -93,6 +96,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel::<Msg>();
         let shared = Arc::new(Shared {
             latest: Mutex::new(Default::default()),
+            waiting: AtomicUsize::new(0),
             state: AtomicU8::new(LOADING),
             error: Mutex::new(None),
             info: Mutex::new(None),
@@ -184,8 +188,15 @@ impl Engine {
                     }
                     None => 0,
                 };
+                let idle = req.idle;
+                if !idle {
+                    self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+                }
                 let job = Job { req, seq, cancel: cancel.clone(), reply, enqueued: Instant::now() };
                 if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
+                    if !idle {
+                        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                    }
                     let _ = job.reply.send(Err(EngineError::Stopped));
                 }
             }
@@ -248,7 +259,12 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
                 }
             }
         }
-        let Some(job) = queue.pop_front() else { continue };
+        // Idle work only when nothing else waits.
+        let at = queue.iter().position(|j| !j.req.idle).unwrap_or(0);
+        let Some(job) = queue.remove(at) else { continue };
+        if !job.req.idle {
+            sh.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         // A newer request for the same key supersedes this one: answer it now.
         let superseded = job.req.key.is_some() && queue.iter().any(|j| j.req.key == job.req.key);
         if superseded {
@@ -265,7 +281,8 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
             Some(k) => sh.latest.lock().unwrap_or_else(|e| e.into_inner()).get(k).copied().unwrap_or(0) != job.seq,
             None => false,
         };
-        let interrupted = || job.cancel.is_cancelled() || job.reply.is_closed() || superseded();
+        let others_wait = || job.req.idle && sh.waiting.load(Ordering::SeqCst) > 0;
+        let interrupted = || job.cancel.is_cancelled() || job.reply.is_closed() || superseded() || others_wait();
         let result = match session.as_mut() {
             None => Err(EngineError::NotReady),
             Some(s) => {

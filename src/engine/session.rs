@@ -22,6 +22,10 @@ pub const PREFILL_CHUNK: usize = 256;
 /// ~500 kernel launches: bigger chunks, fewer launches.
 pub const GPU_PREFILL_CHUNK: usize = 1024;
 
+/// Idle work (prefetch) prefills in chunks this many times smaller, so that
+/// a real request, which interrupts it between chunks, waits less.
+pub const IDLE_CHUNK_DIVISOR: usize = 4;
+
 pub fn prefill_chunk(device: &Device) -> usize {
     if device.is_cpu() {
         PREFILL_CHUNK
@@ -72,6 +76,10 @@ pub struct Request {
     /// text is kept whole; the caller cuts it). For rules that stop strings
     /// cannot say, like a function body that has ended.
     pub until: Option<StopWhen>,
+    /// Idle priority (prefetch): runs only when no other request waits,
+    /// stops between (smaller) prefill chunks as soon as one arrives, and
+    /// leaves what it prefilled in the cache.
+    pub idle: bool,
 }
 
 /// A predicate over the answer so far: true when generating more is wasted.
@@ -95,6 +103,7 @@ impl Request {
             heal: true,
             key: None,
             until: None,
+            idle: false,
         }
     }
 }
@@ -357,7 +366,10 @@ impl Session {
         let reused = common;
         let mut logits = Vec::new();
         let mut pos = common;
-        let chunk = prefill_chunk(self.decoder.device());
+        let mut chunk = prefill_chunk(self.decoder.device());
+        if req.idle {
+            chunk = (chunk / IDLE_CHUNK_DIVISOR).max(1);
+        }
         while pos < ids.len() {
             if interrupted() {
                 return Err(EngineError::Cancelled);

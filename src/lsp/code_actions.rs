@@ -190,6 +190,9 @@ impl Backend {
             return Ok(None);
         };
         self.cursor_moved(&uri, params.range.start.line);
+        // Editors ask for code actions where the cursor is, on every move:
+        // where the next keystroke will likely be.
+        self.schedule_prefetch(&uri, params.range.start);
         let only = params.context.only.clone();
         let wants = |k: &CodeActionKind| {
             only.as_ref().is_none_or(|o| {

@@ -11,6 +11,7 @@ use ropey::Rope;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tower_lsp_server::jsonrpc::{Error as RpcError, Result as RpcResult};
@@ -60,6 +61,10 @@ struct State {
     load_gate: Arc<tokio::sync::Mutex<()>>,
     /// Models loaded so far (for `wick/serverState`).
     loads: std::sync::atomic::AtomicU64,
+    /// Bumped per cursor position seen: a prefetch runs only for the latest.
+    prefetch_seq: std::sync::atomic::AtomicU64,
+    /// Prefetches that ran (for `wick/serverState`).
+    prefetches: std::sync::atomic::AtomicU64,
     /// The last model error shown, not to repeat it on every settings change.
     shown_error: Mutex<Option<String>>,
     /// The suggestion being computed per document, by version and position:
@@ -120,6 +125,40 @@ async fn snapshot_of(st: &State, uri: &str, enc: Encoding) -> Result<documents::
 pub struct Backend {
     client: Client,
     st: Arc<State>,
+}
+
+/// Quiet time after the cursor lands somewhere before its prompt is prefilled.
+const PREFETCH_DELAY_MS: u64 = 200;
+
+/// What a completion at a position needs, gathered from the server's state.
+struct Prepared {
+    snap: documents::Snapshot,
+    cfg: Config,
+    cursor: usize,
+    engine: Engine,
+    others: Vec<complete::OtherFile>,
+    path: String,
+    repo_name: String,
+}
+
+impl Prepared {
+    fn request<'a>(&'a self, last: Option<&'a LastSuggestion>, key: Option<String>) -> complete::SuggestRequest<'a> {
+        complete::SuggestRequest {
+            input: complete::Input {
+                rope: &self.snap.rope,
+                cursor: self.cursor,
+                lang: self.snap.lang,
+                parsed: self.snap.parsed.as_ref(),
+                path: &self.path,
+                repo_name: &self.repo_name,
+                others: &self.others,
+            },
+            config: &self.cfg,
+            stages: complete::Stages::default(),
+            last,
+            key,
+        }
+    }
 }
 
 /// A completion computed by the core, in char indices of `rope`.
@@ -236,7 +275,7 @@ impl Backend {
         }
         let opts = LoadOptions { ..crate::device::load_options(&device) };
         let engine = Engine::load(path.clone(), device, opts);
-        self.st.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.st.loads.fetch_add(1, Ordering::SeqCst);
         *lock(&self.st.engine) = Some(engine.clone());
         *lock(&self.st.loaded) = Some((path.clone(), device_spec));
         let client = self.client.clone();
@@ -326,73 +365,54 @@ impl Backend {
         }
     }
 
-    async fn suggest_inner(&self, uri: String, pos: Position) -> RpcResult<Option<Suggestion>> {
-        let t0 = Instant::now();
+    /// What a completion at `pos` needs from the server's state: None for
+    /// an unknown document or position, a language turned off, no model.
+    async fn prepare(&self, uri: &str, pos: Position) -> Option<Prepared> {
         let enc = self.encoding();
-        let snap = match snapshot_of(&self.st, &uri, enc).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!("{e}");
-                return Ok(None);
-            }
-        };
+        let snap = snapshot_of(&self.st, uri, enc).await.map_err(|e| tracing::debug!("{e}")).ok()?;
         let cfg = lock(&self.st.config).clone();
         if !cfg.language_enabled(&snap.language) {
-            return Ok(None);
+            return None;
         }
-        let cursor = match proto::from_position(&snap.rope, pos, enc) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!("{e}");
-                return Ok(None);
-            }
+        let cursor = proto::from_position(&snap.rope, pos, enc).map_err(|e| tracing::debug!("{e}")).ok()?;
+        let engine = lock(&self.st.engine).clone()?;
+        // Still loading: a quick empty answer.
+        engine.info()?;
+        let root = lock(&self.st.root).clone();
+        // Reading and parsing imported files is file I/O: off this thread.
+        let others = {
+            let (b, s, r) = (self.handle(), snap.clone(), root.clone());
+            tokio::task::spawn_blocking(move || b.other_files(&s, r.as_deref())).await.unwrap_or_default()
         };
-        if cfg.debounce_ms > 0 {
+        let path = relative_path(uri, root.as_deref());
+        let repo_name =
+            root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Some(Prepared { snap, cfg, cursor, engine, others, path, repo_name })
+    }
+
+    async fn suggest_inner(&self, uri: String, pos: Position) -> RpcResult<Option<Suggestion>> {
+        let t0 = Instant::now();
+        let debounce_ms = lock(&self.st.config).debounce_ms;
+        if debounce_ms > 0 {
             let mine = {
                 let mut seq = lock(&self.st.seq);
                 let n = seq.entry(uri.clone()).or_default();
                 *n += 1;
                 *n
             };
-            tokio::time::sleep(std::time::Duration::from_millis(cfg.debounce_ms)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(debounce_ms)).await;
             if lock(&self.st.seq).get(&uri).copied() != Some(mine) {
                 return Ok(None);
             }
         }
-        let engine = lock(&self.st.engine).clone();
-        let Some(engine) = engine else { return Ok(None) };
-        if engine.info().is_none() {
-            return Ok(None); // still loading: a quick empty answer
-        }
-        let root = lock(&self.st.root).clone();
-        // The typed-ahead state as of this request, read before any await:
-        // an older request finishing meanwhile must not hand its state to
-        // this one mid-way.
+        // The typed-ahead state as of this request, read before the awaits
+        // of the preparation: an older request finishing meanwhile must not
+        // hand its state to this one mid-way.
         let last = lock(&self.st.last).get(&uri).cloned();
-        // Reading and parsing imported files is file I/O: off this thread.
-        let others = {
-            let (b, s, r) = (self.handle(), snap.clone(), root.clone());
-            tokio::task::spawn_blocking(move || b.other_files(&s, r.as_deref())).await.unwrap_or_default()
-        };
-        let path = relative_path(&uri, root.as_deref());
-        let repo_name =
-            root.as_ref().and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let req = complete::SuggestRequest {
-            input: complete::Input {
-                rope: &snap.rope,
-                cursor,
-                lang: snap.lang,
-                parsed: snap.parsed.as_ref(),
-                path: &path,
-                repo_name: &repo_name,
-                others: &others,
-            },
-            config: &cfg,
-            stages: complete::Stages::default(),
-            last: last.as_ref(),
-            key: Some(uri.clone()),
-        };
-        let out = complete::suggest(&engine, &req).await;
+        let Some(p) = self.prepare(&uri, pos).await else { return Ok(None) };
+        let req = p.request(last.as_ref(), Some(uri.clone()));
+        let (engine, snap, cursor) = (&p.engine, &p.snap, p.cursor);
+        let out = complete::suggest(engine, &req).await;
         if let Some(g) = &out.generation {
             tracing::info!(
                 context_ms = out.context_ms,
@@ -423,7 +443,45 @@ impl Backend {
             lock(&self.st.last)
                 .insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
         }
-        Ok(Some(Suggestion { rope: snap.rope, cursor, word_start: out.word_start, word: out.word, text: out.text }))
+        Ok(Some(Suggestion {
+            rope: snap.rope.clone(),
+            cursor,
+            word_start: out.word_start,
+            word: out.word,
+            text: out.text,
+        }))
+    }
+
+    /// Prefills the prompt of a completion at `pos` while the engine is
+    /// idle (the `prefetch` setting), 200 ms after the cursor settles there;
+    /// a newer position supersedes it.
+    pub(super) fn schedule_prefetch(&self, uri: &Uri, pos: Position) {
+        if !lock(&self.st.config).prefetch {
+            return;
+        }
+        let n = self.st.prefetch_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let (b, uri) = (self.handle(), uri.as_str().to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(PREFETCH_DELAY_MS)).await;
+            if b.st.prefetch_seq.load(Ordering::SeqCst) != n {
+                return;
+            }
+            let Some(p) = b.prepare(&uri, pos).await else {
+                tracing::debug!(uri, "prefetch: nothing to prepare");
+                return;
+            };
+            let t0 = Instant::now();
+            let Some(g) = complete::prefetch(&p.engine, &p.request(None, None)).await else { return };
+            b.st.prefetches.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(
+                uri,
+                line = pos.line,
+                prompt_tokens = g.prompt_tokens,
+                reused_tokens = g.reused_tokens,
+                ms = t0.elapsed().as_secs_f64() * 1e3,
+                "prefetched"
+            );
+        });
     }
 
     /// Other open documents and the workspace files the current one imports,
@@ -520,7 +578,8 @@ impl Backend {
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": lock(&self.st.definitions).len(),
                 "engineKeys": lock(&self.st.engine).as_ref().map_or(0, |e| e.tracked_keys()),
-                "loads": self.st.loads.load(std::sync::atomic::Ordering::SeqCst),
+                "loads": self.st.loads.load(Ordering::SeqCst),
+                "prefetches": self.st.prefetches.load(Ordering::SeqCst),
                 "loading": self.st.load_gate.try_lock().is_err(),
                 "loaded": lock(&self.st.loaded).as_ref().map(|(p, _)| p.display().to_string()),
             }))
