@@ -476,3 +476,31 @@ fn the_cursor_seen_in_a_code_action_request_is_prefetched_and_changes_no_answer(
     }
     assert_eq!(answers[0], answers[1], "the prefetch changed the answer");
 }
+
+#[test]
+fn a_cursor_reported_by_notification_is_prefetched() {
+    let mut c = server();
+    let text: String = (0..20).map(|i| format!("def f{i}(a, b):\n    return a * {i} + b\n\n")).collect();
+    // For a document never opened: nothing.
+    c.notify(
+        "wick/didMoveCursor",
+        json!({"textDocument": {"uri": "file:///ws/none.py"}, "position": {"line": 0, "character": 0}}),
+    );
+    c.open("file:///ws/n.py", "python", &text);
+    c.notify(
+        "wick/didMoveCursor",
+        json!({"textDocument": {"uri": "file:///ws/n.py"}, "position": {"line": 4, "character": 4}}),
+    );
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let id = c.request("wick/serverState", json!({}));
+        let st = c.response(id, LONG)["result"].clone();
+        assert_eq!(st["documents"], 1, "{st}");
+        if st["prefetches"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no prefetch ran: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(c.shutdown().success());
+}

@@ -187,6 +187,7 @@ pub async fn serve(opts: ServeOptions) {
     .custom_method(framing::INVALID_METHOD, Backend::invalid_message)
     .custom_method("wick/documentText", Backend::document_text)
     .custom_method("wick/serverState", Backend::server_state)
+    .custom_method("wick/didMoveCursor", Backend::did_move_cursor)
     .finish();
     // Enough concurrency that edits are never stuck behind slow completions.
     Server::new(reader, stdout, socket).concurrency_level(64).serve(service).await;
@@ -549,6 +550,22 @@ impl Backend {
         }
         kept.insert(key.to_string(), (stamp.to_string(), d.clone()));
         Some(d)
+    }
+
+    /// `wick/didMoveCursor` (a notification): where the cursor is, from
+    /// editors that do not ask for code actions on every move (Neovim's
+    /// plugin sends it). Errors held back on the line being typed are shown
+    /// once the cursor leaves it, and the prompt there is prefetched.
+    async fn did_move_cursor(&self, params: TextDocumentPositionParams) {
+        guard_note("wick/didMoveCursor", async move {
+            let (uri, pos) = (params.text_document.uri, params.position);
+            if lock(&self.st.docs).get(uri.as_str()).is_none() {
+                return;
+            }
+            self.cursor_moved(&uri, pos.line);
+            self.schedule_prefetch(&uri, pos);
+        })
+        .await
     }
 
     /// The server's copy of a document (for clients' diagnostics and tests).

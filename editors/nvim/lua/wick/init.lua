@@ -320,8 +320,33 @@ local function map_keys(buf)
   end)
 end
 
+--- Tells the server where the cursor settled (`wick/didMoveCursor`), so it
+--- can prefill the prompt there before the first keystroke.
+local function report_cursor(buf)
+  local s = buf_state(buf)
+  if not s.cursor_timer then
+    s.cursor_timer = uv.new_timer()
+  end
+  s.cursor_timer:stop()
+  s.cursor_timer:start(200, 0, vim.schedule_wrap(function()
+    local client = get_client(buf)
+    if not client or vim.api.nvim_get_current_buf() ~= buf then
+      return
+    end
+    local params = vim.lsp.util.make_position_params(vim.api.nvim_get_current_win(), client.offset_encoding)
+    client:notify('wick/didMoveCursor', params)
+  end))
+end
+
 local function attach_inline(buf)
   local bgroup = vim.api.nvim_create_augroup('wick.buf.' .. buf, { clear = true })
+  vim.api.nvim_create_autocmd({ 'BufEnter', 'CursorMoved', 'InsertEnter' }, {
+    group = bgroup,
+    buffer = buf,
+    callback = function()
+      report_cursor(buf)
+    end,
+  })
   vim.api.nvim_create_autocmd('TextChangedI', {
     group = bgroup,
     buffer = buf,
@@ -387,6 +412,9 @@ local function attach_inline(buf)
       local s = buffers[buf]
       if s and s.timer then
         s.timer:close()
+      end
+      if s and s.cursor_timer then
+        s.cursor_timer:close()
       end
       buffers[buf] = nil
       pcall(vim.api.nvim_del_augroup_by_id, bgroup)
