@@ -113,3 +113,42 @@ fn the_checker_sees_grouped_and_plain_paths() {
     let n = named(t);
     assert!(n.contains("syntax") && n.contains("engine") && n.contains("lsp") && !n.contains("models"), "{n:?}");
 }
+
+/// ARCHITECTURE.md: "Positions cross the protocol edge once". Outside
+/// `lsp/proto.rs`, the server's code (its tests aside) makes no LSP
+/// position and converts no offsets itself.
+#[test]
+fn positions_cross_the_protocol_edge_once() {
+    let lsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lsp");
+    let forbidden = [
+        "Position::new(",
+        "Position {",
+        ".character",
+        "line_to_char",
+        "char_to_line",
+        "byte_to_char",
+        "char_to_byte",
+        "line_to_byte",
+        "byte_to_line",
+        "documents::char_at",
+        "documents::pos_of",
+    ];
+    let mut all = Vec::new();
+    files(&lsp, &mut all);
+    let mut problems = Vec::new();
+    for f in all.iter().filter(|f| !f.ends_with("proto.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or("");
+            // Log fields may name a position's parts.
+            if line.contains("tracing::") {
+                continue;
+            }
+            for pat in forbidden.iter().filter(|p| line.contains(*p)) {
+                problems.push(format!("{}:{}: `{pat}` outside lsp/proto.rs", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -438,14 +438,12 @@ fn syntax_diagnostics(
         Severity::Information => DiagnosticSeverity::INFORMATION,
         Severity::Hint => DiagnosticSeverity::HINT,
     };
-    let len = snap.rope.len_bytes();
-    let pos = |b: usize| proto::to_position(&snap.rope, snap.rope.byte_to_char(b.min(len)), enc);
     analysis
         .errors
         .iter()
         .take(MAX_DIAGNOSTICS)
         .map(|e| Diagnostic {
-            range: Range::new(pos(e.start), pos(e.end)),
+            range: proto::to_range_of_bytes(&snap.rope, e.start, e.end, enc),
             severity: Some(severity),
             source: Some("wick".into()),
             message: e.message.clone(),

@@ -54,12 +54,18 @@ pub(super) fn to_range(rope: &Rope, a: usize, b: usize, enc: Encoding) -> Range 
     Range::new(to_position(rope, a, enc), to_position(rope, b, enc))
 }
 
+/// The LSP range of the bytes `start..end` (clamped to the document, and
+/// to character boundaries by ropey's byte-to-char rounding).
+pub(super) fn to_range_of_bytes(rope: &Rope, start: usize, end: usize, enc: Encoding) -> Range {
+    let a = rope.byte_to_char(start.min(rope.len_bytes()));
+    let b = rope.byte_to_char(end.min(rope.len_bytes()));
+    to_range(rope, a, b, enc)
+}
+
 /// A text edit replacing the bytes `start..end` (clamped to the document,
 /// and to character boundaries by ropey's byte-to-char rounding).
 pub(super) fn to_text_edit(rope: &Rope, start: usize, end: usize, text: &str, enc: Encoding) -> TextEdit {
-    let a = rope.byte_to_char(start.min(rope.len_bytes()));
-    let b = rope.byte_to_char(end.min(rope.len_bytes()));
-    TextEdit { range: to_range(rope, a, b, enc), new_text: text.to_string() }
+    TextEdit { range: to_range_of_bytes(rope, start, end, enc), new_text: text.to_string() }
 }
 
 #[cfg(test)]
