@@ -131,7 +131,7 @@ pub fn documents(initial: &str, arrival: &[Batch], enc: Encoding) -> Result<(), 
         }
     }
     let snap = store.snapshot_parsed(uri, enc).map_err(|e| e.to_string())?;
-    if snap.rope.to_string() != reference {
+    if snap.rope != reference {
         return Err(format!("text {:?} != LSP's {:?}", snap.rope.to_string(), reference));
     }
     if let (Some(p), Some(full)) = (snap.parsed, Parsed::parse(Lang::Python, &reference)) {

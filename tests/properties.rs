@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn config(cases: u32) -> PtConfig {
-    PtConfig { cases, rng_seed: RngSeed::Fixed(0x5eed_0f_17c6), failure_persistence: None, ..PtConfig::default() }
+    PtConfig { cases, rng_seed: RngSeed::Fixed(0x005e_ed0f_17c6), failure_persistence: None, ..PtConfig::default() }
 }
 
 /// Text from `wick::testing::PIECES`: line breaks of every kind, astral

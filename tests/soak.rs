@@ -212,7 +212,7 @@ fn soak() {
             assert!(r.get("result").is_some() || r.get("error").is_some(), "{r}");
         }
         assert!(c.child.try_wait().unwrap().is_none(), "the server exited");
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             rss_samples.push(proc_status(pid, "VmRSS:"));
             assert!(proc_status(pid, "Threads:") < THREADS_CAP, "threads: {}", proc_status(pid, "Threads:"));
         }
