@@ -186,6 +186,19 @@ enum Cmd {
     },
     /// Describe a GGUF file: architecture, shapes, tensor types, FIM family.
     Inspect { path: PathBuf },
+    /// What to know when something is off: this binary, CPU and kernels, the
+    /// model it would load, caches, hub, device, and (with --editor) whether
+    /// the editor's configuration points at this binary. Reads local files only.
+    Doctor {
+        /// Model, as the `model` setting names it (default: the default model).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Check this editor's configuration too: vscode or nvim.
+        #[arg(long)]
+        editor: Option<wick::cli::doctor::Editor>,
+    },
     /// Write a model with random weights (tests, benchmarks, GPU checks).
     GenModel {
         out: PathBuf,
@@ -479,6 +492,13 @@ fn run(cli: Cli) -> Result<()> {
             wick::cli::eval::humaneval(&engine, &set, &data, &opts)
         }
         Cmd::Inspect { path } => wick::models::inspect(&path),
+        Cmd::Doctor { model, device, editor } => {
+            let opts = wick::cli::doctor::DoctorOptions { model, device, editor };
+            let text = wick::cli::doctor::render(&wick::cli::doctor::findings(&opts));
+            use std::io::Write;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
         Cmd::GenModel { out, preset, family } => {
             let family = wick::prompt::Family::ALL
                 .into_iter()

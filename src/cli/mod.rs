@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod bench_actions;
 pub mod bench_lsp;
+pub mod doctor;
 pub mod eval;
 pub mod real_code;
