@@ -283,6 +283,7 @@ local function main()
   check(text:find('OK') ~= nil, 'checkhealth has OK lines')
   check(text:find('ERROR') == nil, 'checkhealth has no ERROR:\n' .. text)
   check(text:find('model .* ready') ~= nil, 'checkhealth reports the model ready')
+  check(text:find('doctor: .*int8 matmul kernels') ~= nil, "checkhealth shows wick doctor's findings:\n" .. text)
   say('checkhealth: ' .. #report .. ' lines, no error')
 
   -- 7. A syntax error: a diagnostic, and "Fix with wick" repairs it.

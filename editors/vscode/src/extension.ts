@@ -4,6 +4,7 @@
 // restarts a crashed server with a back-off, and shows the model's state and
 // the last completion latency in the status bar.
 
+import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as vscode from 'vscode';
@@ -44,6 +45,8 @@ class Controller {
     private readonly item: vscode.StatusBarItem;
     private readonly keys: string[];
     private readonly backoff = new Backoff();
+    /** The binary last started, for `wick doctor`. */
+    private serverPath: string | undefined;
     private server: ServerState = 'stopped';
     private model: ModelState = 'unknown';
     private modelName = '';
@@ -68,13 +71,39 @@ class Controller {
             this.item,
             vscode.commands.registerCommand('wick.restartServer', () => this.restart(true)),
             vscode.commands.registerCommand('wick.toggleCompletions', () => this.toggle()),
-            vscode.commands.registerCommand('wick.showOutput', () => this.output.show()),
+            vscode.commands.registerCommand('wick.showOutput', () => this.showOutput()),
             vscode.commands.registerCommand('wick.showMenu', () => this.menu()),
             vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
             // Trust granted: the workspace's own binary may now be found.
             vscode.workspace.onDidGrantWorkspaceTrust(() => this.restart(true)),
         );
         this.render();
+    }
+
+    /** The output channel, with what `wick doctor` finds now appended. */
+    private showOutput(): void {
+        this.output.show();
+        if (!this.serverPath) {
+            return;
+        }
+        const args = ['doctor', '--editor', 'vscode'];
+        const model = this.config().get<string>('model', '');
+        if (model) {
+            args.push('--model', model);
+        }
+        execFile(this.serverPath, args, { timeout: 10_000 }, (err, stdout, stderr) => {
+            if (err && !stdout) {
+                this.output.warn(`wick doctor failed: ${err.message} ${stderr}`);
+                return;
+            }
+            for (const line of stdout.split('\n').filter((l) => l.trim() !== '')) {
+                if (line.startsWith('!!')) {
+                    this.output.warn(`doctor: ${line.slice(3)}`);
+                } else {
+                    this.output.info(`doctor: ${line.slice(3)}`);
+                }
+            }
+        });
     }
 
     private config(): vscode.WorkspaceConfiguration {
@@ -123,6 +152,7 @@ class Controller {
                 });
             return;
         }
+        this.serverPath = found.path;
         this.output.info(`starting ${found.path} serve`);
         const serverOptions: ServerOptions = { command: found.path, args: ['serve'], transport: TransportKind.stdio };
         const clientOptions: LanguageClientOptions = {

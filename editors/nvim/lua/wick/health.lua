@@ -32,6 +32,35 @@ function M.check()
     })
   end
 
+  -- What the server itself finds (`wick doctor`): CPU, kernels, the model
+  -- it would load, caches, device; the editor check only when the plugin
+  -- runs `wick` from PATH.
+  if binary then
+    local args = { binary, 'doctor' }
+    local model = wick.config and wick.config.settings and wick.config.settings.model
+    if type(model) == 'string' and model ~= '' then
+      vim.list_extend(args, { '--model', model })
+    end
+    if not (wick.config and wick.config.server_path) then
+      vim.list_extend(args, { '--editor', 'nvim' })
+    end
+    local res = vim.system(args, { text = true }):wait(10000)
+    if res.code ~= 0 then
+      health.warn(('`wick doctor` failed (exit %s): %s'):format(tostring(res.code), vim.trim(res.stderr or '')))
+    else
+      for line in (res.stdout or ''):gmatch('[^\n]+') do
+        local mark, rest = line:sub(1, 2), vim.trim(line:sub(4))
+        if mark == '!!' then
+          health.warn('doctor: ' .. rest)
+        elseif mark == 'ok' then
+          health.ok('doctor: ' .. rest)
+        else
+          health.info('doctor: ' .. line)
+        end
+      end
+    end
+  end
+
   local clients = vim.lsp.get_clients({ name = 'wick' })
   if #clients == 0 then
     health.warn('no wick server is running', { 'open a file of a configured filetype, or run :WickRestart' })
