@@ -106,6 +106,9 @@ enum Cmd {
         /// and the first keystroke typed this many seconds later.
         #[arg(long)]
         prefetch_wait: Option<f64>,
+        /// For `lsp`: the server's `contextTokens` (2600 gives ~1.5k-token FIM prompts).
+        #[arg(long, default_value_t = 2600)]
+        context_tokens: usize,
     },
     /// Compare the logits on a device with the CPU's f32 path (GPU checks).
     #[command(hide = true)]
@@ -347,7 +350,7 @@ fn run(cli: Cli) -> Result<()> {
             stdout.write_all(b"\n")?;
             Ok(())
         }
-        Cmd::Bench { what: Some(w), model, colds, keystrokes, prefetch_wait, .. } if w == "lsp" => {
+        Cmd::Bench { what: Some(w), model, colds, keystrokes, prefetch_wait, context_tokens, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;
             let device = (model.device != "cpu").then_some(model.device);
             let opts = wick::cli::bench_lsp::LspBenchOptions {
@@ -355,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
                 device,
                 colds,
                 keystrokes,
-                context_tokens: 2600,
+                context_tokens,
                 prefetch_wait,
             };
             wick::cli::bench_lsp::run(&bin, &opts)

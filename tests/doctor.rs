@@ -64,7 +64,8 @@ fn it_says_whether_vscode_runs_this_binary() {
     // serverPath (JSON with comments, as VS Code writes it) elsewhere.
     let other = home.join("old-wick");
     std::fs::write(&other, "#!/bin/sh\n").unwrap();
-    let json = format!("{{\n  // wick\n  \"wick.serverPath\": \"{}\",\n  \"wick.enable\": false,\n}}\n", other.display());
+    let json =
+        format!("{{\n  // wick\n  \"wick.serverPath\": \"{}\",\n  \"wick.enable\": false,\n}}\n", other.display());
     std::fs::write(settings.join("settings.json"), json).unwrap();
     let r = doctor(&home, &m);
     let v = line(&r, "vscode");

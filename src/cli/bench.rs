@@ -28,6 +28,9 @@ pub struct Report {
     pub threads: usize,
     pub rows: Vec<Figures>,
     pub latency: Option<Latency>,
+    /// wick's prefill of the same prompt in chunks: (chunk tokens, tok/s),
+    /// the server's chunk and the idle (prefetch) one.
+    pub chunked: Vec<(usize, f64)>,
 }
 
 /// What a completion costs end to end on our decoder, the way the session
@@ -117,6 +120,21 @@ pub fn run(
     }
     device.synchronize()?;
     let dec_s = t.elapsed().as_secs_f64();
+    // The server prefills in chunks (interruptible), prefetch in smaller ones.
+    let chunk = crate::engine::session::prefill_chunk(device);
+    let mut chunked = Vec::new();
+    for c in [chunk, chunk / crate::engine::session::IDLE_CHUNK_DIVISOR] {
+        if c >= ids.len() || c == 0 {
+            continue;
+        }
+        dec.clear();
+        let t = Instant::now();
+        for part in ids.chunks(c) {
+            dec.forward(part)?;
+        }
+        device.synchronize()?;
+        chunked.push((c, ids.len() as f64 / t.elapsed().as_secs_f64()));
+    }
     let latency = match latency {
         Some(l) => Some(measure_latency(&mut dec, l, path)?),
         None => None,
@@ -170,6 +188,7 @@ pub fn run(
         threads: candle_core::utils::get_num_threads(),
         rows,
         latency,
+        chunked,
     })
 }
 
@@ -271,6 +290,9 @@ pub fn print(r: &Report) {
             a.decode_tok_s / b.decode_tok_s,
             a.peak_rss_mib / b.peak_rss_mib.max(1.0)
         );
+    }
+    for (c, tps) in &r.chunked {
+        eprintln!("wick prefill in chunks of {c} tokens: {tps:.1} tok/s");
     }
     if let Some(l) = &r.latency {
         let o = &l.opts;

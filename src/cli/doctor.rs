@@ -214,10 +214,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn points_here(label: &'static str, found: &Path, how: &str, exe: Option<&Path>) -> Finding {
     match exe {
         Some(e) if same_file(found, e) => Finding::ok(label, format!("{how}: {} (this binary)", found.display())),
-        Some(e) if found.is_file() => Finding::problem(
-            label,
-            format!("{how}: {}, which is not this binary ({})", found.display(), e.display()),
-        ),
+        Some(e) if found.is_file() => {
+            Finding::problem(label, format!("{how}: {}, which is not this binary ({})", found.display(), e.display()))
+        }
         _ => Finding::problem(label, format!("{how}: {}, which does not exist", found.display())),
     }
 }
@@ -252,7 +251,9 @@ fn editor_findings(editor: Editor, exe: Option<&Path>) -> Vec<Finding> {
                             out.push(points_here("vscode", Path::new(p), &how, exe));
                         }
                     }
-                    Err(e) => out.push(Finding::problem("vscode", format!("{} is not valid JSON: {e}", file.display()))),
+                    Err(e) => {
+                        out.push(Finding::problem("vscode", format!("{} is not valid JSON: {e}", file.display())))
+                    }
                 }
             }
             if !configured {
@@ -261,11 +262,8 @@ fn editor_findings(editor: Editor, exe: Option<&Path>) -> Vec<Finding> {
             out
         }
         Editor::Nvim => {
-            let mut out = vec![path_finding(
-                "nvim",
-                "the plugin runs `wick` from PATH unless setup() names server_path",
-                exe,
-            )];
+            let mut out =
+                vec![path_finding("nvim", "the plugin runs `wick` from PATH unless setup() names server_path", exe)];
             if on_path("nvim").is_none() {
                 out.push(Finding::problem("nvim", "nvim is not on PATH"));
             }
