@@ -373,12 +373,19 @@ impl Backend {
         let snap = snapshot_of(&self.st, uri, enc).await.map_err(|e| tracing::debug!("{e}")).ok()?;
         let cfg = lock(&self.st.config).clone();
         if !cfg.language_enabled(&snap.language) {
+            tracing::debug!(uri, language = snap.language, "no completion: language not enabled");
             return None;
         }
         let cursor = proto::from_position(&snap.rope, pos, enc).map_err(|e| tracing::debug!("{e}")).ok()?;
-        let engine = lock(&self.st.engine).clone()?;
+        let Some(engine) = lock(&self.st.engine).clone() else {
+            tracing::debug!(uri, "no completion: no engine");
+            return None;
+        };
         // Still loading: a quick empty answer.
-        engine.info()?;
+        if engine.info().is_none() {
+            tracing::debug!(uri, "no completion: the model is still loading");
+            return None;
+        }
         let root = lock(&self.st.root).clone();
         // Reading and parsing imported files is file I/O: off this thread.
         let others = {
