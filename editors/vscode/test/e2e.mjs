@@ -46,7 +46,7 @@ const lspClientLog = path.join(ART, 'lsp-client.log');
 const wrapper = path.join(tmp, 'wick-server');
 fs.writeFileSync(
     wrapper,
-    `#!/bin/bash\necho $$ >> '${pids}'\nexec '${WICK_BIN}' "$@" --log-file '${ART}/wick-server.log' < <(exec tee -a '${lspClientLog}')\n`,
+    `#!/bin/bash\necho $$ >> '${pids}'\nexport WICK_LOG='${process.env.WICK_LOG ?? 'info,wick::lsp=debug'}'\nexec '${WICK_BIN}' "$@" --log-file '${ART}/wick-server.log' < <(exec tee -a '${lspClientLog}')\n`,
     { mode: 0o755 },
 );
 
