@@ -244,15 +244,21 @@ function M.request(buf)
   end
 end
 
-local function schedule_request(buf)
+--- Runs `fn` once `ms` after the last call for this buffer and `key`
+--- (the buffer's timer of that name, made on first use).
+local function debounce(buf, key, ms, fn)
   local s = buf_state(buf)
-  if not s.timer then
-    s.timer = uv.new_timer()
+  if not s[key] then
+    s[key] = uv.new_timer()
   end
-  s.timer:stop()
-  s.timer:start(M.config.inline.debounce_ms, 0, vim.schedule_wrap(function()
+  s[key]:stop()
+  s[key]:start(ms, 0, vim.schedule_wrap(fn))
+end
+
+local function schedule_request(buf)
+  debounce(buf, 'timer', M.config.inline.debounce_ms, function()
     M.request(buf)
-  end))
+  end)
 end
 
 --- Inserts the shown suggestion (all of it, or its first line) and puts the
@@ -323,19 +329,14 @@ end
 --- Tells the server where the cursor settled (`wick/didMoveCursor`), so it
 --- can prefill the prompt there before the first keystroke.
 local function report_cursor(buf)
-  local s = buf_state(buf)
-  if not s.cursor_timer then
-    s.cursor_timer = uv.new_timer()
-  end
-  s.cursor_timer:stop()
-  s.cursor_timer:start(200, 0, vim.schedule_wrap(function()
+  debounce(buf, 'cursor_timer', 200, function()
     local client = get_client(buf)
     if not client or vim.api.nvim_get_current_buf() ~= buf then
       return
     end
     local params = vim.lsp.util.make_position_params(vim.api.nvim_get_current_win(), client.offset_encoding)
     client:notify('wick/didMoveCursor', params)
-  end))
+  end)
 end
 
 local function attach_inline(buf)
