@@ -46,8 +46,10 @@ pub struct Document {
     /// Edits applied so far: a parse result is installed only if none came
     /// after its job was made.
     edits: u64,
-    /// Edits that arrived ahead of a missing version, applied once it comes.
-    pending: BTreeMap<i32, Vec<Change>>,
+    /// Edits that arrived ahead of a missing version, applied once it comes
+    /// (or a request that arrived after them forces them), each with its
+    /// arrival number ([`DocumentStore::mark`]).
+    pending: BTreeMap<i32, (u64, Vec<Change>)>,
 }
 
 /// A cheap copy of a document for work outside the store's lock.
@@ -170,6 +172,16 @@ pub fn pos_of(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
 #[derive(Default)]
 pub struct DocumentStore {
     docs: HashMap<String, Document>,
+    /// Edits received so far, in arrival order.
+    arrivals: u64,
+}
+
+/// How far into the edits received a snapshot may look: those that arrived
+/// before the request it is for ([`DocumentStore::mark`]), or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    Arrival(u64),
+    Now,
 }
 
 impl DocumentStore {
@@ -198,26 +210,44 @@ impl DocumentStore {
             .collect()
     }
 
+    /// The arrival mark of a request: a snapshot for it applies the edits
+    /// received before it even across a gap in versions (LSP versions need
+    /// not be consecutive), and leaves those received after it waiting. A
+    /// request handled late (after an `await`) must not force an edit that
+    /// arrived after it ahead of the missing version sent just behind it.
+    pub fn mark(&self) -> AsOf {
+        AsOf::Arrival(self.arrivals)
+    }
+
     /// Applies a didChange in version order: an edit for a later version
     /// than the next one waits until the versions in between arrive (or a
-    /// snapshot forces it); an edit for an old version is ignored.
+    /// snapshot for a later request forces it); an edit for an old version
+    /// is ignored.
     pub fn change(&mut self, uri: &str, version: i32, changes: Vec<Change>, enc: Encoding) -> Result<(), DocError> {
         let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
         if version <= doc.version {
             tracing::warn!(uri, version, current = doc.version, "ignoring a stale edit");
             return Ok(());
         }
-        doc.pending.insert(version, changes);
-        Self::flush(doc, enc, false);
+        self.arrivals += 1;
+        doc.pending.insert(version, (self.arrivals, changes));
+        Self::flush(doc, enc, AsOf::Arrival(0));
         Ok(())
     }
 
-    fn flush(doc: &mut Document, enc: Encoding, force: bool) {
-        while let Some((&v, _)) = doc.pending.iter().next() {
+    /// Applies the pending edits that follow on without a gap, and those
+    /// received by `forced` even across one (in version order, up to the
+    /// first received later).
+    fn flush(doc: &mut Document, enc: Encoding, forced: AsOf) {
+        while let Some((&v, &(arrival, _))) = doc.pending.iter().next() {
+            let force = match forced {
+                AsOf::Now => true,
+                AsOf::Arrival(mark) => arrival <= mark,
+            };
             if v != doc.version + 1 && !force {
                 break;
             }
-            let changes = doc.pending.remove(&v).unwrap_or_default();
+            let (_, changes) = doc.pending.remove(&v).unwrap_or_default();
             for c in &changes {
                 doc.apply_one(c, enc);
             }
@@ -225,11 +255,17 @@ impl DocumentStore {
         }
     }
 
-    /// A copy to work on without the lock. Edits still waiting for a missing
-    /// version are applied first: a request comes after the edits it sees.
+    /// A copy to work on without the lock, as of every edit received.
     pub fn snapshot(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
+        self.snapshot_as_of(uri, enc, AsOf::Now)
+    }
+
+    /// A copy to work on without the lock, for a request with the arrival
+    /// mark `as_of`: edits waiting for a missing version that arrived before
+    /// the request are applied first (it comes after the edits it sees).
+    pub fn snapshot_as_of(&mut self, uri: &str, enc: Encoding, as_of: AsOf) -> Result<Snapshot, DocError> {
         let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
-        Self::flush(doc, enc, true);
+        Self::flush(doc, enc, as_of);
         Ok(Snapshot {
             uri: uri.to_string(),
             rope: doc.rope.clone(),
@@ -353,6 +389,29 @@ mod tests {
         assert_eq!(s.get("u").unwrap().rope.to_string(), "hello !?");
     }
 
+    #[test]
+    fn a_request_forces_only_the_edits_received_before_it() {
+        let mut s = DocumentStore::default();
+        s.open("u", "ab", 1, "text");
+        let ins = |at: u32, t: &str| Change { range: Some((p(0, at), p(0, at))), text: t.into() };
+        // A request arrives, then version 3 (2 is still on its way): the
+        // request, answered late, sees neither, and 3 keeps waiting for 2
+        // (forcing 3 would drop 2 as stale: the copy would differ).
+        let early = s.mark();
+        s.change("u", 3, vec![ins(3, "!")], Encoding::Utf16).unwrap();
+        assert_eq!(s.snapshot_as_of("u", Encoding::Utf16, early).unwrap().rope.to_string(), "ab");
+        s.change("u", 2, vec![ins(2, "c")], Encoding::Utf16).unwrap();
+        assert_eq!(s.get("u").unwrap().rope.to_string(), "abc!");
+        // A gap that never fills (versions need not be consecutive) is
+        // crossed by the next request that arrives after the edit.
+        s.change("u", 7, vec![ins(0, ">")], Encoding::Utf16).unwrap();
+        let later = s.mark();
+        assert_eq!(s.snapshot_as_of("u", Encoding::Utf16, early).unwrap().rope.to_string(), "abc!");
+        let snap = s.snapshot_as_of("u", Encoding::Utf16, later).unwrap();
+        assert_eq!((snap.rope.to_string(), snap.version), (">abc!".to_string(), 7));
+        s.change("u", 9, vec![ins(0, "<")], Encoding::Utf16).unwrap();
+        assert_eq!(s.snapshot("u", Encoding::Utf16).unwrap().rope.to_string(), "<>abc!");
+    }
     #[test]
     fn trees_follow_incremental_edits() {
         let mut s = DocumentStore::default();

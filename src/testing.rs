@@ -118,8 +118,12 @@ pub fn documents(initial: &str, arrival: &[Batch], enc: Encoding) -> Result<(), 
         }
     }
     let mut max = 1;
+    // A request that arrived before every edit, answered late: it never
+    // applies an edit across a gap.
+    let early = store.mark();
     for (i, (v, changes)) in arrival.iter().enumerate() {
         store.change(uri, *v, changes.clone(), enc).map_err(|e| e.to_string())?;
+        store.snapshot_as_of(uri, enc, early).map_err(|e| e.to_string())?;
         max = max.max(*v);
         // A snapshot in between, parsed (the next edits are incremental),
         // where no version below the latest is still to come: a snapshot

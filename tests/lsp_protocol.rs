@@ -504,3 +504,37 @@ fn a_cursor_reported_by_notification_is_prefetched() {
     }
     assert!(c.shutdown().success());
 }
+
+/// Edits for versions 3 and 2 arrive in that order while a prefetch
+/// scheduled earlier (200 ms after the cursor report) takes its snapshot
+/// between them. It must not apply 3 across the gap: 2 would then be
+/// dropped as stale and the server's copy would differ from the editor's
+/// (seen in the soak test on a busy machine).
+#[test]
+fn work_scheduled_before_an_edit_never_applies_it_across_a_missing_version() {
+    let mut c = server();
+    let uri = "file:///ws/gap.py";
+    c.open(uri, "python", "x = 1\n");
+    let edit = |v: i64, col: u32, t: &str| {
+        json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": v},
+            "contentChanges": [{"range": {"start": {"line": 0, "character": col}, "end": {"line": 0, "character": col}}, "text": t}]}})
+    };
+    for _ in 0..3 {
+        let id = c.request("wick/documentText", json!({"uri": uri}));
+        let before = c.response(id, LONG)["result"]["version"].as_i64().unwrap();
+        c.notify("wick/didMoveCursor", json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}));
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        c.send(&edit(before + 2, 6, "!"));
+        std::thread::sleep(std::time::Duration::from_millis(180));
+        c.send(&edit(before + 1, 5, "2"));
+        let id = c.request("wick/documentText", json!({"uri": uri}));
+        let r = c.response(id, LONG);
+        assert_eq!(r["result"]["version"], before + 2, "{r}");
+        let text = r["result"]["text"].as_str().unwrap().to_string();
+        assert!(text.starts_with("x = 12!"), "{text:?}");
+        // The next round edits the line as the editor has it.
+        let id = c.request("wick/documentText", json!({"uri": uri}));
+        assert_eq!(c.response(id, LONG)["result"]["text"], json!(text));
+    }
+    assert!(c.shutdown().success());
+}

@@ -86,6 +86,7 @@ impl Backend {
         let st = self.st.clone();
         let client = self.client.clone();
         let enc = self.encoding();
+        let as_of = lock(&self.st.docs).mark();
         let latest = move |st: &State| lock(&st.diag).get(&key).is_some_and(|d| d.seq == n);
         tokio::spawn(async move {
             if delay_ms > 0 {
@@ -98,7 +99,7 @@ impl Backend {
             if mode == DiagnosticsMode::Off || !latest(&st) {
                 return;
             }
-            let Ok(snap) = snapshot_of(&st, uri.as_str(), enc).await else { return };
+            let Ok(snap) = snapshot_of(&st, uri.as_str(), enc, as_of).await else { return };
             let Some(analysis) = analysis_of(&st, &snap).await else {
                 return;
             };
@@ -186,7 +187,8 @@ impl Backend {
     pub(super) async fn code_actions(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
         let enc = self.encoding();
         let uri = params.text_document.uri.clone();
-        let Ok(snap) = snapshot_of(&self.st, uri.as_str(), enc).await else {
+        let as_of = lock(&self.st.docs).mark();
+        let Ok(snap) = snapshot_of(&self.st, uri.as_str(), enc, as_of).await else {
             return Ok(None);
         };
         self.cursor_moved(&uri, params.range.start.line);
@@ -351,7 +353,8 @@ impl Backend {
             ActionData::Fill { uri, version, range } => (uri, version, range, String::new(), true),
         };
         let enc = self.encoding();
-        let snap = snapshot_of(&self.st, &uri_s, enc).await.map_err(|_| FixError::Stale)?;
+        let as_of = lock(&self.st.docs).mark();
+        let snap = snapshot_of(&self.st, &uri_s, enc, as_of).await.map_err(|_| FixError::Stale)?;
         if snap.version != version {
             return Err(FixError::Stale);
         }

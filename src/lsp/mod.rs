@@ -107,8 +107,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A document's snapshot with its tree up to date. The parse (a whole file
 /// on open, incremental after edits) runs on a blocking thread, never on
 /// the protocol's, and never under the documents lock.
-async fn snapshot_of(st: &State, uri: &str, enc: Encoding) -> Result<documents::Snapshot, documents::DocError> {
-    let mut snap = lock(&st.docs).snapshot(uri, enc)?;
+/// `as_of` is the arrival mark of the request it is for
+/// ([`documents::DocumentStore::mark`]), read when the request arrived.
+async fn snapshot_of(
+    st: &State,
+    uri: &str,
+    enc: Encoding,
+    as_of: documents::AsOf,
+) -> Result<documents::Snapshot, documents::DocError> {
+    let mut snap = lock(&st.docs).snapshot_as_of(uri, enc, as_of)?;
     if let Some((edits, job)) = snap.parse.take() {
         let lang = job.lang;
         match tokio::task::spawn_blocking(move || job.run()).await {
@@ -328,7 +335,10 @@ impl Backend {
     async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
         self.cursor_moved(uri, pos.line);
         let uri_s = uri.as_str().to_string();
-        let version = lock(&self.st.docs).latest_version(&uri_s);
+        let (version, as_of) = {
+            let docs = lock(&self.st.docs);
+            (docs.latest_version(&uri_s), docs.mark())
+        };
         let fut = {
             let mut inflight = lock(&self.st.inflight);
             match inflight.get(&uri_s).filter(|(v, p, _)| *v == version && *p == pos).and_then(|(_, _, f)| f.upgrade())
@@ -337,7 +347,7 @@ impl Backend {
                 None => {
                     let b = self.handle();
                     let u = uri.clone();
-                    let f: SharedSuggestion = async move { b.suggest_now(&u, pos).await }.boxed().shared();
+                    let f: SharedSuggestion = async move { b.suggest_now(&u, pos, as_of).await }.boxed().shared();
                     if let Some(w) = f.downgrade() {
                         inflight.insert(uri_s.clone(), (version, pos, w));
                     }
@@ -353,10 +363,10 @@ impl Backend {
         r
     }
 
-    async fn suggest_now(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+    async fn suggest_now(&self, uri: &Uri, pos: Position, as_of: documents::AsOf) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
-        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos).instrument(span)).catch_unwind();
+        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of).instrument(span)).catch_unwind();
         match fut.await {
             Ok(r) => r,
             Err(p) => {
@@ -368,9 +378,9 @@ impl Backend {
 
     /// What a completion at `pos` needs from the server's state: None for
     /// an unknown document or position, a language turned off, no model.
-    async fn prepare(&self, uri: &str, pos: Position) -> Option<Prepared> {
+    async fn prepare(&self, uri: &str, pos: Position, as_of: documents::AsOf) -> Option<Prepared> {
         let enc = self.encoding();
-        let snap = snapshot_of(&self.st, uri, enc).await.map_err(|e| tracing::debug!("{e}")).ok()?;
+        let snap = snapshot_of(&self.st, uri, enc, as_of).await.map_err(|e| tracing::debug!("{e}")).ok()?;
         let cfg = lock(&self.st.config).clone();
         if !cfg.language_enabled(&snap.language) {
             tracing::debug!(uri, language = snap.language, "no completion: language not enabled");
@@ -398,7 +408,7 @@ impl Backend {
         Some(Prepared { snap, cfg, cursor, engine, others, path, repo_name })
     }
 
-    async fn suggest_inner(&self, uri: String, pos: Position) -> RpcResult<Option<Suggestion>> {
+    async fn suggest_inner(&self, uri: String, pos: Position, as_of: documents::AsOf) -> RpcResult<Option<Suggestion>> {
         let t0 = Instant::now();
         let debounce_ms = lock(&self.st.config).debounce_ms;
         if debounce_ms > 0 {
@@ -417,7 +427,7 @@ impl Backend {
         // of the preparation: an older request finishing meanwhile must not
         // hand its state to this one mid-way.
         let last = lock(&self.st.last).get(&uri).cloned();
-        let Some(p) = self.prepare(&uri, pos).await else { return Ok(None) };
+        let Some(p) = self.prepare(&uri, pos, as_of).await else { return Ok(None) };
         let req = p.request(last.as_ref(), Some(uri.clone()));
         let (engine, snap, cursor) = (&p.engine, &p.snap, p.cursor);
         let out = complete::suggest(engine, &req).await;
@@ -469,12 +479,13 @@ impl Backend {
         }
         let n = self.st.prefetch_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let (b, uri) = (self.handle(), uri.as_str().to_string());
+        let as_of = lock(&self.st.docs).mark();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(PREFETCH_DELAY_MS)).await;
             if b.st.prefetch_seq.load(Ordering::SeqCst) != n {
                 return;
             }
-            let Some(p) = b.prepare(&uri, pos).await else {
+            let Some(p) = b.prepare(&uri, pos, as_of).await else {
                 tracing::debug!(uri, "prefetch: nothing to prepare");
                 return;
             };
@@ -579,7 +590,9 @@ impl Backend {
     async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
         guard("wick/documentText", async move {
             let enc = self.encoding();
-            match lock(&self.st.docs).snapshot(params.uri.as_str(), enc) {
+            let mut docs = lock(&self.st.docs);
+            let as_of = docs.mark();
+            match docs.snapshot_as_of(params.uri.as_str(), enc, as_of) {
                 Ok(s) => {
                     Ok(serde_json::json!({"version": s.version, "text": s.rope.to_string(), "languageId": s.language}))
                 }
