@@ -423,3 +423,33 @@ fn diagnostics_off_on_save_and_their_severity() {
     assert!(!d.is_empty() && d.iter().all(|x| x["severity"] == 1), "{d:?}");
     assert!(c.shutdown().success());
 }
+
+/// "Fix with wick" asked for while the model is still loading (just after
+/// start, or after the editor restarted the server) waits for the model
+/// instead of failing with "still loading" (the editor does not ask again).
+#[test]
+fn a_fix_asked_for_while_the_model_loads_waits_for_it() {
+    let model = tiny_model(Family::QwenCoder);
+    let mut c = Client::spawn(&["--model", model.to_str().unwrap()], &[("WICK_LOAD_DELAY_MS", "1500")]);
+    c.initialize(caps(true), json!({"maxTokens": 8}));
+    let uri = "file:///ws/area.py";
+    c.open(uri, "python", BROKEN);
+    let ours = diagnostics_for(&mut c, uri, 1);
+    let actions = code_actions(
+        &mut c,
+        uri,
+        json!({"start": {"line": 3, "character": 0}, "end": {"line": 4, "character": 0}}),
+        ours,
+    );
+    let fix = actions.iter().find(|a| a["title"].as_str().unwrap().starts_with("Fix with wick")).unwrap().clone();
+    let id = c.request("codeAction/resolve", fix);
+    let r = c.response(id, LONG);
+    assert!(r["result"]["title"].is_string(), "{r}");
+    let said = |v: &Value, s: &str| {
+        v["method"] == "window/showMessage" && v["params"]["message"].as_str().unwrap_or("").contains(s)
+    };
+    // The tiny model's gibberish is rejected by verification: it ran.
+    assert!(c.wait_notification(LONG, |v| said(v, "Fix with wick")).is_some());
+    assert!(!c.notifications.iter().any(|v| said(v, "still loading")), "{:?}", c.notifications);
+    assert!(c.shutdown().success());
+}

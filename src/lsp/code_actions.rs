@@ -359,6 +359,14 @@ impl Backend {
             return Err(FixError::Stale);
         }
         let engine = lock(&self.st.engine).clone().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
+        // The user asked for this fix: one asked for while the model loads
+        // (just after start or a restart) waits for it instead of failing;
+        // a cancelled resolve drops this wait.
+        if !engine.is_ready() && engine.load_error().is_none() {
+            tracing::info!("code action: waiting for the model to load");
+            let e = engine.clone();
+            let _ = tokio::task::spawn_blocking(move || e.wait_ready()).await;
+        }
         let (start, end) = proto::from_range(&snap.rope, &range, enc).ok_or(FixError::OutOfRange)?;
         // A cancelled resolve drops this future, and the guard stops the
         // model (between tokens) instead of letting it run to its budget.

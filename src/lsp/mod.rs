@@ -13,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tower_lsp_server::jsonrpc::{Error as RpcError, Result as RpcResult};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
@@ -282,7 +282,16 @@ impl Backend {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
         let opts = LoadOptions { ..crate::device::load_options(&device) };
-        let engine = Engine::load(path.clone(), device, opts);
+        // `WICK_LOAD_DELAY_MS` (tests) makes loading slow on purpose, to
+        // exercise requests that arrive while the model loads.
+        let delay = std::env::var("WICK_LOAD_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let engine = {
+            let path = path.clone();
+            Engine::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay));
+                crate::engine::Session::load(&path, &device, &opts)
+            })
+        };
         self.st.loads.fetch_add(1, Ordering::SeqCst);
         *lock(&self.st.engine) = Some(engine.clone());
         *lock(&self.st.loaded) = Some((path.clone(), device_spec));
