@@ -231,6 +231,8 @@ impl DocumentStore {
         }
         self.arrivals += 1;
         doc.pending.insert(version, (self.arrivals, changes));
+        // Mark 0 is before every edit (arrivals count from 1): no gap is
+        // crossed here, only versions that follow on are applied.
         Self::flush(doc, enc, AsOf::Arrival(0));
         Ok(())
     }
@@ -412,6 +414,7 @@ mod tests {
         s.change("u", 9, vec![ins(0, "<")], Encoding::Utf16).unwrap();
         assert_eq!(s.snapshot("u", Encoding::Utf16).unwrap().rope.to_string(), "<>abc!");
     }
+
     #[test]
     fn trees_follow_incremental_edits() {
         let mut s = DocumentStore::default();
