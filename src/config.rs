@@ -58,6 +58,65 @@ pub enum Severity {
     Hint,
 }
 
+/// The wire protocol of a serving engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `POST /v1/completions`, SSE (vLLM, llama.cpp, TGI, Ollama, LM Studio).
+    OpenAi,
+    /// llama.cpp's own `POST /completion` with `cache_prompt` and slots.
+    LlamaCpp,
+    /// Ollama's `POST /api/generate` with `raw: true`, NDJSON.
+    Ollama,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::OpenAi => "openai",
+            BackendKind::LlamaCpp => "llama.cpp",
+            BackendKind::Ollama => "ollama",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        match s {
+            "openai" => Some(BackendKind::OpenAi),
+            "llama.cpp" | "llamacpp" | "llama-cpp" => Some(BackendKind::LlamaCpp),
+            "ollama" => Some(BackendKind::Ollama),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a remote backend needs; built from the `backend` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOptions {
+    pub kind: BackendKind,
+    /// Base URL, without a trailing slash (`http://gpu-box:8000`).
+    pub url: String,
+    /// The served model's name; empty: the first one the server lists.
+    pub model: String,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Longest wait for the server's first answer and between two parts of
+    /// a stream.
+    pub timeout: std::time::Duration,
+    /// A PEM file of extra root certificates (a company CA).
+    pub ca_file: Option<String>,
+    /// The FIM format; None: from the model's name or the local model file.
+    pub family: Option<crate::prompt::Family>,
+    /// The served model's context window in tokens (for the status only).
+    pub context: usize,
+}
+
+impl RemoteOptions {
+    /// How the backend names itself in the status line and logs.
+    pub fn label(&self) -> String {
+        let model = if self.model.is_empty() { "(first served model)" } else { &self.model };
+        format!("{} {model} at {}", self.kind.name(), self.url)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Model path, cache file name, `1.5b`, or hub reference; None = default.
@@ -88,6 +147,8 @@ pub struct Config {
     /// Prefill the prompt where the cursor is, at idle priority, before the
     /// first keystroke there.
     pub prefetch: bool,
+    /// A remote serving engine instead of the in-process model; None: local.
+    pub backend: Option<RemoteOptions>,
 }
 
 impl Default for Config {
@@ -110,6 +171,7 @@ impl Default for Config {
             diagnostics: DiagnosticsMode::On,
             diagnostics_severity: Severity::Information,
             prefetch: true,
+            backend: None,
         }
     }
 }
@@ -149,6 +211,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "prefetch",
         "boolean",
         "Prepare the model's cache where the cursor is, while idle, so the first suggestion there comes sooner.",
+    ),
+    (
+        "backend",
+        "object",
+        "Where the model runs: kind local (the default, in-process) or a team server: kind openai, llama.cpp or ollama, with url, model, apiKeyEnv (the name of an environment variable holding the API key), timeoutMs, caFile, fimTemplate and contextWindow.",
     ),
 ];
 
@@ -281,6 +348,7 @@ impl Config {
                 self.diagnostics_severity = serde_json::from_value(v.clone())
                     .map_err(|_| format!("expected error, warning, information or hint, got {v}"))?
             }
+            "backend" => self.backend = backend(v)?,
             _ => return Err(SetError::Unknown),
         }
         Ok(())
@@ -289,6 +357,90 @@ impl Config {
     pub fn language_enabled(&self, language: &str) -> bool {
         self.languages.is_empty() || self.languages.iter().any(|l| l == language || l == "*")
     }
+}
+
+/// The `backend` setting: `"local"`, or an object naming a remote engine.
+fn backend(v: &Value) -> Result<Option<RemoteOptions>, String> {
+    let obj = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) if s == "local" => return Ok(None),
+        Value::Object(m) => m,
+        other => return Err(format!("expected \"local\" or an object with kind and url, got {other}")),
+    };
+    const FIELDS: [&str; 9] =
+        ["kind", "url", "model", "apiKeyEnv", "timeoutMs", "caFile", "fimTemplate", "contextWindow", "apiKey"];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!("unknown field '{k}' (known: {})", FIELDS[..8].join(", ")));
+    }
+    if obj.contains_key("apiKey") {
+        return Err("an API key never goes into the settings: put it in an environment variable and name that \
+                    variable in apiKeyEnv"
+            .into());
+    }
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(o) => Err(format!("{k}: expected a string, got {o}")),
+        }
+    };
+    let kind = text("kind")?.unwrap_or_else(|| "local".into());
+    if kind == "local" {
+        return Ok(None);
+    }
+    let kind = BackendKind::parse(&kind)
+        .ok_or_else(|| format!("kind: expected local, openai, llama.cpp or ollama, got '{kind}'"))?;
+    let url = text("url")?.ok_or("url: a remote backend needs the server's URL (http://host:port)")?;
+    let url = url.trim_end_matches('/').to_string();
+    let url = url.strip_suffix("/v1").unwrap_or(&url).to_string();
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)) {
+        return Err(format!("url: expected http://host:port or https://host, got '{url}'"));
+    }
+    let api_key_env = text("apiKeyEnv")?;
+    if let Some(e) = &api_key_env {
+        if !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("apiKeyEnv: the name of an environment variable (letters, digits, _), got '{e}'"));
+        }
+    }
+    let timeout_ms = match obj.get("timeoutMs") {
+        None | Some(Value::Null) => 10_000,
+        Some(t) => match t.as_u64() {
+            Some(n) if (100..=600_000).contains(&n) => n,
+            _ => return Err(format!("timeoutMs: expected an integer in 100..=600000, got {t}")),
+        },
+    };
+    let context = match obj.get("contextWindow") {
+        None | Some(Value::Null) => 32_768,
+        Some(t) => match t.as_u64() {
+            Some(n) if (256..=10_000_000).contains(&n) => n as usize,
+            _ => return Err(format!("contextWindow: expected an integer in 256..=10000000, got {t}")),
+        },
+    };
+    let family = match text("fimTemplate")? {
+        None => None,
+        Some(f) => Some(
+            crate::prompt::Family::ALL.into_iter().find(|x| x.name() == f.to_ascii_lowercase()).ok_or_else(|| {
+                let names: Vec<_> = crate::prompt::Family::ALL.iter().map(|x| x.name()).collect();
+                format!("fimTemplate: expected one of {}, got '{f}'", names.join(", "))
+            })?,
+        ),
+    };
+    let model = text("model")?.unwrap_or_default();
+    if model.is_empty() && kind == BackendKind::Ollama {
+        return Err("model: ollama needs the model's name (ollama list)".into());
+    }
+    Ok(Some(RemoteOptions {
+        kind,
+        url,
+        model,
+        api_key_env,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        ca_file: text("caFile")?,
+        family,
+        context,
+    }))
 }
 
 #[cfg(test)]
@@ -329,6 +481,7 @@ mod tests {
             "number" => json!(0.5),
             "array" => json!(["python"]),
             "boolean" => json!(true),
+            "object" => json!({}),
             _ => unreachable!(),
         };
         for (k, ty, _) in KEYS {
@@ -339,10 +492,45 @@ mod tests {
                 "prompt" => json!("prefix"),
                 "diagnostics" => json!("onSave"),
                 "diagnosticsSeverity" => json!("hint"),
+                "backend" => json!({"kind": "openai", "url": "http://127.0.0.1:8000"}),
                 _ => sample(ty),
             };
             let p = c.update(&json!({ *k: v }));
             assert!(p.is_empty(), "{k}: {p:?}");
         }
+    }
+
+    #[test]
+    fn the_backend_setting_is_validated() {
+        let mut c = Config::default();
+        let p = c.update(
+            &json!({"backend": {"kind": "openai", "url": "http://gpu:8000/v1/", "model": "Qwen/Qwen2.5-Coder-7B",
+            "apiKeyEnv": "WICK_KEY", "timeoutMs": 2000, "fimTemplate": "qwen2.5-coder"}}),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let b = c.backend.clone().unwrap();
+        assert_eq!(b.url, "http://gpu:8000");
+        assert_eq!(b.timeout.as_millis(), 2000);
+        assert_eq!(b.family, Some(crate::prompt::Family::QwenCoder));
+        for (bad, says) in [
+            (json!({"kind": "vllm", "url": "http://x"}), "kind"),
+            (json!({"kind": "openai"}), "url"),
+            (json!({"kind": "openai", "url": "ftp://x"}), "url"),
+            (json!({"kind": "openai", "url": "http://x", "apiKey": "sk-123"}), "environment variable"),
+            (json!({"kind": "openai", "url": "http://x", "apiKeyEnv": "A B"}), "apiKeyEnv"),
+            (json!({"kind": "openai", "url": "http://x", "timeoutMs": 5}), "timeoutMs"),
+            (json!({"kind": "openai", "url": "http://x", "fimTemplate": "gpt"}), "fimTemplate"),
+            (json!({"kind": "ollama", "url": "http://x"}), "model"),
+            (json!({"kind": "openai", "url": "http://x", "bogus": 1}), "bogus"),
+            (json!(3), "local"),
+        ] {
+            let p = c.update(&json!({ "backend": bad }));
+            assert!(p.message().contains(says), "{bad}: {}", p.message());
+            assert!(!p.message().contains("sk-123"), "the key is never repeated");
+            assert_eq!(c.backend.as_ref(), Some(&b), "a bad value keeps the previous one");
+        }
+        assert!(c.update(&json!({"backend": "local"})).is_empty());
+        assert_eq!(c.backend, None);
+        assert!(c.update(&json!({"backend": {"kind": "local"}})).is_empty());
     }
 }

@@ -306,7 +306,7 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
     // An engine whose model is still loading answers at once.
     let slow = Engine::spawn(|| {
         std::thread::sleep(Duration::from_millis(500));
-        Err(EngineError::LoadFailed("test".into()))
+        Err::<wick::engine::Session, _>(EngineError::LoadFailed("test".into()))
     });
     let r = slow.generate_blocking(Request::new(prompt::prefix_only("x")));
     assert!(matches!(r, Err(EngineError::NotReady)));

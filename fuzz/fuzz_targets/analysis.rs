@@ -8,7 +8,8 @@ fn input(u: &mut Unstructured) -> Result<(wick::syntax::Lang, usize, usize, Stri
     let lang = *u.choose(&wick::testing::LANGS)?;
     let (a, b) = (u.int_in_range(0..=4096)?, u.int_in_range(0..=4096)?);
     let text = if u.arbitrary()? {
-        String::from_utf8_lossy(u.take_rest()).into_owned()
+        let n = u.len();
+        String::from_utf8_lossy(u.bytes(n)?).into_owned()
     } else {
         let mut s = String::new();
         while !u.is_empty() {

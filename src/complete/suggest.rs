@@ -117,8 +117,11 @@ impl Outcome {
 /// real-code benchmark (docs/benchmarks.md): models below ~1B parameters
 /// (hidden size under 1,024: Qwen2.5-Coder-0.5B) continue the prefix better
 /// than they fill the middle; larger ones fill the middle better.
+/// A remote engine that does not report its model's size fills the middle
+/// (a team server runs larger models).
 pub fn auto_prompt(info: &ModelInfo) -> PromptMode {
-    if info.family.is_none() || info.hidden < 1024 {
+    let size_unknown = info.remote && info.hidden == 0;
+    if info.family.is_none() || (info.hidden < 1024 && !size_unknown) {
         PromptMode::Prefix
     } else {
         PromptMode::Fim

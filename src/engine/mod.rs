@@ -5,6 +5,7 @@
 pub mod decoder;
 pub mod kernels;
 pub mod linear;
+pub mod remote;
 pub mod sampling;
 pub mod session;
 
@@ -13,11 +14,51 @@ pub use sampling::Sampling;
 pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen};
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
+
+/// What the engine thread generates with: the local model ([`Session`]) or
+/// a remote serving engine ([`remote::Remote`]). Queueing, superseding and
+/// cancellation are the engine thread's and the same for both.
+pub trait Generator: Send {
+    fn info(&self) -> ModelInfo;
+    /// Generates, looking at `interrupted` between steps (prefill chunks and
+    /// tokens locally; every few milliseconds remotely).
+    fn generate_with(&mut self, req: &Request, interrupted: &dyn Fn() -> bool) -> Result<Generation, EngineError>;
+    /// Forgets cached state (the KV cache).
+    fn reset(&mut self);
+    /// Run once after loading: a health check. An error is reported through
+    /// [`Engine::health`]; the generator still serves.
+    fn check(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+impl Generator for Session {
+    fn info(&self) -> ModelInfo {
+        Session::info(self)
+    }
+    fn generate_with(&mut self, req: &Request, interrupted: &dyn Fn() -> bool) -> Result<Generation, EngineError> {
+        Session::generate_with(self, req, interrupted)
+    }
+    fn reset(&mut self) {
+        Session::reset(self)
+    }
+}
+
+/// The backend's health as the engine thread last saw it: a problem (the
+/// kind and message of a remote failure, or of the start-up check) until a
+/// request succeeds. Changes only when the kind of problem changes, so a
+/// watcher shows one message per kind, not one per keystroke.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    pub problem: Option<remote::RemoteError>,
+    /// Problems seen so far (each change of kind counts one).
+    pub episodes: u64,
+}
 
 const LOADING: u8 = 0;
 const READY: u8 = 1;
@@ -78,7 +119,11 @@ struct Shared {
     error: Mutex<Option<String>>,
     info: Mutex<Option<ModelInfo>>,
     ready: (Mutex<bool>, std::sync::Condvar),
+    health: tokio::sync::watch::Sender<Health>,
+    id: u64,
 }
+
+static ENGINES: AtomicU64 = AtomicU64::new(0);
 
 /// A handle to the engine thread. Cheap to clone.
 #[derive(Clone)]
@@ -89,9 +134,10 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the engine thread; `load` runs on it (in the background).
-    pub fn spawn<F>(load: F) -> Engine
+    pub fn spawn<F, G>(load: F) -> Engine
     where
-        F: FnOnce() -> Result<Session, EngineError> + Send + 'static,
+        F: FnOnce() -> Result<G, EngineError> + Send + 'static,
+        G: Generator + 'static,
     {
         let (tx, rx) = mpsc::channel::<Msg>();
         let shared = Arc::new(Shared {
@@ -101,6 +147,8 @@ impl Engine {
             error: Mutex::new(None),
             info: Mutex::new(None),
             ready: (Mutex::new(false), std::sync::Condvar::new()),
+            health: tokio::sync::watch::Sender::new(Health::default()),
+            id: ENGINES.fetch_add(1, Ordering::Relaxed) + 1,
         });
         let sh = shared.clone();
         std::thread::Builder::new()
@@ -109,10 +157,13 @@ impl Engine {
                 let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
                     .unwrap_or_else(|p| Err(EngineError::Internal(panic_message(&p))));
                 let session = match loaded {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.check()))
+                            .unwrap_or_else(|p| Err(EngineError::Internal(panic_message(&p))));
+                        note_health(&sh, &checked);
                         *sh.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.info());
                         sh.state.store(READY, Ordering::SeqCst);
-                        Some(s)
+                        Some(Box::new(s) as Box<dyn Generator>)
                     }
                     Err(e) => {
                         *sh.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
@@ -131,9 +182,27 @@ impl Engine {
         Engine { tx, shared }
     }
 
+    /// A remote serving engine behind the same queue; the health check runs
+    /// on the engine thread while the state is "loading".
+    pub fn remote(opts: remote::RemoteOptions, local_family: Option<crate::prompt::Family>) -> Engine {
+        Engine::spawn(move || remote::Remote::connect(opts, local_family))
+    }
+
+    /// The backend's health; `changed()` wakes a watcher on a new problem
+    /// kind or on recovery.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.shared.health.subscribe()
+    }
+
     /// Loads a model file on the engine thread.
     pub fn load(path: std::path::PathBuf, device: candle_core::Device, opts: LoadOptions) -> Engine {
         Engine::spawn(move || Session::load(&path, &device, &opts))
+    }
+
+    /// This engine's number among the engines of the process (a settings
+    /// change starts a new one).
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     pub fn is_ready(&self) -> bool {
@@ -234,7 +303,7 @@ impl Engine {
     }
 }
 
-fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
+fn serve(mut session: Option<Box<dyn Generator>>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -296,6 +365,7 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
                 }
             }
         };
+        note_health(sh, &result);
         // An answer for a request a newer one replaced is of no use.
         let result = match result {
             Ok(g) if g.stop == StopReason::Cancelled && superseded() => Err(EngineError::Superseded),
@@ -305,6 +375,22 @@ fn serve(mut session: Option<Session>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
         forget_key(sh, &job, &queue);
         let _ = job.reply.send(result.map(|g| (g, times)));
     }
+}
+
+/// Records a remote failure (a new kind is a new problem) or a recovery.
+fn note_health<T>(sh: &Shared, r: &Result<T, EngineError>) {
+    sh.health.send_if_modified(|h| match r {
+        Err(EngineError::Remote(e)) => {
+            if h.problem.as_ref().map(|p| p.kind) == Some(e.kind) {
+                return false;
+            }
+            h.problem = Some(e.clone());
+            h.episodes += 1;
+            true
+        }
+        Ok(_) => h.problem.take().is_some(),
+        Err(_) => false,
+    });
 }
 
 /// Drops a key's request counter once its last request is done, so the

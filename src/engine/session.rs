@@ -56,6 +56,8 @@ pub enum EngineError {
     Stopped,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +147,8 @@ pub struct ModelInfo {
     pub has_chat_template: bool,
     /// The GGUF's `tokenizer.chat_template` (Jinja), if any.
     pub chat_template: Option<String>,
+    /// A remote serving engine, not the in-process model.
+    pub remote: bool,
 }
 
 pub struct Session {
@@ -246,6 +250,7 @@ impl Session {
             context: c.context.min(self.decoder.max_positions()),
             has_chat_template: self.tokenizer.chat_template.is_some(),
             chat_template: self.tokenizer.chat_template.clone(),
+            remote: false,
         }
     }
 

@@ -178,6 +178,15 @@ struct Suggestion {
     text: String,
 }
 
+/// The FIM family of a local model file (its vocabulary), for a remote
+/// backend serving the same model.
+fn local_family(spec: Option<&str>) -> Option<crate::prompt::Family> {
+    let path = crate::models::resolve(spec).ok()?;
+    let file = crate::models::gguf::GgufFile::open(&path).ok()?;
+    let tok = crate::models::tokenizer::Tokenizer::from_gguf(&file.content).ok()?;
+    crate::prompt::Family::detect(|t| tok.token_id(t).is_some())
+}
+
 /// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
 pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -245,6 +254,9 @@ impl Backend {
     async fn load_latest(&self, gate: tokio::sync::OwnedMutexGuard<()>) {
         let cfg = lock(&self.st.config).clone();
         let cli = lock(&self.st.cli).clone();
+        if let Some(remote) = cfg.backend.clone() {
+            return self.load_remote(remote, cfg.model.clone(), gate).await;
+        }
         let spec = cli.model.or(cfg.model.clone());
         let device_spec = cli.device.unwrap_or(cfg.device.clone());
         // Resolving may read a hub cache or download: not on this thread.
@@ -332,6 +344,89 @@ impl Backend {
                 p.finish_with_message(msg).await;
             }
             drop(gate);
+        });
+    }
+
+    /// Starts a remote backend: the engine thread runs its health check
+    /// ("loading" until done), and a watcher turns its health into one
+    /// `showMessage` per kind of problem and the status line's state.
+    async fn load_remote(
+        &self,
+        remote: crate::engine::remote::RemoteOptions,
+        model: Option<String>,
+        gate: tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        let identity = (PathBuf::from(format!("remote:{remote:?}")), String::new());
+        if lock(&self.st.loaded).as_ref() == Some(&identity) {
+            return;
+        }
+        // The FIM format from the local model file, when the setting names
+        // one and neither fimTemplate nor the served name says it.
+        let local_family = if remote.family.is_none()
+            && crate::engine::remote::family_from_name(&remote.model).is_none()
+            && model.is_some()
+        {
+            tokio::task::spawn_blocking(move || local_family(model.as_deref())).await.ok().flatten()
+        } else {
+            None
+        };
+        let label = remote.label();
+        let engine = Engine::remote(remote, local_family);
+        self.st.loads.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.st.engine) = Some(engine.clone());
+        *lock(&self.st.loaded) = Some(identity);
+        *lock(&self.st.shown_error) = None;
+        self.status("loading", &label, "checking the server").await;
+        let b = self.handle();
+        tokio::spawn(async move {
+            let e2 = engine.clone();
+            let ready = tokio::task::spawn_blocking(move || e2.wait_ready()).await;
+            drop(gate);
+            if !matches!(ready, Ok(Ok(_))) {
+                let why = match ready {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => unreachable!(),
+                };
+                *lock(&b.st.loaded) = None;
+                b.status("error", &label, &why).await;
+                b.show(MessageType::ERROR, format!("wick: {why}")).await;
+                return;
+            }
+            // Only the receiver from here on: when a settings change replaces
+            // this engine, its thread ends and so does this loop.
+            let mut health = engine.health();
+            let id = engine.id();
+            drop(engine);
+            loop {
+                let now = health.borrow_and_update().clone();
+                let current = lock(&b.st.engine).as_ref().is_some_and(|e| e.id() == id);
+                if !current {
+                    return;
+                }
+                match &now.problem {
+                    Some(p) => {
+                        tracing::warn!(kind = p.kind.name(), "remote backend: {p}");
+                        b.status("error", &label, &p.message).await;
+                        b.show(
+                            MessageType::WARNING,
+                            format!(
+                                "wick: {p}. Suggestions are empty until it answers again (retrying with back-off)."
+                            ),
+                        )
+                        .await;
+                    }
+                    None => {
+                        b.status("ready", &label, "").await;
+                        if now.episodes > 0 {
+                            b.show(MessageType::INFO, format!("wick: {label} answers again.")).await;
+                        }
+                    }
+                }
+                if health.changed().await.is_err() {
+                    return;
+                }
+            }
         });
     }
 
@@ -628,6 +723,9 @@ impl Backend {
                 "prefetches": self.st.prefetches.load(Ordering::SeqCst),
                 "loading": self.st.load_gate.try_lock().is_err(),
                 "loaded": lock(&self.st.loaded).as_ref().map(|(p, _)| p.display().to_string()),
+                "backend": lock(&self.st.engine).as_ref().and_then(|e| e.info()).map(|i| i.path),
+                "backendProblem": lock(&self.st.engine).as_ref().and_then(|e| e.health().borrow().problem.clone())
+                    .map(|p| serde_json::json!({"kind": p.kind.name(), "message": p.message})),
             }))
         })
         .await
