@@ -78,7 +78,8 @@ enum Cmd {
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
     Bench {
-        /// `lsp` for the language-server benchmark, `actions` for code-action listing,
+        /// `lsp` for the language-server benchmark, `remote` for editors typing at
+        /// once against a serving engine, `actions` for code-action listing,
         /// `switch` for the keystroke after another prompt (KV caches per sequence).
         what: Option<String>,
         /// For `actions`: a source file with syntax errors (default: a generated 60 KB Python file).
@@ -109,6 +110,21 @@ enum Cmd {
         /// For `lsp`: the server's `contextTokens` (2600 gives ~1.5k-token FIM prompts).
         #[arg(long, default_value_t = 2600)]
         context_tokens: usize,
+        /// For `remote`: the serving engine's URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// For `remote`: backend kinds to compare, comma-separated.
+        #[arg(long, default_value = "llama.cpp,openai")]
+        kinds: String,
+        /// For `remote`: the served model's name (empty: the first it lists).
+        #[arg(long, default_value = "")]
+        served_model: String,
+        /// For `remote`: editors typing at once, comma-separated (one run each).
+        #[arg(long, default_value = "1,4,16")]
+        editors: String,
+        /// For `remote`: milliseconds between an answer and the next keystroke.
+        #[arg(long, default_value_t = 150)]
+        pause_ms: u64,
     },
     /// Compare the logits on a device with the CPU's f32 path (GPU checks).
     #[command(hide = true)]
@@ -306,7 +322,19 @@ fn run(cli: Cli) -> Result<()> {
             if single_line {
                 cfg.multiline = wick::config::Multiline::Never;
             }
-            let engine = load_engine(&model)?;
+            let engine = match cfg.backend.clone() {
+                // `--settings '{"backend": {...}}'`: the same team server the editor uses.
+                Some(remote) => {
+                    let engine = Engine::remote(remote, None);
+                    let info = engine.wait_ready()?;
+                    if let Some(p) = engine.health().borrow().problem.clone() {
+                        bail!("{}: {p}", info.path);
+                    }
+                    eprintln!("wick: using {}", info.path);
+                    engine
+                }
+                None => load_engine(&model)?,
+            };
             let rope = ropey::Rope::from_str(&text);
             let path = file.display().to_string();
             let req = wick::complete::SuggestRequest {
@@ -363,6 +391,28 @@ fn run(cli: Cli) -> Result<()> {
             };
             wick::cli::bench_lsp::run(&bin, &opts)
         }
+        Cmd::Bench {
+            what: Some(w), url, kinds, served_model, editors, pause_ms, keystrokes, context_tokens, ..
+        } if w == "remote" => {
+            let Some(url) = url else { bail!("wick bench remote needs --url (a running serving engine)") };
+            let editors = editors
+                .split(',')
+                .map(|n| n.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--editors: '{n}' is not a count")))
+                .collect::<Result<Vec<_>>>()?;
+            if editors.iter().any(|&n| n == 0 || n > 64) {
+                bail!("--editors: counts from 1 to 64");
+            }
+            let opts = wick::cli::bench_remote::RemoteBenchOptions {
+                url,
+                kinds: kinds.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+                model: served_model,
+                editors,
+                keystrokes,
+                pause: std::time::Duration::from_millis(pause_ms),
+                context_tokens,
+            };
+            wick::cli::bench_remote::run(&std::env::current_exe()?, &opts)
+        }
         Cmd::Bench { what: Some(w), file, .. } if w == "actions" => {
             let report = wick::cli::bench_actions::run(file.as_deref(), 5)?;
             use std::io::Write;
@@ -380,7 +430,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench { what: Some(w), .. } => {
-            bail!("unknown benchmark '{w}' (lsp, actions, switch, or nothing for the engine)")
+            bail!("unknown benchmark '{w}' (lsp, remote, actions, switch, or nothing for the engine)")
         }
         Cmd::Bench { what: None, model, prompt_tokens, decode_tokens, no_reference, latency, .. } => {
             set_threads(model.threads);

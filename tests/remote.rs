@@ -444,6 +444,15 @@ fn transport_failures_are_named() {
     let p = e.health().borrow().problem.clone().expect("the start-up check names the problem");
     assert_eq!(p.kind, FailKind::Unreachable, "{}", p.message);
     assert!(p.message.contains("is the server running"), "{}", p.message);
+    // A host name that never resolves (`.invalid`, RFC 6761); a machine
+    // whose resolver does not answer at all times out instead.
+    let e = Engine::remote(opts(BackendKind::OpenAi, "http://wick-test.invalid:8000"), None);
+    ready(&e);
+    let p = e.health().borrow().problem.clone().expect("the start-up check names the problem");
+    assert!(matches!(p.kind, FailKind::Dns | FailKind::Timeout), "{:?}: {}", p.kind, p.message);
+    if p.kind == FailKind::Dns {
+        assert!(p.message.contains("does not resolve"), "{}", p.message);
+    }
     // TLS to a server that speaks plain HTTP.
     let fake = failing(Reply::Hang);
     let url = fake.url.replace("http://", "https://");

@@ -24,13 +24,13 @@ pub struct LspBenchOptions {
 
 /// A Python file made of HumanEval problems with their solutions, split
 /// around one line that the benchmark types.
-struct Scenario {
-    prefix: String,
-    typed: String,
-    suffix: String,
+pub(crate) struct Scenario {
+    pub(crate) prefix: String,
+    pub(crate) typed: String,
+    pub(crate) suffix: String,
 }
 
-fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars: usize) -> Result<Vec<Scenario>> {
+pub(crate) fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars: usize) -> Result<Vec<Scenario>> {
     let tasks = crate::cli::eval::load_tasks(dir, "HumanEval-SingleLineInfilling.jsonl.gz")?;
     // One solved file per problem, in order.
     let mut files: Vec<String> = Vec::new();
@@ -77,7 +77,7 @@ fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars: usize) -> 
     Ok(out)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_actions;
 pub mod bench_lsp;
+pub mod bench_remote;
 pub mod doctor;
 pub mod eval;
 pub mod real_code;
