@@ -105,8 +105,12 @@ pub struct RemoteOptions {
     pub ca_file: Option<String>,
     /// The FIM format; None: from the model's name or the local model file.
     pub family: Option<crate::prompt::Family>,
-    /// The served model's context window in tokens (for the status only).
+    /// The served model's context window in tokens: with a vocabulary
+    /// (`tokenizer`), a prompt that does not fit is not sent.
     pub context: usize,
+    /// The served model's tokenizer: a GGUF or `tokenizer.json` path, or a
+    /// hub repository (`owner/repo`, its `tokenizer.json`).
+    pub tokenizer: Option<String>,
 }
 
 impl RemoteOptions {
@@ -215,7 +219,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "backend",
         "object",
-        "Where the model runs: kind local (the default, in-process) or a team server: kind openai, llama.cpp or ollama, with url, model, apiKeyEnv (the name of an environment variable holding the API key), timeoutMs, caFile, fimTemplate and contextWindow.",
+        "Where the model runs: kind local (the default, in-process) or a team server: kind openai, llama.cpp or ollama, with url, model, apiKeyEnv (the name of an environment variable holding the API key), timeoutMs, caFile, fimTemplate, tokenizer and contextWindow.",
     ),
 ];
 
@@ -367,10 +371,20 @@ fn backend(v: &Value) -> Result<Option<RemoteOptions>, String> {
         Value::Object(m) => m,
         other => return Err(format!("expected \"local\" or an object with kind and url, got {other}")),
     };
-    const FIELDS: [&str; 9] =
-        ["kind", "url", "model", "apiKeyEnv", "timeoutMs", "caFile", "fimTemplate", "contextWindow", "apiKey"];
+    const FIELDS: [&str; 10] = [
+        "kind",
+        "url",
+        "model",
+        "apiKeyEnv",
+        "timeoutMs",
+        "caFile",
+        "fimTemplate",
+        "contextWindow",
+        "tokenizer",
+        "apiKey",
+    ];
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!("unknown field '{k}' (known: {})", FIELDS[..8].join(", ")));
+        return Err(format!("unknown field '{k}' (known: {})", FIELDS[..9].join(", ")));
     }
     if obj.contains_key("apiKey") {
         return Err("an API key never goes into the settings: put it in an environment variable and name that \
@@ -440,6 +454,7 @@ fn backend(v: &Value) -> Result<Option<RemoteOptions>, String> {
         ca_file: text("caFile")?,
         family,
         context,
+        tokenizer: text("tokenizer")?,
     }))
 }
 

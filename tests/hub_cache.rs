@@ -38,3 +38,38 @@ fn missing_default_model_names_the_fetch_command() {
     let e = wick::models::resolve(None).unwrap_err().to_string();
     assert!(e.contains("models/fetch"), "{e}");
 }
+
+/// A remote backend's `tokenizer: "owner/repo"` takes that repository's
+/// `tokenizer.json` from the local hub cache (offline), and its vocabulary
+/// names the FIM format.
+#[test]
+fn a_remote_backends_tokenizer_json_resolves_from_the_offline_cache() {
+    // The same cache root as the other test: they set the same variables.
+    let root = scratch_dir().join("hf-cache");
+    let repo = root.join("models--wick-test--house-coder");
+    let sha = "89abcdef0123456789abcdef0123456789abcdef";
+    let snap = repo.join("snapshots").join(sha);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), sha).unwrap();
+    let special = |id: u32, t: &str| {
+        serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                           "normalized": false, "special": true})
+    };
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<|fim_prefix|>"), special(1, "<|fim_suffix|>"), special(2, "<|fim_middle|>"),
+                         special(3, "<|endoftext|>")],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "[UNK]",
+                  "vocab": {"<|fim_prefix|>": 0, "<|fim_suffix|>": 1, "<|fim_middle|>": 2, "<|endoftext|>": 3,
+                            "x": 4, "=": 5, "[UNK]": 6}}
+    });
+    std::fs::write(snap.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    std::env::set_var("HF_HUB_CACHE", &root);
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let v = wick::engine::remote::Vocab::resolve("wick-test/house-coder").unwrap();
+    assert_eq!(v.family(), Some(Family::QwenCoder));
+    let e = wick::engine::remote::Vocab::resolve("wick-test/not-cached").err().expect("offline, not cached");
+    assert!(e.contains("HF_HUB_OFFLINE"), "{e}");
+}

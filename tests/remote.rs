@@ -171,6 +171,7 @@ fn opts(kind: BackendKind, url: &str) -> RemoteOptions {
         ca_file: None,
         family: None,
         context: 8192,
+        tokenizer: None,
     }
 }
 
@@ -604,4 +605,42 @@ fn the_server_completes_through_a_remote_backend_and_reports_a_failure_once() {
     let st = c.response(id, common::lsp::LONG);
     assert_eq!(st["result"]["backendProblem"]["kind"], "server-error", "{st}");
     assert_eq!(c.shutdown().code(), Some(0));
+}
+
+#[test]
+fn a_tokenizer_names_the_format_and_counts_the_prompt() {
+    let fake = Fake::start(|s| match s.path.as_str() {
+        "/v1/models" => Reply::Json(200, json!({"data": [{"id": "house-model"}]})),
+        _ => Reply::Stream(vec![openai_part("1", Some("stop")), "data: [DONE]\n\n".into()], Duration::ZERO),
+    });
+    let tiny = common::tiny_model(Family::QwenCoder);
+    let mut o = opts(BackendKind::OpenAi, &fake.url);
+    o.model = "house-model".into();
+    o.tokenizer = Some(tiny.display().to_string());
+    o.context = 256;
+    let e = Engine::remote(o, None);
+    let info = e.wait_ready().unwrap();
+    assert_eq!(info.family, Some(Family::QwenCoder), "from the tokenizer's vocabulary, not the name");
+    assert_eq!(problem(&e), None);
+    let (g, _) = e.generate_blocking(fim_request("x = ", "")).unwrap();
+    assert_eq!(g.text, "1");
+    assert!(g.prompt_tokens >= 4, "counted with the tokenizer: {}", g.prompt_tokens);
+    // A prompt that cannot fit the context window is not sent.
+    let sent = fake.seen("/v1/completions").len();
+    let r = e.generate_blocking(fim_request(&"value = compute(value)\n".repeat(200), ""));
+    assert!(matches!(r, Err(EngineError::PromptTooLong { limit: 256, .. })), "{:?}", r.map(|(g, _)| g.text));
+    assert_eq!(fake.seen("/v1/completions").len(), sent);
+    assert_eq!(problem(&e), None, "a prompt too long is not the server's failure");
+    // Without a tokenizer or a telling name, the start-up check says what to set.
+    let mut o = opts(BackendKind::OpenAi, &fake.url);
+    o.model = "house-model".into();
+    let e = Engine::remote(o, None);
+    ready(&e);
+    let p = e.health().borrow().problem.clone().expect("the format is unknown");
+    assert!(p.message.contains("fimTemplate"), "{}", p.message);
+    // The `model` setting's local file names it too.
+    let mut o = opts(BackendKind::OpenAi, &fake.url);
+    o.model = "house-model".into();
+    let e = Engine::remote(o, Some(tiny.display().to_string()));
+    assert_eq!(e.wait_ready().unwrap().family, Some(Family::QwenCoder));
 }

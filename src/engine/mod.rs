@@ -184,8 +184,9 @@ impl Engine {
 
     /// A remote serving engine behind the same queue; the health check runs
     /// on the engine thread while the state is "loading".
-    pub fn remote(opts: remote::RemoteOptions, local_family: Option<crate::prompt::Family>) -> Engine {
-        Engine::spawn(move || remote::Remote::connect(opts, local_family))
+    /// `local_model` is the `model` setting (see [`remote::Remote::connect`]).
+    pub fn remote(opts: remote::RemoteOptions, local_model: Option<String>) -> Engine {
+        Engine::spawn(move || remote::Remote::connect(opts, local_model))
     }
 
     /// The backend's health; `changed()` wakes a watcher on a new problem

@@ -96,12 +96,91 @@ pub struct Remote {
     retry_at: Option<(Instant, RemoteError)>,
     /// Special-token strings broken up in the user's text so far.
     pub neutralized: usize,
+    /// The served model's vocabulary, when wick has it: counts prompt
+    /// tokens (a prompt that cannot fit `contextWindow` is not sent) and
+    /// names the FIM format.
+    vocab: Option<Vocab>,
+}
+
+/// A tokenizer for counting: the GGUF's (our own) or a `tokenizer.json`.
+pub enum Vocab {
+    Gguf(crate::models::tokenizer::Tokenizer),
+    Json(Box<tokenizers::Tokenizer>),
+}
+
+impl Vocab {
+    /// From a GGUF file or a `tokenizer.json`, by the file's contents.
+    pub fn load(path: &std::path::Path) -> Result<Vocab, String> {
+        let is_gguf = std::fs::File::open(path)
+            .and_then(|mut f| {
+                let mut magic = [0u8; 4];
+                std::io::Read::read_exact(&mut f, &mut magic).map(|_| &magic == b"GGUF")
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if is_gguf {
+            let file = crate::models::gguf::GgufFile::open(path).map_err(|e| e.to_string())?;
+            let t = crate::models::tokenizer::Tokenizer::from_gguf(&file.content).map_err(|e| e.to_string())?;
+            return Ok(Vocab::Gguf(t));
+        }
+        let mut t = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| format!("{}: not a GGUF file or a tokenizer.json: {e}", path.display()))?;
+        t.set_encode_special_tokens(true);
+        Ok(Vocab::Json(Box::new(t)))
+    }
+
+    /// Resolves `spec`: a GGUF or `tokenizer.json` path, or a hub repository
+    /// (`owner/repo`: its `tokenizer.json`, local hub cache first,
+    /// `HF_HUB_OFFLINE` honoured).
+    pub fn resolve(spec: &str) -> Result<Vocab, String> {
+        let path = std::path::Path::new(spec);
+        if path.is_file() {
+            return Vocab::load(path);
+        }
+        let hub = if spec.contains(':') { spec.to_string() } else { format!("{spec}:tokenizer.json") };
+        let p = crate::models::hub::resolve(&hub).map_err(|e| e.to_string())?;
+        Vocab::load(&p)
+    }
+
+    fn has(&self, token: &str) -> bool {
+        match self {
+            Vocab::Gguf(t) => t.token_id(token).is_some(),
+            Vocab::Json(t) => t.token_to_id(token).is_some(),
+        }
+    }
+
+    fn count(&self, text: &str) -> Option<usize> {
+        match self {
+            Vocab::Gguf(t) => t.encode(text).ok().map(|v| v.len()),
+            Vocab::Json(t) => t.encode(text, false).ok().map(|e| e.len()),
+        }
+    }
+
+    pub fn family(&self) -> Option<Family> {
+        Family::detect(|t| self.has(t))
+    }
+
+    /// The prompt's tokens: text as text, each special piece one token.
+    fn prompt_tokens(&self, prompt: &Prompt) -> Option<usize> {
+        let mut n = 0;
+        for p in &prompt.pieces {
+            n += match p {
+                Piece::Text(t) => self.count(t)?,
+                Piece::Special(_) => 1,
+                Piece::Control(c) if self.has(c) => 1,
+                Piece::Control(c) => self.count(c)?,
+            };
+        }
+        Some(n)
+    }
 }
 
 impl Remote {
     /// Builds the client (reads the CA file and the API key's variable);
     /// nothing is sent yet ([`Generator::check`] does the health check).
-    pub fn connect(opts: RemoteOptions, local_family: Option<Family>) -> Result<Remote, EngineError> {
+    /// `local_model`: the `model` setting, whose GGUF vocabulary names the
+    /// FIM format when neither `fimTemplate`, `tokenizer` nor the served
+    /// model's name does.
+    pub fn connect(opts: RemoteOptions, local_model: Option<String>) -> Result<Remote, EngineError> {
         let cfg = |m: String| EngineError::Remote(RemoteError::new(FailKind::Config, m));
         let mut b = reqwest::Client::builder().use_rustls_tls().connect_timeout(opts.timeout).tcp_nodelay(true);
         if let Some(path) = &opts.ca_file {
@@ -131,7 +210,18 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| cfg(format!("the HTTP runtime: {e}")))?;
-        let family = opts.family.or_else(|| family_from_name(&opts.model)).or(local_family);
+        let vocab = match &opts.tokenizer {
+            Some(spec) => Some(Vocab::resolve(spec).map_err(|e| cfg(format!("backend.tokenizer {spec}: {e}")))?),
+            None if opts.family.is_none() && family_from_name(&opts.model).is_none() => {
+                // Best effort: the local model file, if the setting names one.
+                local_model.and_then(|m| {
+                    let path = crate::models::resolve(Some(&m)).ok()?;
+                    Vocab::load(&path).map_err(|e| tracing::debug!("local model's vocabulary: {e}")).ok()
+                })
+            }
+            None => None,
+        };
+        let family = opts.family.or_else(|| family_from_name(&opts.model)).or(vocab.as_ref().and_then(Vocab::family));
         Ok(Remote {
             opts,
             api_key,
@@ -143,6 +233,7 @@ impl Remote {
             failures: 0,
             retry_at: None,
             neutralized: 0,
+            vocab,
         })
     }
 
@@ -509,6 +600,16 @@ impl Generator for Remote {
                 return Err(EngineError::Remote(e.clone()));
             }
         }
+        let counted = self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt));
+        if let Some(n) = counted {
+            if n + req.max_tokens > self.opts.context {
+                return Err(EngineError::PromptTooLong {
+                    prompt: n,
+                    max_tokens: req.max_tokens,
+                    limit: self.opts.context,
+                });
+            }
+        }
         let (prompt, broken) = render(&req.prompt);
         if broken > 0 {
             self.neutralized += broken;
@@ -520,7 +621,10 @@ impl Generator for Remote {
             self.rt.block_on(self.exchange(req, &prompt, interrupted))
         };
         match r {
-            Ok(g) => {
+            Ok(mut g) => {
+                if g.prompt_tokens == 0 {
+                    g.prompt_tokens = counted.unwrap_or(0);
+                }
                 self.failures = 0;
                 self.retry_at = None;
                 Ok(g)

@@ -178,15 +178,6 @@ struct Suggestion {
     text: String,
 }
 
-/// The FIM family of a local model file (its vocabulary), for a remote
-/// backend serving the same model.
-fn local_family(spec: Option<&str>) -> Option<crate::prompt::Family> {
-    let path = crate::models::resolve(spec).ok()?;
-    let file = crate::models::gguf::GgufFile::open(&path).ok()?;
-    let tok = crate::models::tokenizer::Tokenizer::from_gguf(&file.content).ok()?;
-    crate::prompt::Family::detect(|t| tok.token_id(t).is_some())
-}
-
 /// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
 pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -360,18 +351,8 @@ impl Backend {
         if lock(&self.st.loaded).as_ref() == Some(&identity) {
             return;
         }
-        // The FIM format from the local model file, when the setting names
-        // one and neither fimTemplate nor the served name says it.
-        let local_family = if remote.family.is_none()
-            && crate::engine::remote::family_from_name(&remote.model).is_none()
-            && model.is_some()
-        {
-            tokio::task::spawn_blocking(move || local_family(model.as_deref())).await.ok().flatten()
-        } else {
-            None
-        };
         let label = remote.label();
-        let engine = Engine::remote(remote, local_family);
+        let engine = Engine::remote(remote, model);
         self.st.loads.fetch_add(1, Ordering::SeqCst);
         *lock(&self.st.engine) = Some(engine.clone());
         *lock(&self.st.loaded) = Some(identity);
