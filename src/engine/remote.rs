@@ -104,7 +104,7 @@ pub struct Remote {
 
 /// A tokenizer for counting: the GGUF's (our own) or a `tokenizer.json`.
 pub enum Vocab {
-    Gguf(crate::models::tokenizer::Tokenizer),
+    Gguf(Box<crate::models::tokenizer::Tokenizer>),
     Json(Box<tokenizers::Tokenizer>),
 }
 
@@ -120,7 +120,7 @@ impl Vocab {
         if is_gguf {
             let file = crate::models::gguf::GgufFile::open(path).map_err(|e| e.to_string())?;
             let t = crate::models::tokenizer::Tokenizer::from_gguf(&file.content).map_err(|e| e.to_string())?;
-            return Ok(Vocab::Gguf(t));
+            return Ok(Vocab::Gguf(Box::new(t)));
         }
         let mut t = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| format!("{}: not a GGUF file or a tokenizer.json: {e}", path.display()))?;
