@@ -47,7 +47,7 @@ pub(crate) fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars:
         // Different files per scenario, so a cold run shares no cache.
         let mut text = String::new();
         let mut i = s * 17;
-        while text.len() < prefix_chars + suffix_chars + 400 {
+        while text.len() < prefix_chars + suffix_chars + 4000 {
             text.push_str(&files[i % files.len()]);
             text.push_str("\n\n");
             i += 1;
@@ -57,10 +57,13 @@ pub(crate) fn scenarios(dir: &Path, n: usize, prefix_chars: usize, suffix_chars:
         let line_start = loop {
             let ls = text[pos..].find('\n').map(|j| pos + j + 1).context("no line to type")?;
             let line = text[ls..].split('\n').next().unwrap_or("");
+            // Code, not a docstring's example line (a quiet position).
+            let in_docstring = text[..ls].matches("\"\"\"").count() % 2 == 1;
             if line.trim().len() > 20
                 && line.starts_with("    ")
                 && !line.trim_start().starts_with('#')
                 && !line.contains('"')
+                && !in_docstring
             {
                 break ls;
             }
