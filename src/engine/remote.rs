@@ -9,7 +9,7 @@
 //! Failures are classified ([`FailKind`]), and after one the next requests
 //! are answered at once (no connection) until a back-off has passed.
 
-use super::session::{EngineError, Generation, ModelInfo, Request, StopReason};
+use super::session::{first_stop, EngineError, Generation, ModelInfo, Request, StopReason};
 use super::Generator;
 use crate::prompt::{Family, Piece, Prompt};
 use futures::StreamExt;
@@ -84,7 +84,7 @@ pub struct Remote {
     opts: RemoteOptions,
     api_key: Option<String>,
     client: reqwest::Client,
-    rt: tokio::runtime::Runtime,
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     family: Option<Family>,
     /// llama.cpp's slot count (from `/props`): documents are spread over them.
     slots: usize,
@@ -94,8 +94,6 @@ pub struct Remote {
     hidden: usize,
     failures: u32,
     retry_at: Option<(Instant, RemoteError)>,
-    /// Special-token strings broken up in the user's text so far.
-    pub neutralized: usize,
     /// The served model's vocabulary, when wick has it: counts prompt
     /// tokens (a prompt that cannot fit `contextWindow` is not sent) and
     /// names the FIM format.
@@ -210,6 +208,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| cfg(format!("the HTTP runtime: {e}")))?;
+        let rt = std::sync::Arc::new(rt);
         let vocab = match &opts.tokenizer {
             Some(spec) => Some(Vocab::resolve(spec).map_err(|e| cfg(format!("backend.tokenizer {spec}: {e}")))?),
             None if opts.family.is_none() && family_from_name(&opts.model).is_none() => {
@@ -222,23 +221,7 @@ impl Remote {
             None => None,
         };
         let family = opts.family.or_else(|| family_from_name(&opts.model)).or(vocab.as_ref().and_then(Vocab::family));
-        Ok(Remote {
-            opts,
-            api_key,
-            client,
-            rt,
-            family,
-            slots: 1,
-            hidden: 0,
-            failures: 0,
-            retry_at: None,
-            neutralized: 0,
-            vocab,
-        })
-    }
-
-    pub fn options(&self) -> &RemoteOptions {
-        &self.opts
+        Ok(Remote { opts, api_key, client, rt, family, slots: 1, hidden: 0, failures: 0, retry_at: None, vocab })
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
@@ -306,15 +289,27 @@ impl Remote {
         }
     }
 
+    /// Sends a generation request; a 2xx answer (not yet read) with its URL.
+    async fn post(
+        &self,
+        req: &Request,
+        prompt: &str,
+        stream: bool,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<(String, reqwest::Response), Stop> {
+        let (path, body) = self.body(req, prompt, stream);
+        let url = format!("{}{path}", self.opts.url);
+        let send = self.auth(self.client.post(&url)).json(&body).send();
+        let resp = wait(send, interrupted, (Instant::now(), self.opts.timeout, &url)).await?;
+        let resp = resp.map_err(|e| Stop::Failed(classify(&e, &url)))?;
+        let resp = check_status(resp, &url, &self.opts.model, interrupted, self.opts.timeout).await?;
+        Ok((url, resp))
+    }
+
     /// One request, streamed; `interrupted` is looked at every few ms.
     async fn exchange(&self, req: &Request, prompt: &str, interrupted: &dyn Fn() -> bool) -> Result<Generation, Stop> {
         let start = Instant::now();
-        let (path, body) = self.body(req, prompt, true);
-        let url = format!("{}{path}", self.opts.url);
-        let send = self.auth(self.client.post(&url)).json(&body).send();
-        let resp = wait(send, interrupted, (start, self.opts.timeout, &url)).await?;
-        let resp = resp.map_err(|e| Stop::Failed(classify(&e, &url)))?;
-        let resp = check_status(resp, &url, &self.opts.model, interrupted, self.opts.timeout).await?;
+        let (url, resp) = self.post(req, prompt, true, interrupted).await?;
         let mut stream = resp.bytes_stream();
         let mut lines = Lines::default();
         let mut text = String::new();
@@ -452,12 +447,7 @@ impl Remote {
             return Ok(empty);
         }
         let start = Instant::now();
-        let (path, body) = self.body(req, prompt, false);
-        let url = format!("{}{path}", self.opts.url);
-        let send = self.auth(self.client.post(&url)).json(&body).send();
-        let resp = wait(send, interrupted, (start, self.opts.timeout, &url)).await?;
-        let resp = resp.map_err(|e| Stop::Failed(classify(&e, &url)))?;
-        let resp = check_status(resp, &url, &self.opts.model, interrupted, self.opts.timeout).await?;
+        let (url, resp) = self.post(req, prompt, false, interrupted).await?;
         let v: Value = wait(resp.json::<Value>(), interrupted, (Instant::now(), self.opts.timeout, &url))
             .await?
             .map_err(|e| Stop::Failed(malformed(&url, &e.to_string())))?;
@@ -612,7 +602,6 @@ impl Generator for Remote {
         }
         let (prompt, broken) = render(&req.prompt);
         if broken > 0 {
-            self.neutralized += broken;
             tracing::info!(count = broken, "special-token strings in the document were sent as text (broken up)");
         }
         let r = if req.max_tokens == 0 {
@@ -637,12 +626,8 @@ impl Generator for Remote {
     fn reset(&mut self) {}
 
     fn check(&mut self) -> Result<(), EngineError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let r = match rt {
-            Ok(rt) => rt.block_on(self.health()),
-            Err(e) => Err(RemoteError::new(FailKind::Config, format!("the HTTP runtime: {e}"))),
-        };
-        match r {
+        let rt = self.rt.clone();
+        match rt.block_on(self.health()) {
             Ok(()) => {
                 tracing::info!(backend = %self.opts.label(), family = ?self.family.map(|f| f.name()), "remote backend ready");
                 if self.family.is_none() {
@@ -912,10 +897,6 @@ fn snippet(s: &str) -> String {
         t.push('…');
     }
     t
-}
-
-fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
 }
 
 /// A stable slot per key (a document keeps its slot, hence its KV cache).

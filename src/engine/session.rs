@@ -510,7 +510,8 @@ impl Session {
     }
 }
 
-fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
+/// Where the first of `stops` begins in `text` (the earliest of them).
+pub(super) fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
     stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
 }
 

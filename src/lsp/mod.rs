@@ -363,12 +363,12 @@ impl Backend {
             let e2 = engine.clone();
             let ready = tokio::task::spawn_blocking(move || e2.wait_ready()).await;
             drop(gate);
-            if !matches!(ready, Ok(Ok(_))) {
-                let why = match ready {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => unreachable!(),
-                };
+            let failed = match ready {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
                 *lock(&b.st.loaded) = None;
                 b.status("error", &label, &why).await;
                 b.show(MessageType::ERROR, format!("wick: {why}")).await;
