@@ -184,7 +184,9 @@ pub fn prompts(text: &str, lang: Lang, cursor: usize, out: &str, fim: bool, trun
     };
     let mut cfg = Config::default();
     cfg.update(&serde_json::json!({"prompt": if fim { "fim" } else { "prefix" }}));
-    if let Some(plan) = complete::plan_with(&input, &cfg, Some(crate::prompt::Family::QwenCoder), Stages::default()) {
+    if let Some(plan) =
+        complete::plan_with(&input, &cfg, Some(crate::prompt::Family::QwenCoder), None, Stages::default())
+    {
         let _ = complete::clean(out, &plan, truncated);
         let _ = complete::postprocess(out, &plan);
     }

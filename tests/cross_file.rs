@@ -26,7 +26,7 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
         repo_name: "retry",
         others: &others,
     };
-    let plan = plan_with(&input, &Config::default(), Some(Family::QwenCoder), Stages::default()).unwrap();
+    let plan = plan_with(&input, &Config::default(), Some(Family::QwenCoder), None, Stages::default()).unwrap();
     assert_eq!(plan.cross_file, vec!["src/config.rs:RetryPolicy".to_string()]);
     let p = &plan.request.prompt.pieces;
     // Repository layout: <|repo_name|>, the other file, then the current one.
@@ -45,6 +45,7 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
         &input,
         &Config::default(),
         Some(Family::QwenCoder),
+        None,
         Stages { cross_file: false, ..Stages::default() },
     )
     .unwrap();

@@ -621,6 +621,9 @@ fn a_tokenizer_names_the_format_and_counts_the_prompt() {
     let e = Engine::remote(o, None);
     let info = e.wait_ready().unwrap();
     assert_eq!(info.family, Some(Family::QwenCoder), "from the tokenizer's vocabulary, not the name");
+    // The completion windows are sized with it too.
+    let counter = info.tokens.expect("a counter from the tokenizer");
+    assert!(counter.count("value = compute(value)\n").is_some_and(|n| n >= 3), "counted in tokens");
     assert_eq!(problem(&e), None);
     let (g, _) = e.generate_blocking(fim_request("x = ", "")).unwrap();
     assert_eq!(g.text, "1");
@@ -636,6 +639,7 @@ fn a_tokenizer_names_the_format_and_counts_the_prompt() {
     o.model = "house-model".into();
     let e = Engine::remote(o, None);
     ready(&e);
+    assert!(e.info().unwrap().tokens.is_none(), "no vocabulary, no counter (3 characters per token)");
     let p = e.health().borrow().problem.clone().expect("the format is unknown");
     assert!(p.message.contains("fimTemplate"), "{}", p.message);
     // The `model` setting's local file names it too.

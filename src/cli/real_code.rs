@@ -167,6 +167,10 @@ pub struct Scored {
     pub parses: bool,
     pub ms: f64,
     pub generated: usize,
+    /// Tokens of the prompt, as the engine counted them.
+    pub prompt_tokens: usize,
+    /// Planning time (windows, syntax queries, prompt).
+    pub context_ms: f64,
 }
 
 fn first_line(s: &str) -> &str {
@@ -217,6 +221,8 @@ pub fn score(set: &CaseSet, c: &Case, got: &str, empty: Option<&'static str>, ms
         parses,
         ms,
         generated,
+        prompt_tokens: 0,
+        context_ms: 0.0,
     }
 }
 
@@ -275,7 +281,11 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
     };
     let out = complete::suggest_blocking(engine, &req);
     let generated = out.generation.as_ref().map_or(0, |g| g.generated_tokens);
-    score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated)
+    Scored {
+        prompt_tokens: out.generation.as_ref().map_or(0, |g| g.prompt_tokens),
+        context_ms: out.context_ms,
+        ..score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated)
+    }
 }
 
 /// The definitions of the files that `doc` (the case's document, at
@@ -455,7 +465,8 @@ pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
             let r = run_case(engine, &set, c, v);
             if let Some(f) = out_file.as_mut() {
                 let row = json!({"variant": v.name, "case": r.case, "lang": r.lang, "kind": r.kind, "got": r.got, "want": set.expected(c),
-                    "exact": r.exact, "similarity": r.similarity, "lines_exact": r.lines_exact, "parses": r.parses, "empty": r.empty, "ms": r.ms, "generated": r.generated});
+                    "exact": r.exact, "similarity": r.similarity, "lines_exact": r.lines_exact, "parses": r.parses, "empty": r.empty, "ms": r.ms, "generated": r.generated,
+                    "prompt_tokens": r.prompt_tokens, "context_ms": r.context_ms});
                 writeln!(f, "{row}")?;
                 // Row by row: a run stopped early keeps what it measured.
                 f.flush()?;

@@ -10,7 +10,7 @@ pub use suggest::{
 };
 
 use crate::config::{Config, Multiline, PromptMode};
-use crate::engine::{Request, Sampling, StopWhen};
+use crate::engine::{Request, Sampling, StopWhen, TokenCounter};
 use crate::prompt::{self, Family, Piece, Prompt};
 use crate::syntax::{self, CursorKind, Lang, Parsed};
 use ropey::Rope;
@@ -66,6 +66,7 @@ pub fn definitions_of(text: &str, lang: Option<Lang>) -> Vec<syntax::Definition>
 }
 
 /// Everything the context builder reads, as plain data.
+#[derive(Clone, Copy)]
 pub struct Input<'a> {
     pub rope: &'a Rope,
     pub cursor: usize,
@@ -105,9 +106,9 @@ pub struct Plan {
 }
 
 /// Splits the text around `cursor` (a char index) into the prefix and suffix
-/// windows the budget allows, cut at line boundaries.
-pub fn windows(rope: &Rope, cursor: usize, budget_tokens: usize) -> (String, String) {
-    let budget_chars = budget_tokens * CHARS_PER_TOKEN;
+/// windows `budget_chars` allows (three quarters before the cursor), cut at
+/// line boundaries.
+pub fn windows(rope: &Rope, cursor: usize, budget_chars: usize) -> (String, String) {
     let pre_chars = budget_chars * 3 / 4;
     let suf_chars = budget_chars - pre_chars;
     let cursor = cursor.min(rope.len_chars());
@@ -133,6 +134,42 @@ pub fn windows(rope: &Rope, cursor: usize, budget_tokens: usize) -> (String, Str
     (rope.slice(start..cursor).to_string(), rope.slice(cursor..end).to_string())
 }
 
+/// Cuts windows (`cut` takes a size in characters, starting from
+/// `estimate`) until the text sent comes to at most `target` tokens and, when
+/// the file has more, at least nine tenths of it. Each step scales the size
+/// by the measured tokens; a few steps suffice, as the characters per token
+/// of one file barely change with the window.
+fn fit_windows(
+    cut: impl Fn(usize) -> (String, String),
+    estimate: usize,
+    target: usize,
+    sent: impl Fn(&str, &str) -> Option<usize>,
+) -> (String, String) {
+    let mut chars = estimate;
+    let mut w = cut(chars);
+    // The largest cut seen that fits.
+    let mut best: Option<(usize, (String, String))> = None;
+    for _ in 0..4 {
+        let Some(n) = sent(&w.0, &w.1) else { return w };
+        if n <= target && best.as_ref().is_none_or(|(m, _)| n > *m) {
+            best = Some((n, w.clone()));
+        }
+        if n == 0 || (n <= target && n * 10 >= target * 9) {
+            break;
+        }
+        // Aim a little under the target, so that the next step ends.
+        let next = (chars as u128 * target as u128 * 95 / (100 * n as u128)) as usize;
+        let next = next.clamp(1, estimate.saturating_mul(4));
+        let w2 = cut(next);
+        if next > chars && w2.0.len() + w2.1.len() == w.0.len() + w.1.len() {
+            break; // the whole file is in already
+        }
+        chars = next;
+        w = w2;
+    }
+    best.map_or(w, |(_, b)| b)
+}
+
 /// Whether to ask for several lines: an empty line right after a line that
 /// opens a block gets a body; otherwise the rest of the line.
 pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> bool {
@@ -153,7 +190,7 @@ pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> b
 
 pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) -> Plan {
     let input = Input { rope, cursor, lang: None, parsed: None, path: "", repo_name: "", others: &[] };
-    plan_with(&input, cfg, family, Stages { syntax_window: false, cross_file: false, ..Stages::default() })
+    plan_with(&input, cfg, family, None, Stages { syntax_window: false, cross_file: false, ..Stages::default() })
         .expect("without syntax there is no reason to skip")
 }
 
@@ -195,7 +232,17 @@ fn indent_width(l: &str) -> usize {
 
 /// Builds the request for a completion at the cursor, or None where wick
 /// should stay quiet (inside a comment or string, unless configured).
-pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stages) -> Option<Plan> {
+///
+/// With `tokens` (the model's own count), the windows are sized so that the
+/// prompt's text comes to `contextTokens` tokens; without it, at
+/// [`CHARS_PER_TOKEN`].
+pub fn plan_with(
+    inp: &Input,
+    cfg: &Config,
+    family: Option<Family>,
+    tokens: Option<&TokenCounter>,
+    stages: Stages,
+) -> Option<Plan> {
     let rope = inp.rope;
     let cursor = inp.cursor.min(rope.len_chars());
     let budget_chars = cfg.context_tokens * CHARS_PER_TOKEN;
@@ -238,9 +285,23 @@ pub fn plan_with(inp: &Input, cfg: &Config, family: Option<Family>, stages: Stag
     // (the suffix window still ends the answer).
     let fim = family.is_some() && cfg.prompt != PromptMode::Prefix;
     let window_budget = if fim { own_budget } else { own_budget * 4 / 3 };
-    let (prefix, suffix) = match (stages.syntax_window, parsed, &text) {
-        (true, Some(p), Some(t)) => syntax_windows(p, t, cur_b, window_budget),
-        _ => windows(rope, cursor, window_budget / CHARS_PER_TOKEN),
+    let cut = |chars: usize| match (stages.syntax_window, parsed, &text) {
+        (true, Some(p), Some(t)) => syntax_windows(p, t, cur_b, chars),
+        _ => windows(rope, cursor, chars),
+    };
+    let (prefix, suffix) = match tokens {
+        Some(counter) => {
+            // What the model is sent of the windows: the suffix only with FIM.
+            let sent = |pre: &str, suf: &str| {
+                let suf = if fim { short_suffix(suf, cfg.suffix_lines) } else { "" };
+                Some(counter.count(pre)? + counter.count(suf)?)
+            };
+            // The first guess: this model's measured characters per token.
+            let ratio = counter.bytes_per_token().unwrap_or(CHARS_PER_TOKEN as f64).clamp(1.0, 12.0);
+            let estimate = (window_budget as f64 * ratio / CHARS_PER_TOKEN as f64) as usize;
+            fit_windows(cut, estimate, own_budget / CHARS_PER_TOKEN, sent)
+        }
+        None => cut(window_budget),
     };
     let rest_of_line = suffix.split('\n').next().unwrap_or("").trim_end_matches('\r').to_string();
     let multiline = match (cfg.multiline, &cctx) {
@@ -733,14 +794,20 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap();
+        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap();
         assert_eq!(
             render(&p.request.prompt),
             "[<|fim_prefix|>]import os\nimport sys\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
         );
         // Without the syntax-aware window: a plain line-aligned cut.
-        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages { syntax_window: false, ..Stages::default() })
-            .unwrap();
+        let p = plan_with(
+            &input,
+            &cfg,
+            Some(Family::QwenCoder),
+            None,
+            Stages { syntax_window: false, ..Stages::default() },
+        )
+        .unwrap();
         assert_eq!(
             render(&p.request.prompt),
             "[<|fim_prefix|>]    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
@@ -761,7 +828,7 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        render(&plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default()).unwrap().request.prompt)
+        render(&plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap().request.prompt)
     }
 
     const TWO_FUNCTIONS: &str =
@@ -883,9 +950,9 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        assert!(plan_with(&input, &Config::default(), None, Stages::default()).is_none());
+        assert!(plan_with(&input, &Config::default(), None, None, Stages::default()).is_none());
         let cfg = Config { in_comments: true, ..Config::default() };
-        assert!(plan_with(&input, &cfg, None, Stages::default()).is_some());
+        assert!(plan_with(&input, &cfg, None, None, Stages::default()).is_some());
     }
 
     #[test]
@@ -911,7 +978,7 @@ mod tests {
                 repo_name: "",
                 others: &[],
             };
-            let p = plan_with(&input, &cfg, Some(Family::QwenCoder), Stages::default());
+            let p = plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default());
             if let Some(p) = p {
                 assert!(p.prefix.len() + p.suffix.len() <= budget * 4, "{name}: window too big");
                 assert!(!p.request.prompt.pieces.is_empty(), "{name}");
@@ -923,12 +990,80 @@ mod tests {
         }
     }
 
+    /// The plan's windows with a counter of `chars_per_token` characters
+    /// per token, and the tokens they come to.
+    fn counted_plan(text: &str, chars_per_token: usize, cfg: &Config) -> (Plan, usize) {
+        let rope = Rope::from_str(text);
+        let cursor = rope.len_chars() / 2;
+        let input = Input {
+            rope: &rope,
+            cursor,
+            lang: Some(Lang::Python),
+            parsed: None,
+            path: "m.py",
+            repo_name: "",
+            others: &[],
+        };
+        let counter = TokenCounter::new(move |t: &str| Some(t.len().div_ceil(chars_per_token)));
+        let p = plan_with(&input, cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        let sent =
+            counter.count(&p.prefix).unwrap() + counter.count(short_suffix(&p.suffix, cfg.suffix_lines)).unwrap();
+        (p, sent)
+    }
+
+    #[test]
+    fn windows_are_sized_in_the_models_own_tokens() {
+        let text: String = (0..4000).map(|i| format!("def f{i}(x):\n    return x + {i}\n")).collect();
+        let cfg = Config { prompt: PromptMode::Fim, ..Config::default() };
+        let target = cfg.context_tokens;
+        // Dense text (6 characters per token, twice the estimate): the
+        // window grows until it holds about the budget.
+        let (p, sent) = counted_plan(&text, 6, &cfg);
+        assert!(sent <= target && sent * 10 >= target * 9, "{sent} tokens for a budget of {target}");
+        assert!(p.prefix.len() + p.suffix.len() > target * CHARS_PER_TOKEN);
+        // Sparse text (one character per token): it shrinks to fit.
+        let (_, sent) = counted_plan(&text, 1, &cfg);
+        assert!(sent <= target && sent * 10 >= target * 9, "{sent} tokens for a budget of {target}");
+        // A file smaller than the budget is sent whole.
+        let small = "def f(x):\n    return x\n".repeat(10);
+        let (p, _) = counted_plan(&small, 6, &cfg);
+        assert_eq!(p.prefix.len() + p.suffix.len(), small.len());
+        // The next plan starts from the measured ratio: one measurement
+        // (prefix and suffix) suffices.
+        let rope = Rope::from_str(&text);
+        let input = Input {
+            rope: &rope,
+            cursor: 40_000,
+            lang: Some(Lang::Python),
+            parsed: None,
+            path: "m.py",
+            repo_name: "",
+            others: &[],
+        };
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let counter = TokenCounter::new(move |t: &str| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(t.len().div_ceil(6))
+        });
+        plan_with(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        let first = calls.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let input = Input { cursor: 40_100, ..input };
+        plan_with(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        assert!(first > 2 && calls.load(std::sync::atomic::Ordering::Relaxed) == 2, "{first} then {calls:?}");
+        // Plain continuation: only the prefix is sent, and it gets the budget.
+        let cfg = Config { prompt: PromptMode::Prefix, ..Config::default() };
+        let (p, _) = counted_plan(&text, 6, &cfg);
+        let sent = p.prefix.len().div_ceil(6);
+        assert!(sent <= target && sent * 10 >= target * 9, "{sent} tokens for a budget of {target}");
+    }
+
     #[test]
     fn windows_respect_the_budget_and_lines() {
         let text: String = (0..2000).map(|i| format!("line {i}\n")).collect();
         let rope = Rope::from_str(&text);
         let cursor = rope.line_to_char(1000);
-        let (pre, suf) = windows(&rope, cursor, 100);
+        let (pre, suf) = windows(&rope, cursor, 300);
         assert!(pre.len() <= 300 && suf.len() <= 300);
         assert!(pre.starts_with("line "));
         assert!(pre.ends_with('\n'));

@@ -144,7 +144,7 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     let t0 = Instant::now();
     let Some(info) = engine.info() else { return Outcome::empty(Empty::Loading, t0) };
     let cfg = resolved(req.config, &info);
-    let Some(mut plan) = plan_with(&req.input, &cfg, info.family, req.stages) else {
+    let Some(mut plan) = plan_with(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages) else {
         return Outcome::empty(Empty::Quiet, t0);
     };
     let mut out = Outcome::from_plan(&plan, t0);
@@ -208,7 +208,7 @@ pub const PREFETCH_KEY: &str = "\u{0}prefetch";
 pub async fn prefetch(engine: &Engine, req: &SuggestRequest<'_>) -> Option<Generation> {
     let info = engine.info()?;
     let cfg = resolved(req.config, &info);
-    let mut plan = plan_with(&req.input, &cfg, info.family, req.stages)?;
+    let mut plan = plan_with(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages)?;
     plan.request.max_tokens = 0;
     plan.request.idle = true;
     plan.request.key = Some(PREFETCH_KEY.into());

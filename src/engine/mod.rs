@@ -11,7 +11,7 @@ pub mod session;
 
 pub use decoder::{Decoder, LoadOptions};
 pub use sampling::Sampling;
-pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen};
+pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen, TokenCounter};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};

@@ -9,11 +9,12 @@
 //! Failures are classified ([`FailKind`]), and after one the next requests
 //! are answered at once (no connection) until a back-off has passed.
 
-use super::session::{first_stop, EngineError, Generation, ModelInfo, Request, StopReason};
+use super::session::{first_stop, EngineError, Generation, ModelInfo, Request, StopReason, TokenCounter};
 use super::Generator;
 use crate::prompt::{Family, Piece, Prompt};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a waiting request looks at its interruption flag.
@@ -97,7 +98,7 @@ pub struct Remote {
     /// The served model's vocabulary, when wick has it: counts prompt
     /// tokens (a prompt that cannot fit `contextWindow` is not sent) and
     /// names the FIM format.
-    vocab: Option<Vocab>,
+    vocab: Option<Arc<Vocab>>,
 }
 
 /// A tokenizer for counting: the GGUF's (our own) or a `tokenizer.json`.
@@ -208,7 +209,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| cfg(format!("the HTTP runtime: {e}")))?;
-        let rt = std::sync::Arc::new(rt);
+        let rt = Arc::new(rt);
         let vocab = match &opts.tokenizer {
             Some(spec) => Some(Vocab::resolve(spec).map_err(|e| cfg(format!("backend.tokenizer {spec}: {e}")))?),
             None if opts.family.is_none() && family_from_name(&opts.model).is_none() => {
@@ -221,6 +222,7 @@ impl Remote {
             None => None,
         };
         let family = opts.family.or_else(|| family_from_name(&opts.model)).or(vocab.as_ref().and_then(Vocab::family));
+        let vocab = vocab.map(Arc::new);
         Ok(Remote { opts, api_key, client, rt, family, slots: 1, hidden: 0, failures: 0, retry_at: None, vocab })
     }
 
@@ -580,6 +582,7 @@ impl Generator for Remote {
             has_chat_template: false,
             chat_template: None,
             remote: true,
+            tokens: self.vocab.clone().map(|v| TokenCounter::new(move |text| v.count(text))),
         }
     }
 

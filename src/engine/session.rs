@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Prompt tokens processed per forward pass during prefill on the CPU:
@@ -149,11 +150,58 @@ pub struct ModelInfo {
     pub chat_template: Option<String>,
     /// A remote serving engine, not the in-process model.
     pub remote: bool,
+    /// Counts text in the model's tokens, where wick has its vocabulary
+    /// (always locally; remotely with a `tokenizer` or the local GGUF).
+    pub tokens: Option<TokenCounter>,
+}
+
+type CountFn = dyn Fn(&str) -> Option<usize> + Send + Sync;
+
+/// Counts the tokens a text encodes to (as text: special-token look-alikes
+/// are not special), so that windows are sized in the model's own tokens.
+/// Remembers the characters per token of the last long text it counted, the
+/// best first guess for the next window of the same file.
+#[derive(Clone)]
+pub struct TokenCounter {
+    count: Arc<CountFn>,
+    /// Bytes per token x 100 of the last text of 1,000 bytes or more.
+    last_ratio: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenCounter {
+    pub fn new(count: impl Fn(&str) -> Option<usize> + Send + Sync + 'static) -> TokenCounter {
+        TokenCounter { count: Arc::new(count), last_ratio: Arc::new(std::sync::atomic::AtomicUsize::new(0)) }
+    }
+
+    pub fn of_tokenizer(t: Arc<Tokenizer>) -> TokenCounter {
+        TokenCounter::new(move |text| t.encode(text).ok().map(|ids| ids.len()))
+    }
+
+    /// None when the text cannot be encoded.
+    pub fn count(&self, text: &str) -> Option<usize> {
+        let n = (self.count)(text)?;
+        if text.len() >= 1000 && n > 0 {
+            self.last_ratio.store(text.len() * 100 / n, Ordering::Relaxed);
+        }
+        Some(n)
+    }
+
+    /// Bytes per token of the last long text counted (None before one).
+    pub fn bytes_per_token(&self) -> Option<f64> {
+        let r = self.last_ratio.load(Ordering::Relaxed);
+        (r > 0).then(|| r as f64 / 100.0)
+    }
+}
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCounter")
+    }
 }
 
 pub struct Session {
     pub decoder: Decoder,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     pub family: Option<Family>,
     /// Tokens whose keys and values are in the decoder's cache, in order.
     cached: Vec<u32>,
@@ -225,7 +273,7 @@ impl Session {
         let argmax_on_device = !decoder.device().is_cpu();
         Session {
             decoder,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             family,
             cached: Vec::new(),
             stop_ids,
@@ -251,6 +299,7 @@ impl Session {
             has_chat_template: self.tokenizer.chat_template.is_some(),
             chat_template: self.tokenizer.chat_template.clone(),
             remote: false,
+            tokens: Some(TokenCounter::of_tokenizer(self.tokenizer.clone())),
         }
     }
 
