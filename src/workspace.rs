@@ -117,59 +117,13 @@ pub fn relative(path: &Path, root: Option<&Path>) -> String {
 
 /// Where an import may live, in order of preference.
 pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<&Path>) -> Vec<PathBuf> {
-    use Lang::*;
     let dir = current.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let mut bases = vec![dir.clone()];
     if let Some(r) = root {
         bases.push(r.to_path_buf());
         bases.push(r.join("src"));
     }
-    let mut out = Vec::new();
-    match lang {
-        Python => {
-            let rel = import.trim_start_matches('.').replace('.', "/");
-            for b in &bases {
-                out.push(b.join(format!("{rel}.py")));
-                out.push(b.join(&rel).join("__init__.py"));
-            }
-        }
-        JavaScript | TypeScript | Tsx => {
-            if import.starts_with('.') {
-                for ext in ["", ".ts", ".tsx", ".js", ".jsx", ".mjs", "/index.ts", "/index.js"] {
-                    out.push(dir.join(format!("{import}{ext}")));
-                }
-            }
-        }
-        Rust => {
-            let rel = import
-                .trim_start_matches("crate::")
-                .trim_start_matches("self::")
-                .trim_start_matches("super::")
-                .replace("::", "/");
-            let parts: Vec<&str> = rel.split('/').collect();
-            for n in (1..=parts.len()).rev() {
-                let p = parts[..n].join("/");
-                for b in &bases {
-                    out.push(b.join(format!("{p}.rs")));
-                    out.push(b.join(&p).join("mod.rs"));
-                }
-            }
-        }
-        C | Cpp => {
-            for b in &bases {
-                out.push(b.join(import));
-            }
-        }
-        Java => {
-            let rel = import.replace('.', "/");
-            for b in &bases {
-                out.push(b.join(format!("{rel}.java")));
-                out.push(b.join("src/main/java").join(format!("{rel}.java")));
-            }
-        }
-        Go => {}
-    }
-    out
+    (lang.rules().import_candidates)(import, &dir, &bases)
 }
 
 #[cfg(test)]

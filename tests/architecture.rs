@@ -152,3 +152,40 @@ fn positions_cross_the_protocol_edge_once() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// ARCHITECTURE.md: "one file per language". Outside `src/syntax/lang/`,
+/// code (tests aside) does not branch on a particular language: it asks
+/// `Lang::rules()`.
+#[test]
+fn language_knowledge_lives_in_one_file_per_language() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let variants = ["Rust", "Python", "JavaScript", "TypeScript", "Tsx", "Go", "C", "Cpp", "Java"];
+    let mut problems = Vec::new();
+    for f in all.iter().filter(|f| !f.starts_with(src.join("syntax/lang")) && !f.ends_with("tests.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or("");
+            for v in variants {
+                let pat = format!("Lang::{v}");
+                let branches = line.match_indices(&pat).any(|(i, _)| {
+                    let after = &line[i + pat.len()..];
+                    let word_ends = !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+                    let before = line[..i].trim_end();
+                    word_ends
+                        && (after.trim_start().starts_with("=>")
+                            || after.trim_start().starts_with('|')
+                            || before.ends_with("==")
+                            || before.ends_with("!=")
+                            || before.ends_with('|'))
+                });
+                if branches {
+                    problems.push(format!("{}:{}: branches on Lang::{v}", f.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "language knowledge outside src/syntax/lang/:\n{}", problems.join("\n"));
+}

@@ -373,11 +373,7 @@ pub fn indent_unit(text: &str, lang: Option<Lang>) -> String {
             return if ind.starts_with('\t') { "\t".into() } else { ind.to_string() };
         }
     }
-    if lang == Some(Lang::Go) {
-        "\t".into()
-    } else {
-        "    ".into()
-    }
+    lang.map_or("    ", |l| l.rules().default_indent).into()
 }
 
 /// The prompt pieces for filling an empty body: the text before and after

@@ -359,14 +359,7 @@ pub fn fixes(
         };
         let lang = crate::syntax::Lang::from_path(&name);
         let parsed = lang.and_then(|l| crate::syntax::Parsed::parse(l, &text));
-        let language_id = match lang {
-            Some(crate::syntax::Lang::Python) => "python",
-            Some(crate::syntax::Lang::Rust) => "rust",
-            Some(crate::syntax::Lang::JavaScript) => "javascript",
-            Some(crate::syntax::Lang::TypeScript) => "typescript",
-            Some(crate::syntax::Lang::Go) => "go",
-            _ => "",
-        };
+        let language_id = lang.map_or("", crate::syntax::Lang::language_id);
         let req = crate::actions::FixRequest { text: &text, lang, language_id, start, end, message: &message };
         let t = Instant::now();
         let r = crate::actions::run::fix(engine, &req, parsed.as_ref(), opts);

@@ -433,9 +433,8 @@ fn import_header(text: &str, limit: usize) -> &str {
             break;
         }
         let t = line.trim_start();
-        let is_import = ["import ", "from ", "use ", "#include", "package ", "require(", "const ", "extern crate"]
-            .iter()
-            .any(|k| t.starts_with(k))
+        // Any language's import lines: the window may not know the language.
+        let is_import = Lang::ALL.iter().flat_map(|l| l.rules().import_prefixes).any(|k| t.starts_with(k))
             && !t.starts_with("const {");
         pos += line.len();
         if is_import && pos <= limit {
@@ -501,10 +500,7 @@ fn cross_file_context(
             out.special(sep).text(format!("{}\n", if inp.path.is_empty() { "current" } else { inp.path }));
         }
         _ => {
-            let c = match inp.lang {
-                Some(Lang::Python) => "#",
-                _ => "//",
-            };
+            let c = inp.lang.map_or("//", |l| l.rules().line_comment);
             let mut s = String::new();
             for (path, body) in &blocks {
                 s.push_str(&format!("{c} {path}\n"));

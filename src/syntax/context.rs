@@ -1,15 +1,11 @@
 use tree_sitter::{Node, Tree, TreeCursor};
 
-use super::lang::Lang;
+use super::lang::{node_text, DefClass, Lang};
 use super::parse::{parse_str, Parsed};
 
 // ---------------------------------------------------------------- helpers
 
 use crate::text::floor_char as floor_boundary;
-
-fn node_text<'a>(node: Node, text: &'a str) -> &'a str {
-    text.get(node.byte_range()).unwrap_or("")
-}
 
 /// Iterative pre-order walk; `visit` returns whether to descend into the node.
 fn walk(tree: &Tree, mut visit: impl FnMut(Node) -> bool) {
@@ -53,65 +49,9 @@ fn ancestors(node: Node) -> impl Iterator<Item = Node> {
 // ---------------------------------------------------------------- scopes
 
 fn is_scope_kind(lang: Lang, kind: &str) -> bool {
-    match lang {
-        Lang::Python => matches!(kind, "function_definition" | "class_definition"),
-        Lang::Rust => matches!(
-            kind,
-            "function_item"
-                | "impl_item"
-                | "trait_item"
-                | "mod_item"
-                | "struct_item"
-                | "enum_item"
-                | "union_item"
-                | "closure_expression"
-                | "macro_definition"
-        ),
-        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => matches!(
-            kind,
-            "function_declaration"
-                | "function_expression"
-                | "function"
-                | "generator_function_declaration"
-                | "generator_function"
-                | "method_definition"
-                | "class_declaration"
-                | "class"
-                | "abstract_class_declaration"
-                | "arrow_function"
-                | "interface_declaration"
-                | "enum_declaration"
-                | "internal_module"
-                | "module"
-        ),
-        Lang::Go => matches!(kind, "function_declaration" | "method_declaration" | "func_literal" | "type_declaration"),
-        Lang::C | Lang::Cpp => matches!(
-            kind,
-            "function_definition"
-                | "class_specifier"
-                | "struct_specifier"
-                | "union_specifier"
-                | "enum_specifier"
-                | "namespace_definition"
-                | "lambda_expression"
-        ),
-        Lang::Java => matches!(
-            kind,
-            "method_declaration"
-                | "constructor_declaration"
-                | "class_declaration"
-                | "interface_declaration"
-                | "enum_declaration"
-                | "record_declaration"
-                | "lambda_expression"
-                | "annotation_type_declaration"
-        ),
-    }
+    lang.rules().scope_kinds.contains(&kind)
 }
 
-/// Whether `offset` counts as inside `node`. A cursor at the very end is
-/// inside unless the node is closed by a delimiter (`}` / `;`), so the end
-/// of a Python body is inside its function but after a `}` is outside.
 fn contains_cursor(node: Node, text: &str, offset: usize) -> bool {
     let (s, e) = (node.start_byte(), node.end_byte());
     if offset <= s || offset > e {
@@ -157,27 +97,6 @@ pub fn enclosing_scopes(lang: Lang, text: &str, byte_offset: usize) -> Vec<(usiz
 
 // ---------------------------------------------------------------- imports
 
-fn unquote(s: &str) -> String {
-    s.trim().trim_matches(|c| matches!(c, '"' | '\'' | '`' | '<' | '>')).to_string()
-}
-
-fn field_text(node: Node, field: &str, text: &str) -> Option<String> {
-    node.child_by_field_name(field).map(|n| node_text(n, text).to_string())
-}
-
-/// Path named by a Rust `use` argument, without the item list / wildcard.
-fn rust_use_path(node: Node, text: &str) -> Option<String> {
-    let path = match node.kind() {
-        "scoped_use_list" | "use_as_clause" => node.child_by_field_name("path").map(|n| node_text(n, text)),
-        "use_wildcard" => node.named_child(0).map(|n| node_text(n, text)),
-        "use_list" => None,
-        _ => Some(node_text(node, text)),
-    }?;
-    let path: String = path.split_whitespace().collect();
-    let path = path.strip_prefix("crate::").unwrap_or(&path).to_string();
-    (!path.is_empty()).then_some(path)
-}
-
 impl Parsed {
     pub fn imports(&self, text: &str) -> Vec<String> {
         let mut out: Vec<String> = vec![];
@@ -188,77 +107,8 @@ impl Parsed {
                 }
             }
         };
-        let lang = self.lang;
-        walk(&self.tree, |n| {
-            match (lang, n.kind()) {
-                (Lang::Python, "import_statement") => {
-                    let mut c = n.walk();
-                    for child in n.children_by_field_name("name", &mut c) {
-                        let name = if child.kind() == "aliased_import" {
-                            child.child_by_field_name("name").unwrap_or(child)
-                        } else {
-                            child
-                        };
-                        add(Some(node_text(name, text).to_string()));
-                    }
-                    false
-                }
-                (Lang::Python, "import_from_statement") => {
-                    add(field_text(n, "module_name", text));
-                    false
-                }
-                (Lang::Python, "future_import_statement") => {
-                    add(Some("__future__".into()));
-                    false
-                }
-                (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "import_statement" | "export_statement") => {
-                    add(field_text(n, "source", text).map(|s| unquote(&s)));
-                    n.kind() == "export_statement"
-                }
-                (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "call_expression") => {
-                    let callee = n.child_by_field_name("function");
-                    let is_import = callee.is_some_and(|f| {
-                        f.kind() == "import" || (f.kind() == "identifier" && node_text(f, text) == "require")
-                    });
-                    let arg = n.child_by_field_name("arguments").and_then(|a| a.named_child(0));
-                    if let Some(arg) = arg.filter(|a| is_import && matches!(a.kind(), "string" | "template_string")) {
-                        add(Some(unquote(node_text(arg, text))));
-                    }
-                    true
-                }
-                (Lang::Rust, "use_declaration") => {
-                    add(n.child_by_field_name("argument").and_then(|a| rust_use_path(a, text)));
-                    false
-                }
-                (Lang::Rust, "mod_item") => {
-                    // Only `mod x;` refers to another file.
-                    if n.child_by_field_name("body").is_none() {
-                        add(field_text(n, "name", text));
-                    }
-                    true
-                }
-                (Lang::Rust, "extern_crate_declaration") => {
-                    add(field_text(n, "name", text));
-                    false
-                }
-                (Lang::Go, "import_spec") => {
-                    add(field_text(n, "path", text).map(|s| unquote(&s)));
-                    false
-                }
-                (Lang::C | Lang::Cpp, "preproc_include") => {
-                    add(field_text(n, "path", text).map(|s| unquote(&s)));
-                    false
-                }
-                (Lang::Java, "import_declaration") => {
-                    let mut c = n.walk();
-                    let name =
-                        n.named_children(&mut c).find(|c| matches!(c.kind(), "scoped_identifier" | "identifier"));
-                    add(name.map(|c| node_text(c, text).to_string()));
-                    false
-                }
-                _ => true,
-            }
-        });
+        let rules = self.lang.rules();
+        walk(&self.tree, |n| (rules.imports)(n, text, &mut add));
         out
     }
 }
@@ -282,125 +132,13 @@ pub struct Definition {
 
 const SIGNATURE_MAX_LINES: usize = 15;
 
-enum DefClass {
-    /// Record it; don't look inside (function bodies aren't "class level").
-    Leaf(&'static str),
-    /// Record it and collect its members.
-    Container(&'static str),
-}
-
 fn classify(lang: Lang, node: Node, text: &str) -> Option<DefClass> {
-    use DefClass::*;
-    let k = node.kind();
-    Some(match lang {
-        Lang::Python => match k {
-            "function_definition" => Leaf("function"),
-            "class_definition" => Container("class"),
-            _ => return None,
-        },
-        Lang::Rust => match k {
-            "function_item" | "function_signature_item" => Leaf("function"),
-            "struct_item" => Leaf("struct"),
-            "enum_item" => Leaf("enum"),
-            "union_item" => Leaf("union"),
-            "type_item" => Leaf("type"),
-            "macro_definition" => Leaf("macro"),
-            "trait_item" => Container("trait"),
-            "impl_item" => Container("impl"),
-            "mod_item" if node.child_by_field_name("body").is_some() => Container("module"),
-            _ => return None,
-        },
-        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => match k {
-            "function_declaration" | "generator_function_declaration" | "function_signature" => Leaf("function"),
-            "method_definition" | "method_signature" | "abstract_method_signature" => Leaf("method"),
-            "class_declaration" | "abstract_class_declaration" => Container("class"),
-            "interface_declaration" => Leaf("interface"),
-            "type_alias_declaration" => Leaf("type"),
-            "enum_declaration" => Leaf("enum"),
-            "variable_declarator"
-                if node
-                    .child_by_field_name("value")
-                    .is_some_and(|v| matches!(v.kind(), "arrow_function" | "function_expression" | "function")) =>
-            {
-                Leaf("function")
-            }
-            _ => return None,
-        },
-        Lang::Go => match k {
-            "function_declaration" => Leaf("function"),
-            "method_declaration" => Leaf("method"),
-            "type_spec" | "type_alias" => match node.child_by_field_name("type").map(|t| t.kind()) {
-                Some("struct_type") => Leaf("struct"),
-                Some("interface_type") => Leaf("interface"),
-                _ => Leaf("type"),
-            },
-            _ => return None,
-        },
-        Lang::C | Lang::Cpp => match k {
-            "function_definition" => Leaf("function"),
-            "declaration" | "field_declaration"
-                if node.child_by_field_name("declarator").is_some_and(|d| d.kind() == "function_declarator") =>
-            {
-                Leaf("function")
-            }
-            "struct_specifier" | "union_specifier" | "enum_specifier" | "class_specifier"
-                if node.child_by_field_name("body").is_some() && node.child_by_field_name("name").is_some() =>
-            {
-                match k {
-                    "class_specifier" => Container("class"),
-                    "struct_specifier" if lang == Lang::Cpp => Container("struct"),
-                    "struct_specifier" => Leaf("struct"),
-                    "union_specifier" => Leaf("union"),
-                    _ => Leaf("enum"),
-                }
-            }
-            "type_definition" | "alias_declaration" => Leaf("type"),
-            _ => return None,
-        },
-        Lang::Java => match k {
-            "method_declaration" => Leaf("method"),
-            "constructor_declaration" => Leaf("constructor"),
-            "class_declaration" | "record_declaration" => Container("class"),
-            "interface_declaration" | "annotation_type_declaration" => Container("interface"),
-            "enum_declaration" => Container("enum"),
-            _ => return None,
-        },
-    })
-    .filter(|_| def_name(lang, node, text).is_some())
-}
-
-/// Innermost name inside a C/C++ declarator chain (`*(*f)(int)` -> `f`).
-fn c_declarator_name<'a>(mut node: Node, text: &'a str) -> Option<&'a str> {
-    for _ in 0..32 {
-        match node.kind() {
-            "identifier"
-            | "field_identifier"
-            | "type_identifier"
-            | "qualified_identifier"
-            | "destructor_name"
-            | "operator_name"
-            | "primitive_type" => return Some(node_text(node, text)),
-            _ => node = node.child_by_field_name("declarator").or_else(|| node.named_child(0))?,
-        }
-    }
-    None
+    let rules = lang.rules();
+    (rules.classify)(node, text).filter(|_| (rules.def_name)(node, text).is_some())
 }
 
 fn def_name(lang: Lang, node: Node, text: &str) -> Option<String> {
-    let name = match (lang, node.kind()) {
-        (Lang::Rust, "impl_item") => {
-            let ty = node.child_by_field_name("type").map(|t| node_text(t, text))?;
-            return Some(match node.child_by_field_name("trait") {
-                Some(tr) => format!("{} for {}", node_text(tr, text), ty),
-                None => ty.to_string(),
-            });
-        }
-        (Lang::C | Lang::Cpp, "function_definition" | "declaration" | "field_declaration" | "type_definition") => {
-            c_declarator_name(node.child_by_field_name("declarator")?, text)?
-        }
-        _ => node_text(node.child_by_field_name("name")?, text),
-    };
-    (!name.is_empty()).then(|| name.to_string())
+    (lang.rules().def_name)(node, text)
 }
 
 fn truncate_lines(s: &str, max: usize) -> String {

@@ -212,79 +212,6 @@ fn edit_message(e: Edit, text: &str) -> SyntaxError {
     SyntaxError { start, end: e.at, message: format!("expected '{}'", e.ins) }
 }
 
-/// Keywords a misspelling of which is looked for, per language.
-fn keywords(lang: Lang) -> &'static [&'static str] {
-    match lang {
-        Lang::Python => &[
-            "def", "return", "for", "while", "if", "elif", "else", "import", "from", "class", "with", "try", "except",
-            "finally", "lambda", "yield", "raise", "pass", "break", "continue", "async", "await", "not", "and",
-            "global",
-        ],
-        Lang::Rust => &[
-            "fn", "let", "mut", "for", "while", "loop", "if", "else", "match", "return", "struct", "enum", "impl",
-            "trait", "pub", "use", "mod", "const", "static", "where", "break", "continue", "async", "await", "move",
-            "unsafe",
-        ],
-        Lang::Go => &[
-            "func",
-            "return",
-            "for",
-            "range",
-            "if",
-            "else",
-            "switch",
-            "case",
-            "var",
-            "const",
-            "type",
-            "struct",
-            "interface",
-            "package",
-            "import",
-            "defer",
-            "select",
-            "break",
-            "continue",
-            "default",
-        ],
-        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => &[
-            "function",
-            "return",
-            "const",
-            "let",
-            "var",
-            "for",
-            "while",
-            "if",
-            "else",
-            "switch",
-            "case",
-            "break",
-            "continue",
-            "class",
-            "import",
-            "export",
-            "from",
-            "new",
-            "typeof",
-            "async",
-            "await",
-            "yield",
-            "throw",
-            "try",
-            "catch",
-            "finally",
-            "interface",
-            "extends",
-        ],
-        _ => &[
-            "return", "for", "while", "if", "else", "switch", "case", "break", "continue", "struct", "class", "public",
-            "private", "static", "void", "new", "const", "typedef", "sizeof", "import", "package", "throw", "try",
-            "catch",
-        ],
-    }
-}
-
 /// Whether `a` and `b` differ by one insertion, deletion, substitution or
 /// swap of neighbours (and are not equal).
 pub(super) fn one_edit_apart(a: &str, b: &str) -> bool {
@@ -373,7 +300,7 @@ fn repair(lang: Lang, n: Node, text: &str, places: &[(usize, usize)]) -> Option<
         }
         lines_end = text[lines_end + 1..].find('\n').map_or(text.len(), |i| lines_end + 1 + i);
     }
-    let kws = keywords(lang);
+    let kws = lang.rules().keywords;
     for (at, w) in words(text, first_line.0, lines_end.min(text.len())).into_iter().take(REPAIR_WORDS) {
         if kws.contains(&w) {
             continue;
@@ -768,19 +695,6 @@ pub struct EmptyBody {
     pub braces: bool,
 }
 
-const FUNCTION_KINDS: &[&str] = &[
-    "function_definition",
-    "function_item",
-    "function_declaration",
-    "method_declaration",
-    "method_definition",
-    "function_expression",
-    "arrow_function",
-    "generator_function_declaration",
-    "constructor_declaration",
-    "func_literal",
-];
-
 fn is_placeholder(body: &str) -> bool {
     let b: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let b = b.trim_end_matches(';');
@@ -802,7 +716,7 @@ pub fn empty_body_at(p: &Parsed, text: &str, byte: usize) -> Option<EmptyBody> {
     let byte = byte.min(text.len());
     let mut node = p.tree.root_node().descendant_for_byte_range(byte, byte)?;
     loop {
-        if FUNCTION_KINDS.contains(&node.kind()) {
+        if p.lang.rules().function_kinds.contains(&node.kind()) {
             if let Some(body) = node.child_by_field_name("body") {
                 let (bs, be) = (body.start_byte(), body.end_byte());
                 let raw = node_text(&body, text);
@@ -833,7 +747,7 @@ pub fn empty_body_at(p: &Parsed, text: &str, byte: usize) -> Option<EmptyBody> {
 }
 
 fn strip_leading_docstring(lang: Lang, s: &str) -> &str {
-    if lang != Lang::Python {
+    if !lang.rules().docstrings {
         return s;
     }
     let t = s.trim_start();
