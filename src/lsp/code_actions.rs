@@ -221,7 +221,7 @@ impl Backend {
         };
         // A client that resolves nothing lazily would run the model for
         // every listing: for diagnostics it did not pass, only known repairs.
-        let model_fixes = !params.context.diagnostics.is_empty() || *lock(&self.st.resolve_edits);
+        let model_fixes = !params.context.diagnostics.is_empty() || self.caps().resolve_edits;
         // The planning (known repairs, fix regions, empty bodies) walks the
         // tree and the text: off the protocol thread, like the analysis.
         let ranges: Vec<Option<(usize, usize)>> = if fixes_wanted {
@@ -302,7 +302,7 @@ impl Backend {
                 ..Default::default()
             }));
         }
-        if !*lock(&self.st.resolve_edits) {
+        if !self.caps().resolve_edits {
             // No lazy resolution: compute every edit now.
             let mut eager = Vec::with_capacity(out.len());
             for a in out {
@@ -397,7 +397,7 @@ impl Backend {
     /// One text edit of a document version, versioned when the client
     /// takes `documentChanges`.
     fn workspace_edit(&self, uri: Uri, version: i32, edit: TextEdit) -> WorkspaceEdit {
-        if *lock(&self.st.document_changes) {
+        if self.caps().document_changes {
             WorkspaceEdit {
                 document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
                     text_document: OptionalVersionedTextDocumentIdentifier { uri, version: Some(version) },

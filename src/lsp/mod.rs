@@ -37,14 +37,14 @@ pub struct ServeOptions {
 #[derive(Default)]
 struct State {
     docs: Mutex<DocumentStore>,
-    encoding: Mutex<Encoding>,
+    /// What the client can do, as `initialize` said: set once.
+    caps: std::sync::OnceLock<ClientCaps>,
     config: Mutex<Config>,
     engine: Mutex<Option<Engine>>,
     last: Mutex<HashMap<String, LastSuggestion>>,
     /// Per-document request counter, for the server-side debounce.
     seq: Mutex<HashMap<String, u64>>,
     cli: Mutex<ServeOptions>,
-    progress_supported: Mutex<bool>,
     /// Identity of the loaded model (path and device), to reload on change.
     loaded: Mutex<Option<(PathBuf, String)>>,
     /// The workspace root (for relative paths in prompts).
@@ -53,10 +53,6 @@ struct State {
     workspace: Mutex<crate::workspace::Workspace>,
     /// Per document: the diagnostics debounce and the line being typed.
     diag: Mutex<HashMap<String, code_actions::DiagState>>,
-    /// Whether the client resolves code actions lazily (`edit` resolvable).
-    resolve_edits: Mutex<bool>,
-    /// Whether the client takes versioned `documentChanges`.
-    document_changes: Mutex<bool>,
     /// Held while a model loads: one load at a time.
     load_gate: Arc<tokio::sync::Mutex<()>>,
     /// Models loaded so far (for `wick/serverState`).
@@ -78,6 +74,18 @@ struct State {
     /// Definitions of other files (open documents by version, imported
     /// files by modification time), for cross-file context per keystroke.
     definitions: Mutex<HashMap<String, (String, Defs)>>,
+}
+
+/// The client's capabilities that change what the server does.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClientCaps {
+    encoding: Encoding,
+    /// `$/progress` for the model load.
+    progress: bool,
+    /// The client resolves code actions lazily (`edit` resolvable).
+    resolve_edits: bool,
+    /// The client takes versioned `documentChanges`.
+    document_changes: bool,
 }
 
 type Defs = Arc<Vec<crate::syntax::Definition>>;
@@ -215,8 +223,13 @@ async fn send_status(client: &Client, state: &str, model: &str, message: &str) {
 }
 
 impl Backend {
+    /// The client's capabilities (the defaults before `initialize`).
+    fn caps(&self) -> ClientCaps {
+        self.st.caps.get().copied().unwrap_or_default()
+    }
+
     fn encoding(&self) -> Encoding {
-        *lock(&self.st.encoding)
+        self.caps().encoding
     }
 
     async fn show(&self, typ: MessageType, msg: String) {
@@ -299,7 +312,7 @@ impl Backend {
         *lock(&self.st.engine) = Some(engine.clone());
         *lock(&self.st.loaded) = Some((path.clone(), device_spec));
         let client = self.client.clone();
-        let progress = *lock(&self.st.progress_supported);
+        let progress = self.caps().progress;
         let st = self.st.clone();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         *lock(&self.st.shown_error) = None;
@@ -823,7 +836,6 @@ impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
         guard("initialize", async move {
             let enc = position_encoding(&params);
-            *lock(&self.st.encoding) = enc;
             #[allow(deprecated)]
             let folders: Vec<PathBuf> = match &params.workspace_folders {
                 Some(f) if !f.is_empty() => f.iter().filter_map(|f| uri_to_path(f.uri.as_str())).collect(),
@@ -839,20 +851,25 @@ impl LanguageServer for Backend {
                 .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()))
                 .and_then(|u| uri_to_path(&u));
             *lock(&self.st.root) = root;
-            *lock(&self.st.progress_supported) =
-                params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
             let td = params.capabilities.text_document.as_ref();
-            *lock(&self.st.resolve_edits) = td
-                .and_then(|t| t.code_action.as_ref())
-                .and_then(|c| c.resolve_support.as_ref())
-                .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
-            *lock(&self.st.document_changes) = params
-                .capabilities
-                .workspace
-                .as_ref()
-                .and_then(|w| w.workspace_edit.as_ref())
-                .and_then(|w| w.document_changes)
-                .unwrap_or(false);
+            let caps = ClientCaps {
+                encoding: enc,
+                progress: params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false),
+                resolve_edits: td
+                    .and_then(|t| t.code_action.as_ref())
+                    .and_then(|c| c.resolve_support.as_ref())
+                    .is_some_and(|r| r.properties.iter().any(|p| p == "edit")),
+                document_changes: params
+                    .capabilities
+                    .workspace
+                    .as_ref()
+                    .and_then(|w| w.workspace_edit.as_ref())
+                    .and_then(|w| w.document_changes)
+                    .unwrap_or(false),
+            };
+            if self.st.caps.set(caps).is_err() {
+                tracing::warn!("a second initialize: the first one's capabilities stay");
+            }
             if let Some(opts) = &params.initialization_options {
                 let problems = lock(&self.st.config).update(opts);
                 if !problems.is_empty() {
