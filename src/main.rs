@@ -247,9 +247,7 @@ fn main() {
 
 pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n {
-        wick::engine::kernels::set_threads(n);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        wick::engine::set_threads(n);
     }
 }
 

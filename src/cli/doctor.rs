@@ -64,13 +64,13 @@ pub fn findings(opts: &DoctorOptions) -> Vec<Finding> {
     out.push(Finding::ok("cpu", cpu_line()));
     out.push(Finding::ok(
         "kernels",
-        format!("int8 matmul kernels: {} (WICK_Q8_KERNEL overrides)", crate::engine::kernels::kernel_name()),
+        format!("int8 matmul kernels: {} (WICK_Q8_KERNEL overrides)", crate::engine::cpu::kernel_name()),
     ));
     out.push(Finding::ok(
         "threads",
         format!(
             "{} for the model ({}; the `threads` setting or --threads overrides)",
-            crate::engine::kernels::threads(),
+            crate::engine::cpu::threads(),
             if std::env::var_os("WICK_THREADS").is_some() { "from WICK_THREADS" } else { "the machine's parallelism" }
         ),
     ));

@@ -10,7 +10,7 @@
 //! plentiful there, and one GEMM per layer beats quantize-then-dot kernels.
 //! Nothing here moves data to the CPU for a GPU tensor.
 
-use super::kernels::Q8Matrix;
+use super::cpu::Q8Matrix;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;

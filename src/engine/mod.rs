@@ -2,8 +2,8 @@
 //! of requests, replying through oneshot channels. Knows nothing of
 //! documents, editors or LSP.
 
+pub mod cpu;
 pub mod decoder;
-pub mod kernels;
 pub mod linear;
 pub mod remote;
 pub mod sampling;
@@ -405,6 +405,14 @@ fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
 }
 
 /// The text of a caught panic's payload.
+/// The CPU threads the model uses from now on: our kernels' pool, and
+/// candle's rayon pool where it has not started yet.
+pub fn set_threads(n: usize) {
+    cpu::set_threads(n);
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+}
+
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()

@@ -294,8 +294,7 @@ impl Backend {
             self.show(MessageType::WARNING, format!("wick: {w}")).await;
         }
         if let Some(n) = cfg.threads {
-            crate::engine::kernels::set_threads(n);
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            crate::engine::set_threads(n);
         }
         let opts = LoadOptions { ..crate::device::load_options(&device) };
         // `WICK_LOAD_DELAY_MS` (tests) makes loading slow on purpose, to

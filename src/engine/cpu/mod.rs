@@ -1,0 +1,25 @@
+//! Q8_0 matrix-vector kernels for single-token decode.
+//!
+//! Weights are repacked at load into groups of 16 rows. Per group: `nb` x 16 f16 scales
+//! (one per row and block), then `nb` blocks of 512 bytes. In block `b`, the 64-byte chunk
+//! `t` (0..8) holds, in its 4-byte lane `j`, bytes `4t..4t+4` of row `j` of that block,
+//! stored as `q ^ 0x80` (= q + 128 as u8). A broadcast of 4 activation bytes against one chunk
+//! then gives, through `vpdpbusd` (u8 x i8), a partial dot for 16 rows at once; the +128 bias
+//! is removed by starting each block's accumulator at -128 * sum(x_block). No horizontal sums.
+//! Activations are quantized per 32-block (d = max|x|/127, q = round-half-even(x/d)).
+//!
+//! `q8.rs` holds the layout, the repacking and `matmul`; `select.rs` picks a
+//! kernel for the CPU (and has the scalar one); `x86.rs` the SIMD kernels;
+//! `pool.rs` the persistent thread pool they run on.
+
+mod pool;
+mod q8;
+mod select;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use pool::{set_threads, threads};
+pub use q8::Q8Matrix;
+pub use select::kernel_name;

@@ -1,0 +1,206 @@
+use super::q8::*;
+use super::select::*;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn f32_to_f16_bits(x: f32) -> u16 {
+    // test helper: round via exhaustive nearest search is too slow; use simple truncation of a normal value
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let e = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    assert!(e > 0 && e < 31);
+    sign | ((e as u16) << 10) | ((b >> 13) & 0x3ff) as u16
+}
+
+/// Random GGUF Q8_0 bytes (weights in -128..=127, including -128).
+fn rand_q8(n: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut v = Vec::new();
+    for _ in 0..n * k / 32 {
+        let d = 0.001 + rng.f().abs() * 0.02;
+        v.extend_from_slice(&f32_to_f16_bits(d).to_le_bytes());
+        for _ in 0..32 {
+            v.push(rng.next() as u8);
+        }
+    }
+    v
+}
+
+fn ref_deq_q8(n: usize, k: usize, bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * k);
+    for blk in bytes.chunks(34) {
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        out.extend(blk[2..].iter().map(|&q| d * q as i8 as f32));
+    }
+    out
+}
+
+/// f64 reference of the quantized math: same activation quantization, exact integer dots.
+fn reference(w: &[f32], n: usize, k: usize, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut y, mut mag) = (vec![0f64; m * n], vec![0f64; m * n]);
+    for i in 0..m {
+        let mut q = [0i8; 32];
+        for b in 0..k / 32 {
+            let (dx, _) = quantize_block(&x[i * k + b * 32..i * k + b * 32 + 32], &mut q);
+            for r in 0..n {
+                let t: f64 = (0..32).map(|c| w[r * k + b * 32 + c] as f64 * q[c] as f64).sum::<f64>() * dx as f64;
+                y[i * n + r] += t;
+                mag[i * n + r] += t.abs();
+            }
+        }
+    }
+    (y, mag)
+}
+
+#[test]
+fn f16_conversion_exact() {
+    for h in 0..=u16::MAX {
+        let a = f16_to_f32(h);
+        let b = half::f16::from_bits(h).to_f32();
+        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{h:#x}");
+    }
+}
+
+#[test]
+fn matmul_matches_reference_all_kernels() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let shapes = [(1, 32), (5, 64), (896, 896), (128, 896), (4864, 896), (37, 96), (17, 4864)];
+    for &(n, k) in &shapes {
+        let bytes = rand_q8(n, k, &mut rng);
+        let w = Q8Matrix::from_q8_0(n, k, &bytes).unwrap();
+        assert_eq!((w.rows(), w.cols()), (n, k));
+        let deq = ref_deq_q8(n, k, &bytes);
+        assert_eq!(w.dequantize(), deq, "dequantize exact");
+        for &m in &[1usize, 2, 3, 7, 16] {
+            let mut x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
+            if k >= 64 {
+                x[32..64].iter_mut().for_each(|v| *v = 0.0); // an all-zero block
+            }
+            let (yr, mag) = reference(&deq, n, k, &x, m);
+            for kind in available_kernels() {
+                for nt in [1, 2, 3] {
+                    let mut y = vec![f32::NAN; m * n];
+                    w.matmul_with(&x, m, &mut y, kind, nt);
+                    for idx in 0..m * n {
+                        let err = (y[idx] as f64 - yr[idx]).abs();
+                        assert!(
+                            err <= 1e-4 * mag[idx].max(1e-6),
+                            "{kind:?} nt={nt} ({n},{k}) m={m} idx={idx}: {} vs {}",
+                            y[idx],
+                            yr[idx]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_quantizer_matches_scalar() {
+    if !is_x86_feature_detected!("avx2") || !is_x86_feature_detected!("fma") {
+        return;
+    }
+    let mut rng = Rng(99);
+    for it in 0..20000 {
+        let mut x: Vec<f32> = (0..32).map(|_| rng.f() * 10.0).collect();
+        if it % 3 == 0 {
+            // exact ties: amax 127 so x*id is x; half-integers
+            x = (0..32).map(|i| (i as f32 - 16.0) + 0.5).collect();
+            x[0] = 127.0;
+        }
+        if it % 7 == 0 {
+            x.iter_mut().for_each(|v| *v = 0.0);
+        }
+        let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
+        let ra = quantize_block(&x, &mut a);
+        let rb = unsafe { super::x86::quantize_block_avx2(&x, &mut b) };
+        assert_eq!((ra.0.to_bits(), ra.1, a), (rb.0.to_bits(), rb.1, b));
+    }
+}
+
+#[test]
+fn q5_0_exact() {
+    let mut rng = Rng(12345);
+    let (n, k) = (19, 96);
+    let mut bytes = Vec::new();
+    for _ in 0..n * k / 32 {
+        bytes.extend_from_slice(&f32_to_f16_bits(0.01 + rng.f().abs() * 0.1).to_le_bytes());
+        for _ in 0..20 {
+            bytes.push(rng.next() as u8);
+        }
+    }
+    // Independent Q5_0 dequantization (ggml dequantize_row_q5_0).
+    let mut expect = Vec::new();
+    for blk in bytes.chunks(22) {
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        let qh = u32::from_le_bytes(blk[2..6].try_into().unwrap());
+        let mut vals = [0f32; 32];
+        for j in 0..16 {
+            let xh0 = ((qh >> j) << 4) & 0x10;
+            let xh1 = (qh >> (j + 12)) & 0x10;
+            vals[j] = (((blk[6 + j] as u32 & 0x0f) | xh0) as i32 - 16) as f32 * d;
+            vals[j + 16] = (((blk[6 + j] as u32 >> 4) | xh1) as i32 - 16) as f32 * d;
+        }
+        expect.extend_from_slice(&vals);
+    }
+    let w = Q8Matrix::from_q5_0(n, k, &bytes).unwrap();
+    assert_eq!(w.dequantize(), expect);
+    assert!(Q8Matrix::from_q5_0(n, k, &bytes[1..]).is_err());
+    assert!(Q8Matrix::from_q8_0(1, 48, &[0u8; 51]).is_err());
+    assert!(Q8Matrix::from_q8_0(2, 32, &[0u8; 34]).is_err());
+}
+
+#[test]
+fn pool_wakes_blocked_workers() {
+    let mut rng = Rng(4242);
+    let (n, k) = (1000, 128);
+    let w = Q8Matrix::from_q8_0(n, k, &rand_q8(n, k, &mut rng)).unwrap();
+    let x: Vec<f32> = (0..k).map(|_| rng.f()).collect();
+    let mut y0 = vec![0f32; n];
+    w.matmul_with(&x, 1, &mut y0, Kind::Scalar, 1);
+    for it in 0..40 {
+        let mut y = vec![f32::NAN; n];
+        w.matmul_with(&x, 1, &mut y, kernel(), 1 + it % 3);
+        for (a, b) in y.iter().zip(&y0) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+        }
+        // alternate between spinning and blocked (condvar) workers
+        std::thread::sleep(std::time::Duration::from_micros(if it % 2 == 0 { 10 } else { 300 }));
+    }
+}
+
+#[test]
+fn concurrent_callers() {
+    let mut rng = Rng(777);
+    let (n, k) = (300, 256);
+    let bytes = rand_q8(n, k, &mut rng);
+    let w = Q8Matrix::from_q8_0(n, k, &bytes).unwrap();
+    let x: Vec<f32> = (0..k).map(|_| rng.f()).collect();
+    let mut y0 = vec![0f32; n];
+    w.matmul_with(&x, 1, &mut y0, Kind::Scalar, 1);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..300 {
+                    let mut y = vec![0f32; n];
+                    w.matmul_with(&x, 1, &mut y, kernel(), 2);
+                    for (a, b) in y.iter().zip(&y0) {
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+                    }
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,140 @@
+//! The x86-64 kernels: AVX-512 VNNI, AVX-VNNI and AVX2 group dot products, the AVX2 quantizer.
+
+use super::q8::{BLK, G, QK, QX};
+use std::arch::x86_64::*;
+
+#[inline(always)]
+unsafe fn xb(qx: &QX, i: usize, b: usize, t: usize) -> i32 {
+    // 4 activation bytes; q has 4 bytes of tail padding, reads stay in bounds.
+    (qx.q.as_ptr().add(i * qx.k + b * QK + t * 4) as *const i32).read_unaligned()
+}
+
+/// Same results as `super::quantize_block` (round-half-even of x * (1/d), same d).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; 32]) -> (f32, i32) {
+    assert!(x.len() >= QK);
+    let p = x.as_ptr();
+    let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+    let sign = _mm256_set1_ps(-0.0);
+    let mut mx = _mm256_andnot_ps(sign, v[0]);
+    for vi in &v[1..] {
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, *vi));
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let m1 = _mm_max_ss(m2, _mm_movehdup_ps(m2));
+    let amax = _mm_cvtss_f32(m1);
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let i: [__m256i; 4] = core::array::from_fn(|j| _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(v[j], id))));
+    let s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    let sum = _mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 1);
+    // packs works within 128-bit lanes: fix the order with a permute.
+    let a = _mm256_packs_epi32(i[0], i[1]); // lanes: [0..4,8..12 | 4..8,12..16]
+    let b = _mm256_packs_epi32(i[2], i[3]);
+    let c = _mm256_packs_epi16(a, b);
+    let c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, c);
+    (d, sum)
+}
+
+#[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
+pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+    let sc = grp as *const __m256i;
+    let ws = grp.add(super::q8::wofs(nb));
+    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let mut sum0 = _mm512_setzero_ps();
+    let mut sum1 = _mm512_setzero_ps();
+    let mut b = 0;
+    while b + 2 <= nb {
+        let w0 = ws.add(b * BLK);
+        let w1 = w0.add(BLK);
+        let mut a0 = _mm512_set1_epi32(*corr.add(b));
+        let mut a1 = _mm512_set1_epi32(*corr.add(b + 1));
+        for t in 0..17 {
+            // prefetch never faults, even past the end of the buffer
+            _mm_prefetch::<_MM_HINT_T0>(w0.add(super::q8::PF_DIST + t * 64) as *const i8);
+        }
+        for t in 0..8 {
+            let v0 = _mm512_loadu_si512(w0.add(t * 64) as *const _);
+            let v1 = _mm512_loadu_si512(w1.add(t * 64) as *const _);
+            a0 = _mm512_dpbusd_epi32(a0, v0, _mm512_set1_epi32(xb(qx, i, b, t)));
+            a1 = _mm512_dpbusd_epi32(a1, v1, _mm512_set1_epi32(xb(qx, i, b + 1, t)));
+        }
+        let s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
+        let s1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b + 1))), _mm512_set1_ps(*dx.add(b + 1)));
+        sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sum0);
+        sum1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, sum1);
+        b += 2;
+    }
+    if b < nb {
+        let w0 = ws.add(b * BLK);
+        let mut a0 = _mm512_set1_epi32(*corr.add(b));
+        for t in 0..8 {
+            let v0 = _mm512_loadu_si512(w0.add(t * 64) as *const _);
+            a0 = _mm512_dpbusd_epi32(a0, v0, _mm512_set1_epi32(xb(qx, i, b, t)));
+        }
+        let s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
+        sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sum0);
+    }
+    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_add_ps(sum0, sum1));
+}
+
+/// 256-bit: the group's 16 rows as two halves of 8 (lo/hi 32 bytes of each 64-byte chunk).
+#[inline(always)]
+unsafe fn group256<F: Fn(__m256i, __m256i, __m256i) -> __m256i>(
+    nb: usize,
+    grp: *const u8,
+    qx: &QX,
+    i: usize,
+    out: &mut [f32; G],
+    init: bool,
+    dot: F,
+) {
+    let sc = grp as *const __m128i;
+    let ws = grp.add(super::q8::wofs(nb));
+    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let mut sum0 = _mm256_setzero_ps();
+    let mut sum1 = _mm256_setzero_ps();
+    for b in 0..nb {
+        let w0 = ws.add(b * BLK);
+        for t in 0..9 {
+            _mm_prefetch::<_MM_HINT_T0>(w0.add(super::q8::PF_DIST + t * 64) as *const i8);
+        }
+        let c = if init { _mm256_set1_epi32(*corr.add(b)) } else { _mm256_setzero_si256() };
+        let (mut a0, mut a1) = (c, c);
+        for t in 0..8 {
+            let x = _mm256_set1_epi32(xb(qx, i, b, t));
+            a0 = dot(a0, _mm256_loadu_si256(w0.add(t * 64) as *const _), x);
+            a1 = dot(a1, _mm256_loadu_si256(w0.add(t * 64 + 32) as *const _), x);
+        }
+        let d = _mm256_set1_ps(*dx.add(b));
+        let s0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * b))), d);
+        let s1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * b + 1))), d);
+        sum0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), s0, sum0);
+        sum1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), s1, sum1);
+    }
+    _mm256_storeu_ps(out.as_mut_ptr(), sum0);
+    _mm256_storeu_ps(out.as_mut_ptr().add(8), sum1);
+}
+
+#[target_feature(enable = "avx2,avxvnni,f16c,fma")]
+pub(super) unsafe fn group_avxvnni(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+    group256(nb, grp, qx, i, out, true, |a, w, x| _mm256_dpbusd_avx_epi32(a, w, x))
+}
+
+#[target_feature(enable = "avx2,f16c,fma")]
+pub(super) unsafe fn group_avx2(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+    // No VNNI: undo the bias, then the sign trick (|w| as u8) x (x * sign(w) as i8) with maddubs;
+    // pair sums are at most 2*128*127 < 32768, so no i16 saturation.
+    let bias = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi16(1);
+    group256(nb, grp, qx, i, out, false, |a, wu, x| {
+        let w = _mm256_xor_si256(wu, bias);
+        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+        _mm256_add_epi32(a, _mm256_madd_epi16(p, ones))
+    })
+}
