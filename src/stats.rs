@@ -268,9 +268,9 @@ fn histogram(rs: &[&Record]) -> String {
             H - BOTTOM + 16.0
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\">latency (ms, bin upper bound)</text></svg>\n",
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\">latency (ms, bin upper bound)</text></svg>",
         LEFT + (W - LEFT) / 2.0,
         H - 4.0
     );
@@ -320,9 +320,9 @@ fn per_day(records: &[Record], now: u64, days: u64) -> String {
             accepted[d], shown[d]
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         svg,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#d8643b\" stroke-width=\"2\"/></svg>\n",
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#d8643b\" stroke-width=\"2\"/></svg>",
         points.join(" ")
     );
     svg
