@@ -182,6 +182,8 @@ fn the_html_page_renders_with_both_plots() {
         .into_iter()
         .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
     else {
+        // scripts/test installs it and sets WICK_REQUIRE_CHROMIUM.
+        assert!(std::env::var_os("WICK_REQUIRE_CHROMIUM").is_none(), "no headless Chromium, and it is required");
         eprintln!("SKIPPED the screenshot: no headless Chromium (apt-get install chromium-headless-shell)");
         return;
     };

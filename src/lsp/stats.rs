@@ -175,3 +175,57 @@ fn spawn_writer() -> Sender<Msg> {
     }
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracker whose records come back to the test instead of a file.
+    fn tracker() -> (Tracker, std::sync::mpsc::Receiver<Msg>) {
+        let (tx, rx) = channel();
+        (Tracker { writer: Some(tx), ..Tracker::default() }, rx)
+    }
+
+    fn written(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<(Outcome, Option<u32>, bool)> {
+        let text: String = rx
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Line(l) => Some(l),
+                Msg::Flush(_) => None,
+            })
+            .collect();
+        crate::stats::parse(&text).into_iter().map(|r| (r.outcome, r.accepted_chars, r.typed_ahead)).collect()
+    }
+
+    #[test]
+    fn typed_ahead_continues_a_suggestion_and_counts_as_partly_accepted() {
+        let (mut t, rx) = tracker();
+        let ms = Duration::from_millis(20);
+        let a = t.shown("u", "python", ms, "range(10)", false);
+        // The user typed "rang": the rest is answered as typed-ahead.
+        assert_eq!(t.shown("u", "python", ms, "e(10)", true), a);
+        assert!(written(&rx).is_empty());
+        // Then something else was asked for: a went away, 4 of 9 taken.
+        let b = t.shown("u", "python", ms, "print(x)", false);
+        assert_ne!(a, b);
+        assert_eq!(written(&rx), [(Outcome::Partial, Some(4), true)]);
+        // Typed ahead, then accepted: accepted.
+        t.shown("u", "python", ms, "x)", true);
+        t.accepted(&DidAccept { id: b, chars: None });
+        assert_eq!(written(&rx), [(Outcome::Accepted, None, true)]);
+        // A typed-ahead answer with nothing showing is a new suggestion.
+        let c = t.shown("u", "python", ms, "abc", true);
+        assert!(c > b);
+        // An empty answer ends it; so do close and shutdown for others.
+        t.end("u");
+        let d = t.shown("v", "rust", ms, "let", false);
+        t.accepted(&DidAccept { id: d, chars: Some(99) });
+        t.accepted(&DidAccept { id: d, chars: None });
+        t.shown("w", "rust", ms, "fn", false);
+        assert!(t.finish().is_some());
+        assert_eq!(
+            written(&rx),
+            [(Outcome::Dismissed, None, false), (Outcome::Accepted, None, false), (Outcome::Dismissed, None, false)]
+        );
+    }
+}
