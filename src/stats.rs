@@ -189,7 +189,8 @@ fn table(s: &BTreeMap<String, LangSummary>) -> String {
         "<table><tr><th>language</th><th>shown</th><th>accepted</th><th>partly</th><th>acceptance</th>\
          <th>p50 ms</th><th>p90 ms</th></tr>\n",
     );
-    for (lang, l) in s {
+    // The total last, as in the text report.
+    for (lang, l) in s.iter().filter(|(l, _)| *l != ALL).chain(s.get_key_value(ALL)) {
         let _ = writeln!(
             t,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td></tr>",

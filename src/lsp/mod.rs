@@ -1044,6 +1044,9 @@ impl LanguageServer for Backend {
                 let mut c = lock(&self.st.config);
                 let before = (c.diagnostics, c.diagnostics_severity);
                 let problems = c.update(&p.settings);
+                if !c.stats {
+                    lock(&self.st.stats).forget();
+                }
                 (problems, before != (c.diagnostics, c.diagnostics_severity))
             };
             if !problems.is_empty() {

@@ -100,6 +100,12 @@ impl Tracker {
         self.settle(a.id, Some(chars));
     }
 
+    /// `stats` was turned off: what is showing is never written.
+    pub fn forget(&mut self) {
+        self.shown.clear();
+        self.current.clear();
+    }
+
     /// Everything showing is settled (shutdown), and written before the
     /// answer (at most a second's wait for the disk).
     pub fn finish(&mut self) -> Option<std::sync::mpsc::Receiver<()>> {
@@ -222,10 +228,21 @@ mod tests {
         t.accepted(&DidAccept { id: d, chars: Some(99) });
         t.accepted(&DidAccept { id: d, chars: None });
         t.shown("w", "rust", ms, "fn", false);
+        let e = t.shown("x", "rust", ms, "fn", false);
+        assert!(t.finish().is_some());
+        // Turned off: nothing showing is written.
+        t.shown("x", "rust", ms, "fn", false);
+        t.forget();
+        t.accepted(&DidAccept { id: e + 1, chars: None });
         assert!(t.finish().is_some());
         assert_eq!(
             written(&rx),
-            [(Outcome::Dismissed, None, false), (Outcome::Accepted, None, false), (Outcome::Dismissed, None, false)]
+            [
+                (Outcome::Dismissed, None, false),
+                (Outcome::Accepted, None, false),
+                (Outcome::Dismissed, None, false),
+                (Outcome::Dismissed, None, false)
+            ]
         );
     }
 }
