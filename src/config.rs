@@ -153,6 +153,8 @@ pub struct Config {
     pub prefetch: bool,
     /// A remote serving engine instead of the in-process model; None: local.
     pub backend: Option<RemoteOptions>,
+    /// Record each suggestion's outcome in the local statistics file.
+    pub stats: bool,
 }
 
 impl Default for Config {
@@ -176,6 +178,7 @@ impl Default for Config {
             diagnostics_severity: Severity::Information,
             prefetch: true,
             backend: None,
+            stats: true,
         }
     }
 }
@@ -215,6 +218,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "prefetch",
         "boolean",
         "Prepare the model's cache where the cursor is, while idle, so the first suggestion there comes sooner.",
+    ),
+    (
+        "stats",
+        "boolean",
+        "Record each suggestion's language, latency, length and outcome in a local file for `wick stats` (never sent anywhere).",
     ),
     (
         "backend",
@@ -344,6 +352,7 @@ impl Config {
             }
             "inComments" => self.in_comments = boolean(v)?,
             "prefetch" => self.prefetch = boolean(v)?,
+            "stats" => self.stats = boolean(v)?,
             "diagnostics" => {
                 self.diagnostics =
                     serde_json::from_value(v.clone()).map_err(|_| format!("expected on, off or onSave, got {v}"))?

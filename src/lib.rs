@@ -12,6 +12,7 @@ pub mod engine;
 pub mod lsp;
 pub mod models;
 pub mod prompt;
+pub mod stats;
 pub mod syntax;
 pub mod testing;
 pub mod text;

@@ -136,6 +136,18 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         steps: usize,
     },
+    /// Acceptance rate and latency per language, last day and week, from the
+    /// local statistics file the server keeps (never sent anywhere).
+    Stats {
+        /// The statistics file (default: $WICK_DATA_DIR/stats.jsonl, else
+        /// $XDG_DATA_HOME/wick/stats.jsonl, else ~/.local/share/wick/stats.jsonl).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Write a self-contained HTML page (latency histogram, acceptance
+        /// per day) to this file instead.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Run an evaluation set from ../shared/eval (or --data).
     Eval {
         /// humaneval-single-line, humaneval-multi-line, kv-reuse, or fixes
@@ -543,6 +555,11 @@ fn run(cli: Cli) -> Result<()> {
             wick::cli::eval::humaneval(&engine, &set, &data, &opts)
         }
         Cmd::Inspect { path } => wick::models::inspect(&path),
+        Cmd::Stats { file, html } => {
+            let text = wick::cli::stats::run(&wick::cli::stats::StatsOptions { file, html })?;
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+            Ok(())
+        }
         Cmd::Doctor { model, device, editor } => {
             let opts = wick::cli::doctor::DoctorOptions { model, device, editor };
             let text = wick::cli::doctor::render(&wick::cli::doctor::findings(&opts));

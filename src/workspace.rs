@@ -126,6 +126,96 @@ pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<
     (lang.rules().import_candidates)(import, &dir, &bases)
 }
 
+/// The statistics file: `$WICK_DATA_DIR/stats.jsonl` if that is set, else
+/// `$XDG_DATA_HOME/wick/stats.jsonl`, else `~/.local/share/wick/stats.jsonl`.
+pub fn stats_path() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = var("WICK_DATA_DIR") {
+        return Some(d.join("stats.jsonl"));
+    }
+    let data = var("XDG_DATA_HOME").or_else(|| var("HOME").map(|h| h.join(".local/share")))?;
+    Some(data.join("wick").join("stats.jsonl"))
+}
+
+/// An append-only file of lines that never grows past `cap` bytes: once
+/// over, it is rewritten with its newest lines up to half the cap (through
+/// a temporary file and a rename, so a crash leaves the old or the new file,
+/// never a mix). What the lines mean is not known here.
+#[derive(Debug, Clone)]
+pub struct CappedLog {
+    pub path: PathBuf,
+    pub cap: u64,
+}
+
+/// The statistics file's cap.
+pub const STATS_CAP: u64 = 4 << 20;
+
+impl CappedLog {
+    pub fn new(path: PathBuf, cap: u64) -> CappedLog {
+        CappedLog { path, cap }
+    }
+
+    /// Appends `lines` (each ending in a newline), creating the file and its
+    /// directory if needed. A last line cut short (a crash mid-write) is
+    /// ended first, so it stays one bad line and never swallows a new one.
+    pub fn append(&self, lines: &str) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
+        let len = f.metadata()?.len();
+        let mut out = String::with_capacity(lines.len() + 1);
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                out.push('\n');
+            }
+        }
+        out.push_str(lines);
+        f.write_all(out.as_bytes())?;
+        if len + out.len() as u64 > self.cap {
+            drop(f);
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest whole lines that fit in half the cap.
+    fn compact(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let text = std::fs::read(&self.path)?;
+        let keep = (self.cap / 2) as usize;
+        let mut start = text.len().saturating_sub(keep);
+        // From the start of a line: a cut line is dropped.
+        if start > 0 && text[start - 1] != b'\n' {
+            start = text[start..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| start + i + 1);
+        }
+        let tmp = self.path.with_extension("jsonl.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text[start..])?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// The file's text (lossy: a bad byte spoils one line, not the rest);
+    /// empty when it does not exist.
+    pub fn read(&self) -> std::io::Result<String> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +248,47 @@ mod tests {
         assert!(proc_ws.read(Path::new("/proc/self/status"), 1 << 20).is_some_and(|f| f.text.len() < 1 << 20));
         // No roots: nothing is readable.
         assert!(Workspace::default().read(&ws_dir.join("src/a.py"), 1000).is_none());
+    }
+
+    #[test]
+    fn the_capped_log_keeps_the_newest_lines_and_never_exceeds_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CappedLog::new(dir.path().join("sub/stats.jsonl"), 1000);
+        assert_eq!(log.read().unwrap(), "", "no file yet: nothing");
+        for i in 0..500 {
+            log.append(&format!("{{\"n\":{i:04}}}\n")).unwrap();
+            let len = std::fs::metadata(&log.path).unwrap().len();
+            assert!(len <= 1000, "{len} bytes after line {i}");
+        }
+        let text = log.read().unwrap();
+        assert!(text.ends_with("{\"n\":0499}\n"), "the newest line is kept");
+        let lines: Vec<_> = text.lines().collect();
+        assert!(lines.iter().all(|l| l.len() == 10 && l.starts_with("{\"n\":")), "only whole lines: {lines:?}");
+        let ns: Vec<u32> = lines.iter().map(|l| l[5..9].parse().unwrap()).collect();
+        assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "the newest, in order, none missing: {ns:?}");
+        assert!(!dir.path().join("sub/stats.jsonl.tmp").exists());
+    }
+
+    #[test]
+    fn a_line_cut_short_stays_one_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CappedLog::new(dir.path().join("stats.jsonl"), 1 << 20);
+        std::fs::write(&log.path, "{\"n\":1}\n{\"n\":").unwrap();
+        log.append("{\"n\":2}\n").unwrap();
+        assert_eq!(log.read().unwrap(), "{\"n\":1}\n{\"n\":\n{\"n\":2}\n");
+        // Garbage and a cut line do not stop compaction either: the old
+        // lines go, the cut one is ended and kept (a reader skips it).
+        let small = CappedLog::new(dir.path().join("small.jsonl"), 64);
+        std::fs::write(&small.path, format!("{}\n\u{0}\u{1}garbage", "x".repeat(100))).unwrap();
+        small.append("{\"n\":3}\n").unwrap();
+        assert_eq!(small.read().unwrap(), "\u{0}\u{1}garbage\n{\"n\":3}\n");
+    }
+
+    #[test]
+    fn an_unwritable_place_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let log = CappedLog::new(dir.path().join("file/stats.jsonl"), 1000);
+        assert!(log.append("x\n").is_err());
     }
 }

@@ -84,6 +84,23 @@ fn rooms_name_only_what_they_may_know() {
         ("actions", &["lsp", "documents", "workspace", "cli"]),
         ("device", &["lsp", "documents", "complete", "actions", "cli"]),
         ("lsp", &["cli"]),
+        (
+            "stats",
+            &[
+                "syntax",
+                "documents",
+                "workspace",
+                "complete",
+                "actions",
+                "engine",
+                "models",
+                "lsp",
+                "config",
+                "prompt",
+                "device",
+                "cli",
+            ],
+        ),
     ];
     let mut all = Vec::new();
     files(&src, &mut all);

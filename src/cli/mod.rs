@@ -8,3 +8,4 @@ pub mod bench_remote;
 pub mod doctor;
 pub mod eval;
 pub mod real_code;
+pub mod stats;

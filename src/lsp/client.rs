@@ -24,6 +24,8 @@ impl Client {
     pub fn spawn(bin: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Client {
         let mut cmd = Command::new(bin);
         cmd.arg("serve").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Statistics of tests and benchmarks stay out of the user's file.
+        cmd.env("WICK_DATA_DIR", std::env::temp_dir().join("wick-client-stats"));
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -23,6 +23,7 @@ pub mod client;
 mod code_actions;
 pub mod framing;
 mod proto;
+mod stats;
 
 use code_actions::DIAGNOSTICS_DEBOUNCE_MS;
 
@@ -74,6 +75,8 @@ struct State {
     /// Definitions of other files (open documents by version, imported
     /// files by modification time), for cross-file context per keystroke.
     definitions: Mutex<HashMap<String, (String, Defs)>>,
+    /// Shown suggestions until accepted or dismissed (the `stats` setting).
+    stats: Mutex<stats::Tracker>,
 }
 
 /// The client's capabilities that change what the server does.
@@ -184,6 +187,18 @@ struct Suggestion {
     word_start: usize,
     word: String,
     text: String,
+    /// Its id for the statistics (None: `stats` is off).
+    id: Option<u64>,
+}
+
+/// The command an answer carries: the editor runs it when the suggestion
+/// is accepted, and it comes back as `wick.didAccept`.
+fn accept_command(id: Option<u64>) -> Option<Command> {
+    Some(Command {
+        title: "accepted".into(),
+        command: stats::ACCEPT_COMMAND.into(),
+        arguments: Some(vec![serde_json::json!({ "id": id? })]),
+    })
 }
 
 /// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
@@ -203,6 +218,7 @@ pub async fn serve(opts: ServeOptions) {
     .custom_method("wick/documentText", Backend::document_text)
     .custom_method("wick/serverState", Backend::server_state)
     .custom_method("wick/didMoveCursor", Backend::did_move_cursor)
+    .custom_method("wick/didAccept", Backend::did_accept)
     .finish();
     // Enough concurrency that edits are never stuck behind slow completions.
     Server::new(reader, stdout, socket).concurrency_level(64).serve(service).await;
@@ -552,13 +568,19 @@ impl Backend {
             return Ok(None);
         }
         if out.text.trim().is_empty() {
+            lock(&self.st.stats).end(&uri);
             return Ok(None);
         }
+        let id = p
+            .cfg
+            .stats
+            .then(|| lock(&self.st.stats).shown(&uri, &snap.language, t0.elapsed(), &out.text, out.typed_ahead));
         if !out.typed_ahead {
             lock(&self.st.last)
                 .insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
         }
         Ok(Some(Suggestion {
+            id,
             rope: snap.rope.clone(),
             cursor,
             word_start: out.word_start,
@@ -683,6 +705,18 @@ impl Backend {
         .await
     }
 
+    /// `wick/didAccept` (a notification): the editor took suggestion `id`
+    /// (or `chars` of its characters), for the statistics.
+    async fn did_accept(&self, params: serde_json::Value) {
+        guard_note("wick/didAccept", async move {
+            match serde_json::from_value::<stats::DidAccept>(params) {
+                Ok(a) => lock(&self.st.stats).accepted(&a),
+                Err(e) => tracing::debug!("wick/didAccept: {e}"),
+            }
+        })
+        .await
+    }
+
     /// The server's copy of a document (for clients' diagnostics and tests).
     async fn document_text(&self, params: TextDocumentIdentifier) -> RpcResult<serde_json::Value> {
         guard("wick/documentText", async move {
@@ -738,7 +772,7 @@ impl Backend {
                     insert_text: s.text.clone(),
                     filter_text: None,
                     range: Some(proto::to_range(&s.rope, s.cursor, s.cursor, self.encoding())),
-                    command: None,
+                    command: accept_command(s.id),
                     insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
                 }],
             })))
@@ -899,6 +933,12 @@ impl LanguageServer for Backend {
                         ..Default::default()
                     }),
                     inline_completion_provider: Some(OneOf::Left(true)),
+                    // VS Code's client turns this into the command an
+                    // accepted item runs (other clients may send it too).
+                    execute_command_provider: Some(ExecuteCommandOptions {
+                        commands: vec![stats::ACCEPT_COMMAND.into()],
+                        work_done_progress_options: Default::default(),
+                    }),
                     code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
                         code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
                         resolve_provider: Some(true),
@@ -923,6 +963,11 @@ impl LanguageServer for Backend {
     async fn shutdown(&self) -> RpcResult<()> {
         guard("shutdown", async move {
             SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Suggestions still showing were dismissed; written before the answer.
+            let written = lock(&self.st.stats).finish();
+            if let Some(written) = written {
+                let _ = tokio::task::spawn_blocking(move || written.recv_timeout(Duration::from_secs(1))).await;
+            }
             Ok(())
         })
         .await
@@ -981,7 +1026,22 @@ impl LanguageServer for Backend {
             lock(&self.st.diag).remove(&uri);
             lock(&self.st.analyses).remove(&uri);
             lock(&self.st.inflight).remove(&uri);
+            lock(&self.st.stats).end(&uri);
             self.client.publish_diagnostics(p.text_document.uri, Vec::new(), None).await;
+        })
+        .await
+    }
+
+    async fn execute_command(&self, p: ExecuteCommandParams) -> RpcResult<Option<LSPAny>> {
+        guard("workspace/executeCommand", async move {
+            if p.command != stats::ACCEPT_COMMAND {
+                return Err(RpcError::invalid_params(format!("unknown command {}", p.command)));
+            }
+            let arg = p.arguments.into_iter().next().unwrap_or_default();
+            let a = serde_json::from_value::<stats::DidAccept>(arg)
+                .map_err(|e| RpcError::invalid_params(format!("{}: {e}", stats::ACCEPT_COMMAND)))?;
+            lock(&self.st.stats).accepted(&a);
+            Ok(None)
         })
         .await
     }
@@ -1000,6 +1060,9 @@ impl LanguageServer for Backend {
                 let mut c = lock(&self.st.config);
                 let before = (c.diagnostics, c.diagnostics_severity);
                 let problems = c.update(&p.settings);
+                if !c.stats {
+                    lock(&self.st.stats).forget();
+                }
                 (problems, before != (c.diagnostics, c.diagnostics_severity))
             };
             if !problems.is_empty() {
@@ -1042,6 +1105,7 @@ impl LanguageServer for Backend {
                     new_text,
                 })),
                 insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                command: accept_command(s.id),
                 ..Default::default()
             };
             Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))

@@ -8,7 +8,8 @@
 --    missing model: wick/status error, and the editor still edits;
 -- 2. the model loads (wick/status ready);
 -- 3. typing shows ghost text (an extmark with virt_text at the cursor) and
---    <Tab> inserts it;
+--    <Tab> inserts it, and the server records it as accepted in its
+--    statistics file (under XDG_DATA_HOME, which scripts/e2e-nvim sets);
 -- 4. vim.lsp.completion lists wick's item, selecting it inserts it;
 -- 5. a killed server is restarted, with a warning;
 -- 6. :checkhealth wick reports no error;
@@ -238,6 +239,16 @@ local function main()
   check(vim.api.nvim_get_mode().mode == 'i', 'still in insert mode after <Tab>')
   check(vim.api.nvim_win_get_cursor(0)[1] == 15 + #ghost_lines, 'the cursor is after the inserted text')
   say(('accepted: %q'):format(accepted))
+  local stats_file = assert(os.getenv('XDG_DATA_HOME'), 'XDG_DATA_HOME is not set') .. '/wick/stats.jsonl'
+  wait_for('an accepted record in ' .. stats_file, 10000, function()
+    local f = io.open(stats_file)
+    local text = f and f:read('*a') or ''
+    if f then
+      f:close()
+    end
+    return text:find('"outcome":"accepted"', 1, true) ~= nil
+  end)
+  say('the statistics file records the accept')
   check(wick.statusline():match('^wick %d+ms$') ~= nil, 'statusline with latency: ' .. wick.statusline())
 
   -- 4. Completion items through vim.lsp.completion.

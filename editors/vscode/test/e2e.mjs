@@ -3,7 +3,9 @@
 // installs everything and sets CODE_SERVER, WICK_BIN, ART and VSIX.
 //
 // 1. the status bar reaches "wick" (model ready);
-// 2. typing in a Python file shows ghost text from the model, Tab accepts it;
+// 2. typing in a Python file shows ghost text from the model, Tab accepts it,
+//    and the item's command (wick.didAccept, run through the server) records
+//    it as accepted in the server's statistics file (under XDG_DATA_HOME);
 // 3. Ctrl+Space lists wick's completion item, Enter inserts it;
 // 4. a killed server comes back (status "restarting in N s", then ready);
 // 5. a missing ':' is squiggled and its hover says "expected ':'" (wick);
@@ -225,6 +227,10 @@ try {
     check(line.trimEnd() === (TYPED + firstLine).trimEnd(), `the accepted line is the ghost text: ${JSON.stringify(line)}`);
     await page.screenshot({ path: path.join(ART, 'accepted.png') });
     log(`accepted: ${JSON.stringify(line)}`);
+    const statsPath = path.join(dirs.xdg, 'wick', 'stats.jsonl');
+    const statsText = () => (fs.existsSync(statsPath) ? fs.readFileSync(statsPath, 'utf8') : '');
+    await waitFor(() => statsText().includes('"outcome":"accepted"'), 10000, `an accepted record in ${statsPath}`, statsText);
+    log('the statistics file records the accept');
     const latency = await statusText();
     check(/^wick \d+ ms$/.test(latency), `status bar shows the last latency: "${latency}"`);
 

@@ -192,6 +192,8 @@ local function show(buf, item, encoding, row, col)
     col = col,
     text = ghost,
     item_text = text,
+    -- The server's id for its statistics (the item's command argument).
+    stats_id = vim.tbl_get(item, 'command', 'arguments', 1, 'id'),
     range = { start_row = start_row, start_col = start_col, end_row = end_row, end_col = end_col },
     tick = vim.api.nvim_buf_get_changedtick(buf),
   }
@@ -284,6 +286,17 @@ function M.accept(buf, opts)
   end
   M.dismiss(buf)
   cancel(buf)
+  if g.stats_id then
+    -- Before the edit, so the server has it before the next suggestion.
+    local client = get_client(buf)
+    if client then
+      local params = { id = g.stats_id }
+      if opts and opts.line then
+        params.chars = vim.fn.strchars(text)
+      end
+      client:notify('wick/didAccept', params)
+    end
+  end
   local lines = vim.split(text, '\n', { plain = true })
   vim.api.nvim_buf_set_text(buf, r.start_row, r.start_col, r.end_row, r.end_col, lines)
   local row = r.start_row + #lines - 1
