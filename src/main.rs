@@ -314,79 +314,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Complete { at, model, max_tokens, single_line, settings, raw } => {
             let (file, line, col) = parse_location(&at)?;
-            let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", file.display()))?;
-            let offset = wick::offset_of(&text, line, col)
-                .with_context(|| format!("{}: no position {line}:{col}", file.display()))?;
-            let mut cfg = wick::config::Config { timeout_ms: 60_000, ..Default::default() };
-            if let Some(s) = settings {
-                let v: serde_json::Value = serde_json::from_str(&s).context("--settings is not JSON")?;
-                let problems = cfg.update(&v);
-                if !problems.is_empty() {
-                    bail!("{}", problems.message());
-                }
-            }
-            if let Some(n) = max_tokens {
-                cfg.max_tokens = n;
-            }
-            if single_line {
-                cfg.multiline = wick::config::Multiline::Never;
-            }
-            let engine = match cfg.backend.clone() {
-                // `--settings '{"backend": {...}}'`: the same team server the editor uses.
-                Some(remote) => {
-                    let engine = Engine::remote(remote, None);
-                    let info = engine.wait_ready()?;
-                    if let Some(p) = engine.health().borrow().problem.clone() {
-                        bail!("{}: {p}", info.path);
-                    }
-                    eprintln!("wick: using {}", info.path);
-                    engine
-                }
-                None => load_engine(&model)?,
-            };
-            let rope = ropey::Rope::from_str(&text);
-            let path = file.display().to_string();
-            let req = wick::complete::SuggestRequest {
-                input: wick::complete::Input {
-                    rope: &rope,
-                    cursor: rope.byte_to_char(offset),
-                    lang: wick::syntax::Lang::from_path(&path),
-                    parsed: None,
-                    path: &path,
-                    repo_name: "",
-                    others: &[],
-                },
-                config: &cfg,
-                stages: wick::complete::Stages::default(),
-                last: None,
-                key: None,
-            };
-            let out = wick::complete::suggest_blocking(&engine, &req);
-            if let Some(g) = &out.generation {
-                eprintln!(
-                    "wick: prompt {} tokens, prefill {:.0} ms, {} tokens in {:.0} ms ({:.1} tok/s), total {:.0} ms, stop {:?}",
-                    g.prompt_tokens,
-                    g.prefill_ms,
-                    g.generated_tokens,
-                    g.decode_ms,
-                    g.generated_tokens as f64 / (g.decode_ms / 1e3).max(1e-9),
-                    out.total_ms,
-                    g.stop
-                );
-            }
-            if raw {
-                eprintln!("wick: the model wrote {:?}", out.raw);
-            }
-            if let Some(why) = out.empty {
-                eprintln!("wick: no completion here ({})", why.name());
-                return Ok(());
-            }
-            use std::io::Write;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(out.text.as_bytes())?;
-            stdout.write_all(b"\n")?;
-            Ok(())
+            let opts = wick::cli::complete::CompleteOptions { file, line, col, max_tokens, single_line, settings, raw };
+            wick::cli::complete::run(&opts, || load_engine(&model))
         }
         Cmd::Bench { what: Some(w), model, colds, keystrokes, prefetch_wait, context_tokens, .. } if w == "lsp" => {
             let bin = std::env::current_exe()?;

@@ -1,10 +1,11 @@
-//! Measurement code behind the command line: evaluations and benchmarks.
+//! The commands behind the command line: evaluations, benchmarks, `wick complete`, `wick doctor`, `wick stats`.
 //! Each calls the same pipeline the server does (`complete::suggest`).
 
 pub mod bench;
 pub mod bench_actions;
 pub mod bench_lsp;
 pub mod bench_remote;
+pub mod complete;
 pub mod doctor;
 pub mod eval;
 pub mod real_code;
