@@ -311,7 +311,7 @@ pub fn verify(req: &FixRequest, plan: &FixPlan, replacement: &str) -> Result<(),
     text.push_str(replacement);
     text.push_str(&req.text[plan.end..]);
     let Some(p) = Parsed::parse(lang, &text) else { return Ok(()) };
-    let errs = syntax::syntax_errors(&p, &text, 1000);
+    let errs = syntax::syntax_errors(&p, &text, syntax::ANALYSIS_MAX_ERRORS);
     let inside = errors_within(&errs, plan.start, plan.start + replacement.len());
     let outside = errs.len() - inside;
     let outside_before = plan.errors_total - plan.errors_in_region;

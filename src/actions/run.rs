@@ -145,7 +145,7 @@ pub fn fill(
     let prompt = family.fim(&fp.prefix[ps..], &fp.suffix[..se], FimOrder::Psm);
     let t0 = Instant::now();
     let mut rejected = Vec::new();
-    let errors_before = syntax::syntax_errors(parsed, text, 1000).len();
+    let errors_before = syntax::syntax_errors(parsed, text, syntax::ANALYSIS_MAX_ERRORS).len();
     for attempt in 0..opts.attempts.max(1) {
         let left = opts.budget.saturating_sub(t0.elapsed());
         if attempt > 0 && left.is_zero() {
@@ -171,7 +171,8 @@ pub fn fill(
         new_text.push_str(&text[..fp.body.start]);
         new_text.push_str(&new_inner);
         new_text.push_str(&text[fp.body.end..]);
-        let after = Parsed::parse(parsed.lang, &new_text).map(|p| syntax::syntax_errors(&p, &new_text, 1000).len());
+        let after = Parsed::parse(parsed.lang, &new_text)
+            .map(|p| syntax::syntax_errors(&p, &new_text, syntax::ANALYSIS_MAX_ERRORS).len());
         if after.is_some_and(|n| n > errors_before) {
             rejected.push("the body did not parse".into());
             continue;

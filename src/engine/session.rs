@@ -157,6 +157,9 @@ pub struct ModelInfo {
 
 type CountFn = dyn Fn(&str) -> Option<usize> + Send + Sync;
 
+/// Texts at least this long say how many characters a token holds.
+const RATIO_MIN_BYTES: usize = 1000;
+
 /// Counts the tokens a text encodes to (as text: special-token look-alikes
 /// are not special), so that windows are sized in the model's own tokens.
 /// Remembers the characters per token of the last long text it counted, the
@@ -164,7 +167,7 @@ type CountFn = dyn Fn(&str) -> Option<usize> + Send + Sync;
 #[derive(Clone)]
 pub struct TokenCounter {
     count: Arc<CountFn>,
-    /// Bytes per token x 100 of the last text of 1,000 bytes or more.
+    /// Bytes per token x 100 of the last text of [`RATIO_MIN_BYTES`] or more.
     last_ratio: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -180,7 +183,7 @@ impl TokenCounter {
     /// None when the text cannot be encoded.
     pub fn count(&self, text: &str) -> Option<usize> {
         let n = (self.count)(text)?;
-        if text.len() >= 1000 && n > 0 {
+        if text.len() >= RATIO_MIN_BYTES && n > 0 {
             self.last_ratio.store(text.len() * 100 / n, Ordering::Relaxed);
         }
         Some(n)
