@@ -791,10 +791,17 @@ mod tests {
             others: &[],
         };
         let p = plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap();
-        assert_eq!(
-            render(&p.request.prompt),
-            "[<|fim_prefix|>]import os\nimport sys\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
-        );
+        expect_test::expect![[r#"
+            [<|fim_prefix|>]import os
+            import sys
+
+            def second(b):
+                return b$0[<|fim_suffix|>]
+
+            def third(c):
+                return c
+            [<|fim_middle|>]"#]]
+        .assert_eq(&render(&p.request.prompt));
         // Without the syntax-aware window: a plain line-aligned cut.
         let p = plan_with(
             &input,
@@ -804,10 +811,19 @@ mod tests {
             Stages { syntax_window: false, ..Stages::default() },
         )
         .unwrap();
-        assert_eq!(
-            render(&p.request.prompt),
-            "[<|fim_prefix|>]    x = a + 1\n    y = x * 2\n    z = y - 3\n    return z\n\ndef second(b):\n    return b$0[<|fim_suffix|>]\n\ndef third(c):\n    return c\n[<|fim_middle|>]"
-        );
+        expect_test::expect![[r#"
+            [<|fim_prefix|>]    x = a + 1
+                y = x * 2
+                z = y - 3
+                return z
+
+            def second(b):
+                return b$0[<|fim_suffix|>]
+
+            def third(c):
+                return c
+            [<|fim_middle|>]"#]]
+        .assert_eq(&render(&p.request.prompt));
     }
 
     /// The prompt for `fixture` with these settings, rendered.
