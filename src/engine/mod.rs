@@ -103,11 +103,6 @@ struct Job {
     enqueued: Instant,
 }
 
-enum Msg {
-    Job(Job),
-    Reset,
-}
-
 struct Shared {
     /// Latest job number per key: a running job whose key has a newer job
     /// stops at the next check (between prefill chunks or tokens).
@@ -128,7 +123,7 @@ static ENGINES: AtomicU64 = AtomicU64::new(0);
 /// A handle to the engine thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<Job>,
     shared: Arc<Shared>,
 }
 
@@ -139,7 +134,7 @@ impl Engine {
         F: FnOnce() -> Result<G, EngineError> + Send + 'static,
         G: Generator + 'static,
     {
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
             latest: Mutex::new(Default::default()),
             waiting: AtomicUsize::new(0),
@@ -263,7 +258,7 @@ impl Engine {
                     self.shared.waiting.fetch_add(1, Ordering::SeqCst);
                 }
                 let job = Job { req, seq, cancel: cancel.clone(), reply, enqueued: Instant::now() };
-                if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
+                if let Err(mpsc::SendError(job)) = self.tx.send(job) {
                     if !idle {
                         self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -297,38 +292,18 @@ impl Engine {
     pub fn tracked_keys(&self) -> usize {
         self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
-
-    /// Forgets the KV cache (benchmarks use it for cold runs).
-    pub fn reset_cache(&self) {
-        let _ = self.tx.send(Msg::Reset);
-    }
 }
 
-fn serve(mut session: Option<Box<dyn Generator>>, rx: mpsc::Receiver<Msg>, sh: &Shared) {
+fn serve(mut session: Option<Box<dyn Generator>>, rx: mpsc::Receiver<Job>, sh: &Shared) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
         if queue.is_empty() {
             match rx.recv() {
-                Ok(Msg::Job(j)) => queue.push_back(j),
-                Ok(Msg::Reset) => {
-                    if let Some(s) = session.as_mut() {
-                        s.reset();
-                    }
-                    continue;
-                }
+                Ok(j) => queue.push_back(j),
                 Err(_) => return,
             }
         }
-        while let Ok(m) = rx.try_recv() {
-            match m {
-                Msg::Job(j) => queue.push_back(j),
-                Msg::Reset => {
-                    if let Some(s) = session.as_mut() {
-                        s.reset();
-                    }
-                }
-            }
-        }
+        queue.extend(rx.try_iter());
         // Idle work only when nothing else waits.
         let at = queue.iter().position(|j| !j.req.idle).unwrap_or(0);
         let Some(job) = queue.remove(at) else { continue };

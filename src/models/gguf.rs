@@ -181,10 +181,6 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
-    pub fn tensor_dtype(&self, name: &str) -> Option<GgmlDType> {
-        self.content.tensor_infos.get(name).map(|i| i.ggml_dtype)
-    }
-
     pub fn tensor_dims(&self, name: &str) -> Option<Vec<usize>> {
         self.content.tensor_infos.get(name).map(|i| i.shape.dims().to_vec())
     }
