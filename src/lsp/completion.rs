@@ -111,9 +111,27 @@ impl Backend {
         // hand its state to this one mid-way.
         let last = lock(&self.st.last).get(&uri).cloned();
         let Some(p) = self.prepare(&uri, pos, as_of).await else { return Ok(None) };
+        let turn = {
+            let mut seq = lock(&self.st.seq);
+            let n = seq.entry(uri.clone()).or_default();
+            *n += 1;
+            *n
+        };
         let req = p.request(last.as_ref(), Some(uri.clone()));
         let (engine, snap, cursor) = (&p.engine, &p.snap, p.cursor);
-        let out = complete::suggest(engine, &req).await;
+        let mut out = complete::suggest(engine, &req).await;
+        // The preparation awaits, so requests can reach the engine out of
+        // order, and an older one submitted later supersedes a newer one.
+        // The document's newest request asks again: the older one, if still
+        // running, gives way to it then.
+        for _ in 0..3 {
+            let newest = lock(&self.st.seq).get(&uri).copied() == Some(turn);
+            if out.empty != Some(complete::Empty::Superseded) || !newest {
+                break;
+            }
+            tracing::debug!("superseded by an older request: asking again");
+            out = complete::suggest(engine, &req).await;
+        }
         if let Some(g) = &out.generation {
             tracing::info!(
                 context_ms = out.context_ms,
