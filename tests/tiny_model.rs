@@ -261,6 +261,21 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
     let answers: Vec<_> = rxs.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
     assert!(answers.last().unwrap().is_ok());
     assert!(answers.iter().any(|a| matches!(a, Err(EngineError::Superseded))) || answers.iter().all(|a| a.is_ok()));
+    // Only a later arrival supersedes: a request stamped earlier but
+    // submitted later (its caller's preparation took longer) gives way to
+    // the one stamped after it, not the other way round. Both wait behind
+    // a long request, so they are queued together when it is cancelled.
+    let mut blocker = req.clone();
+    blocker.max_tokens = 1500;
+    blocker.key = None;
+    let (stop_blocker, blocked) = engine.submit(blocker);
+    let (earlier, later) = (wick::engine::arrival(), wick::engine::arrival());
+    let newest = engine.submit(Request { arrived: later, ..req.clone() }).1;
+    let older = engine.submit(Request { arrived: earlier, ..req.clone() }).1;
+    stop_blocker.cancel();
+    let _ = blocked.blocking_recv();
+    assert!(newest.blocking_recv().unwrap().is_ok(), "the later arrival is answered");
+    assert!(matches!(older.blocking_recv().unwrap(), Err(EngineError::Superseded)));
     // Cancelling through the token stops a running request.
     let mut long = req.clone();
     long.max_tokens = 1500;
@@ -378,6 +393,7 @@ fn at(engine: &Engine, text: &str, cursor: usize, prefetch: bool) -> (Option<wic
         config: &cfg,
         stages: wick::complete::Stages::default(),
         last: None,
+        arrived: 0,
         key: Some("file:///a.py".into()),
     };
     if prefetch {

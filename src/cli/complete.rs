@@ -69,6 +69,7 @@ pub fn run(opts: &CompleteOptions, load_local: impl FnOnce() -> Result<Engine>) 
         stages: crate::complete::Stages::default(),
         last: None,
         key: None,
+        arrived: 0,
     };
     let out = crate::complete::suggest_blocking(&engine, &req);
     if let Some(g) = &out.generation {

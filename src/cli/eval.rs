@@ -259,6 +259,7 @@ fn server_path_completion(engine: &Engine, t: &Task, single: bool, opts: &EvalOp
         stages: opts.stages,
         last: None,
         key: None,
+        arrived: 0,
     };
     let out = suggest_blocking(engine, &req);
     Ok((out.text, out.generation.map_or(0, |g| g.generated_tokens)))

@@ -278,6 +278,7 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
         stages: v.stages,
         last: None,
         key: None,
+        arrived: 0,
     };
     let out = complete::suggest_blocking(engine, &req);
     let generated = out.generation.as_ref().map_or(0, |g| g.generated_tokens);

@@ -17,6 +17,9 @@ pub struct SuggestRequest<'a> {
     pub last: Option<&'a LastSuggestion>,
     /// Requests with the same key supersede each other (one document).
     pub key: Option<String>,
+    /// When it arrived ([`crate::engine::arrival`], taken before any
+    /// await); 0: when it reaches the engine.
+    pub arrived: u64,
 }
 
 /// Why a completion came back empty: a counter per reason in the eval, a
@@ -160,6 +163,7 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
         }
     }
     plan.request.key = req.key.clone();
+    plan.request.arrived = req.arrived;
     let reply = engine.generate(plan.request.clone()).await;
     out.total_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (g, times) = match reply {

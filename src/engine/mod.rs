@@ -96,7 +96,7 @@ pub type Reply = Result<(Generation, QueueTimes), EngineError>;
 
 struct Job {
     req: Request,
-    /// This job's number among the jobs of its key.
+    /// Its arrival stamp (see [`Request::arrived`]).
     seq: u64,
     cancel: CancelToken,
     reply: oneshot::Sender<Reply>,
@@ -104,8 +104,9 @@ struct Job {
 }
 
 struct Shared {
-    /// Latest job number per key: a running job whose key has a newer job
-    /// stops at the next check (between prefill chunks or tokens).
+    /// Latest arrival stamp per key: a job whose key has a later one is
+    /// answered superseded, and a running one stops at the next check
+    /// (between prefill chunks or tokens).
     latest: Mutex<std::collections::HashMap<String, u64>>,
     /// Requests that are not idle, submitted and not yet started: an idle
     /// one stops as soon as this is above zero.
@@ -119,6 +120,13 @@ struct Shared {
 }
 
 static ENGINES: AtomicU64 = AtomicU64::new(0);
+static ARRIVALS: AtomicU64 = AtomicU64::new(0);
+
+/// A stamp of the present moment, later than every earlier one (in this
+/// process): the order of requests is that of their stamps.
+pub fn arrival() -> u64 {
+    ARRIVALS.fetch_add(1, Ordering::SeqCst) + 1
+}
 
 /// A handle to the engine thread. Cheap to clone.
 #[derive(Clone)]
@@ -244,15 +252,12 @@ impl Engine {
                 let _ = reply.send(Err(EngineError::LoadFailed(self.load_error().unwrap_or_default())));
             }
             _ => {
-                let seq = match &req.key {
-                    Some(k) => {
-                        let mut l = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
-                        let n = l.entry(k.clone()).or_default();
-                        *n += 1;
-                        *n
-                    }
-                    None => 0,
-                };
+                let seq = if req.arrived > 0 { req.arrived } else { arrival() };
+                if let Some(k) = &req.key {
+                    let mut l = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+                    let n = l.entry(k.clone()).or_default();
+                    *n = (*n).max(seq);
+                }
                 let idle = req.idle;
                 if !idle {
                     self.shared.waiting.fetch_add(1, Ordering::SeqCst);
@@ -310,9 +315,13 @@ fn serve(mut session: Option<Box<dyn Generator>>, rx: mpsc::Receiver<Job>, sh: &
         if !job.req.idle {
             sh.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        // A newer request for the same key supersedes this one: answer it now.
-        let superseded = job.req.key.is_some() && queue.iter().any(|j| j.req.key == job.req.key);
-        if superseded {
+        let superseded = || match &job.req.key {
+            Some(k) => sh.latest.lock().unwrap_or_else(|e| e.into_inner()).get(k).is_some_and(|&n| n > job.seq),
+            None => false,
+        };
+        // A later request for the same key supersedes this one: answer it now.
+        if superseded() {
+            forget_key(sh, &job, &queue);
             let _ = job.reply.send(Err(EngineError::Superseded));
             continue;
         }
@@ -322,10 +331,6 @@ fn serve(mut session: Option<Box<dyn Generator>>, rx: mpsc::Receiver<Job>, sh: &
             continue;
         }
         let times = QueueTimes { queued_ms: job.enqueued.elapsed().as_secs_f64() * 1e3 };
-        let superseded = || match &job.req.key {
-            Some(k) => sh.latest.lock().unwrap_or_else(|e| e.into_inner()).get(k).copied().unwrap_or(0) != job.seq,
-            None => false,
-        };
         let others_wait = || job.req.idle && sh.waiting.load(Ordering::SeqCst) > 0;
         let interrupted = || job.cancel.is_cancelled() || job.reply.is_closed() || superseded() || others_wait();
         let result = match session.as_mut() {
@@ -369,8 +374,10 @@ fn note_health<T>(sh: &Shared, r: &Result<T, EngineError>) {
     });
 }
 
-/// Drops a key's request counter once its last request is done, so the
-/// map holds only keys with work queued (documents come and go).
+/// Drops a key's latest stamp once its last request is done, so the map
+/// holds only keys with work queued (documents come and go). A request
+/// stamped earlier that is submitted after that runs: its caller drops an
+/// answer it no longer needs.
 fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
     let Some(k) = &job.req.key else { return };
     let mut latest = sh.latest.lock().unwrap_or_else(|e| e.into_inner());

@@ -73,8 +73,13 @@ pub struct Request {
     /// Back off the last prompt token when the prompt ends in text, and make
     /// the first generated token extend it.
     pub heal: bool,
-    /// Requests with the same key supersede older queued ones (one document).
+    /// Requests with the same key supersede older ones (one document).
     pub key: Option<String>,
+    /// When the request arrived, from [`arrival`](super::arrival); 0: when
+    /// it is submitted. Among requests of one key, only a later arrival
+    /// supersedes: a caller that prepares before submitting (and can
+    /// finish its preparation out of order) stamps the request first.
+    pub arrived: u64,
     /// Ends the answer when this says the text so far is complete (the
     /// text is kept whole; the caller cuts it). For rules that stop strings
     /// cannot say, like a function body that has ended.
@@ -105,6 +110,7 @@ impl Request {
             budget: None,
             heal: true,
             key: None,
+            arrived: 0,
             until: None,
             idle: false,
         }

@@ -8,6 +8,9 @@ impl Backend {
     pub(super) async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
         self.cursor_moved(uri, pos.line);
         let uri_s = uri.as_str().to_string();
+        // Stamped on arrival, before any await: the preparation can finish
+        // out of order, and only a later arrival supersedes in the engine.
+        let arrived = crate::engine::arrival();
         let (version, as_of) = {
             let docs = lock(&self.st.docs);
             (docs.latest_version(&uri_s), docs.mark())
@@ -20,7 +23,8 @@ impl Backend {
                 None => {
                     let b = self.handle();
                     let u = uri.clone();
-                    let f: SharedSuggestion = async move { b.suggest_now(&u, pos, as_of).await }.boxed().shared();
+                    let f: SharedSuggestion =
+                        async move { b.suggest_now(&u, pos, as_of, arrived).await }.boxed().shared();
                     if let Some(w) = f.downgrade() {
                         inflight.insert(uri_s.clone(), (version, pos, w));
                     }
@@ -41,10 +45,11 @@ impl Backend {
         uri: &Uri,
         pos: Position,
         as_of: documents::AsOf,
+        arrived: u64,
     ) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
-        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of).instrument(span)).catch_unwind();
+        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of, arrived).instrument(span)).catch_unwind();
         match fut.await {
             Ok(r) => r,
             Err(p) => {
@@ -91,6 +96,7 @@ impl Backend {
         uri: String,
         pos: Position,
         as_of: documents::AsOf,
+        arrived: u64,
     ) -> RpcResult<Option<Suggestion>> {
         let t0 = Instant::now();
         let debounce_ms = lock(&self.st.config).debounce_ms;
@@ -111,27 +117,14 @@ impl Backend {
         // hand its state to this one mid-way.
         let last = lock(&self.st.last).get(&uri).cloned();
         let Some(p) = self.prepare(&uri, pos, as_of).await else { return Ok(None) };
-        let turn = {
-            let mut seq = lock(&self.st.seq);
-            let n = seq.entry(uri.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        let req = p.request(last.as_ref(), Some(uri.clone()));
-        let (engine, snap, cursor) = (&p.engine, &p.snap, p.cursor);
-        let mut out = complete::suggest(engine, &req).await;
-        // The preparation awaits, so requests can reach the engine out of
-        // order, and an older one submitted later supersedes a newer one.
-        // The document's newest request asks again: the older one, if still
-        // running, gives way to it then.
-        for _ in 0..3 {
-            let newest = lock(&self.st.seq).get(&uri).copied() == Some(turn);
-            if out.empty != Some(complete::Empty::Superseded) || !newest {
-                break;
-            }
-            tracing::debug!("superseded by an older request: asking again");
-            out = complete::suggest(engine, &req).await;
+        // Edited meanwhile: the answer would be dropped, so ask nothing.
+        if lock(&self.st.docs).latest_version(&uri) != Some(p.snap.version) {
+            tracing::debug!("no completion: the document changed during the preparation");
+            return Ok(None);
         }
+        let req = p.request(last.as_ref(), Some(uri.clone()), arrived);
+        let (snap, cursor) = (&p.snap, p.cursor);
+        let out = complete::suggest(&p.engine, &req).await;
         if let Some(g) = &out.generation {
             tracing::info!(
                 context_ms = out.context_ms,
@@ -197,7 +190,7 @@ impl Backend {
                 return;
             };
             let t0 = Instant::now();
-            let Some(g) = complete::prefetch(&p.engine, &p.request(None, None)).await else { return };
+            let Some(g) = complete::prefetch(&p.engine, &p.request(None, None, 0)).await else { return };
             b.st.prefetches.fetch_add(1, Ordering::SeqCst);
             tracing::info!(
                 uri,

@@ -163,7 +163,12 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn request<'a>(&'a self, last: Option<&'a LastSuggestion>, key: Option<String>) -> complete::SuggestRequest<'a> {
+    fn request<'a>(
+        &'a self,
+        last: Option<&'a LastSuggestion>,
+        key: Option<String>,
+        arrived: u64,
+    ) -> complete::SuggestRequest<'a> {
         complete::SuggestRequest {
             input: complete::Input {
                 rope: &self.snap.rope,
@@ -178,6 +183,7 @@ impl Prepared {
             stages: complete::Stages::default(),
             last,
             key,
+            arrived,
         }
     }
 }
