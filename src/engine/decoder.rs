@@ -3,6 +3,7 @@
 //! quantized GGUF weights. Its KV cache can be truncated to any length, so a
 //! prompt sharing a prefix with the previous one only processes new tokens.
 
+use super::cpu::attention::{self, Shape};
 use super::linear::{qtensor_from_raw, Linear};
 use crate::models::gguf::{GgufError, GgufFile};
 use candle_core::quantized::QTensor;
@@ -100,15 +101,50 @@ pub struct CacheSlot {
     pos: usize,
 }
 
-/// A preallocated, growable, truncatable KV cache for one layer.
+/// A preallocated, growable, truncatable KV cache for one layer: tensors
+/// on the device, or with the CPU's fused attention plain host memory
+/// (`[n_kv_head, cap, head_dim]` each) that the kernel reads in place.
 struct KvCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
+    hk: Vec<f32>,
+    hv: Vec<f32>,
     len: usize,
     cap: usize,
 }
 
 impl KvCache {
+    fn empty() -> Self {
+        KvCache { k: None, v: None, hk: Vec::new(), hv: Vec::new(), len: 0, cap: 0 }
+    }
+
+    /// Appends `t` positions of `k` and `v` (`[heads, t, d]`, contiguous) to
+    /// the host cache, growing it (doubling, at most to `max` positions).
+    fn append_host(&mut self, k: &[f32], v: &[f32], heads: usize, d: usize, max: usize) {
+        let t = k.len() / (heads * d);
+        let need = self.len + t;
+        if need > self.cap || self.hk.is_empty() {
+            let cap = need.max(self.cap * 2).max(256).min(max.max(need));
+            let grow = |old: &[f32]| {
+                let mut new = vec![0f32; heads * cap * d];
+                for h in 0..heads {
+                    let n = self.len * d;
+                    new[h * cap * d..][..n].copy_from_slice(&old[h * self.cap * d..][..n]);
+                }
+                new
+            };
+            self.hk = grow(&self.hk);
+            self.hv = grow(&self.hv);
+            self.cap = cap;
+        }
+        for h in 0..heads {
+            let at = (h * self.cap + self.len) * d;
+            self.hk[at..][..t * d].copy_from_slice(&k[h * t * d..][..t * d]);
+            self.hv[at..][..t * d].copy_from_slice(&v[h * t * d..][..t * d]);
+        }
+        self.len = need;
+    }
+
     fn append(&mut self, k: &Tensor, v: &Tensor, max: usize) -> CResult<(Tensor, Tensor)> {
         let (b, h, t, d) = k.dims4()?;
         let need = self.len + t;
@@ -146,6 +182,9 @@ pub struct Decoder {
     dtype: DType,
     /// The query projection already includes attention's 1/sqrt(head_dim).
     q_prescaled: bool,
+    /// Attention through the fused CPU kernel (`cpu::attention`) rather
+    /// than candle's matmuls and softmax over a masked score matrix.
+    fused: bool,
     pos: usize,
 }
 
@@ -251,15 +290,7 @@ impl Decoder {
             };
             let attn_norm = w.dense(&p("attn_norm.weight"), &[hidden], dt)?;
             let ffn_norm = w.dense(&p("ffn_norm.weight"), &[hidden], dt)?;
-            layers.push(Layer {
-                attn_norm,
-                qkv,
-                o,
-                ffn_norm,
-                gate_up,
-                down,
-                cache: KvCache { k: None, v: None, len: 0, cap: 0 },
-            });
+            layers.push(Layer { attn_norm, qkv, o, ffn_norm, gate_up, down, cache: KvCache::empty() });
         }
         let norm = w.dense("output_norm.weight", &[hidden], dt)?;
         let output = if w.has("output.weight") {
@@ -281,8 +312,19 @@ impl Decoder {
             device: device.clone(),
             dtype: dt,
             q_prescaled,
+            fused: device.is_cpu() && dt == DType::F32 && std::env::var("WICK_ATTENTION").as_deref() != Ok("candle"),
             pos: 0,
         })
+    }
+
+    /// Chooses the fused CPU attention (the default on the CPU) or candle's
+    /// ops; the KV cache starts empty. For comparing the two.
+    pub fn set_fused_attention(&mut self, on: bool) {
+        self.fused = on && self.device.is_cpu() && self.dtype == DType::F32;
+        self.clear();
+        for l in &mut self.layers {
+            l.cache = KvCache::empty();
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -313,7 +355,7 @@ impl Decoder {
 
     /// An empty KV cache to hold another sequence (see [`Decoder::swap_slot`]).
     pub fn empty_slot(&self) -> CacheSlot {
-        CacheSlot { layers: self.layers.iter().map(|_| KvCache { k: None, v: None, len: 0, cap: 0 }).collect(), pos: 0 }
+        CacheSlot { layers: self.layers.iter().map(|_| KvCache::empty()).collect(), pos: 0 }
     }
 
     /// Exchanges the decoder's KV cache with `slot`: the decoder continues
@@ -357,7 +399,8 @@ impl Decoder {
         let cos = self.cos.narrow(0, pos, t)?;
         let sin = self.sin.narrow(0, pos, t)?;
         let group = self.cfg.n_head / self.cfg.n_kv_head;
-        let mask = if t > 1 { Some(causal_mask(t, pos, &self.device, self.dtype)?) } else { None };
+        let fused = self.fused;
+        let mask = if t > 1 && !fused { Some(causal_mask(t, pos, &self.device, self.dtype)?) } else { None };
         let eps = self.cfg.rms_eps as f32;
         let cfg = &self.cfg;
         let kv = cfg.n_kv_head * cfg.head_dim;
@@ -382,29 +425,46 @@ impl Decoder {
                     (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?)
                 }
             };
-            let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
-            // Grouped-query attention without copying K/V per head: the
-            // query heads sharing one KV head become extra query rows.
-            let mut q = q.reshape((1, cfg.n_kv_head, group * t, cfg.head_dim))?;
-            if let Some(s) = scale {
-                // Scaling the queries rather than the scores: fewer elements.
-                q = (q * s)?;
-            }
-            let mut att = q.matmul(&k_all.t()?)?;
-            if let Some(m) = &mask {
-                // Rows are (query head in the group, position): one causal
-                // mask broadcast over both head dimensions.
-                let total = att.dim(3)?;
-                att = att.reshape((cfg.n_kv_head, group, t, total))?.broadcast_add(m)?.reshape((
-                    1,
-                    cfg.n_kv_head,
-                    group * t,
-                    total,
-                ))?;
-            }
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v_all)?;
-            let y = y.reshape((1, cfg.n_head, t, cfg.head_dim))?.transpose(1, 2)?.reshape((1, t, cfg.hidden))?;
+            let y = if fused {
+                let host = |x: &Tensor| x.flatten_all().and_then(|x| x.to_vec1::<f32>());
+                let (qh, kh, vh) = (host(&q)?, host(&k)?, host(&v)?);
+                layer.cache.append_host(&kh, &vh, cfg.n_kv_head, cfg.head_dim, max);
+                let shape = Shape {
+                    n_head: cfg.n_head,
+                    n_kv_head: cfg.n_kv_head,
+                    head_dim: cfg.head_dim,
+                    t,
+                    pos,
+                    stride: layer.cache.cap,
+                };
+                let mut y = vec![0f32; t * cfg.hidden];
+                attention::causal(&qh, &layer.cache.hk, &layer.cache.hv, shape, scale.unwrap_or(1.0) as f32, &mut y);
+                Tensor::from_vec(y, (1, t, cfg.hidden), &self.device)?
+            } else {
+                let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
+                // Grouped-query attention without copying K/V per head: the
+                // query heads sharing one KV head become extra query rows.
+                let mut q = q.reshape((1, cfg.n_kv_head, group * t, cfg.head_dim))?;
+                if let Some(s) = scale {
+                    // Scaling the queries rather than the scores: fewer elements.
+                    q = (q * s)?;
+                }
+                let mut att = q.matmul(&k_all.t()?)?;
+                if let Some(m) = &mask {
+                    // Rows are (query head in the group, position): one causal
+                    // mask broadcast over both head dimensions.
+                    let total = att.dim(3)?;
+                    att = att.reshape((cfg.n_kv_head, group, t, total))?.broadcast_add(m)?.reshape((
+                        1,
+                        cfg.n_kv_head,
+                        group * t,
+                        total,
+                    ))?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let y = att.matmul(&v_all)?;
+                y.reshape((1, cfg.n_head, t, cfg.head_dim))?.transpose(1, 2)?.reshape((1, t, cfg.hidden))?
+            };
             let y = layer.o.forward(&y)?;
             x = (x + y)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;

@@ -10,8 +10,10 @@
 //!
 //! `q8.rs` holds the layout, the repacking and `matmul`; `select.rs` picks a
 //! kernel for the CPU (and has the scalar one); `x86.rs` the SIMD kernels;
-//! `pool.rs` the persistent thread pool they run on.
+//! `pool.rs` the persistent thread pool they run on; `attention.rs` the
+//! fused causal attention.
 
+pub mod attention;
 mod pool;
 mod q8;
 mod select;

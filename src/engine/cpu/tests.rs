@@ -204,3 +204,105 @@ fn concurrent_callers() {
         }
     });
 }
+
+/// Attention the plain way: every score, a max-subtracted softmax, in f64.
+fn attention_reference(q: &[f32], k: &[f32], v: &[f32], s: super::attention::Shape, scale: f32) -> Vec<f32> {
+    let d = s.head_dim;
+    let group = s.n_head / s.n_kv_head;
+    let mut out = vec![0f32; s.t * s.n_head * d];
+    for head in 0..s.n_head {
+        let h = head / group;
+        for i in 0..s.t {
+            let qr = &q[(head * s.t + i) * d..][..d];
+            let n = s.pos + i + 1;
+            let scores: Vec<f64> = (0..n)
+                .map(|j| {
+                    let kr = &k[(h * s.stride + j) * d..][..d];
+                    qr.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale as f64
+                })
+                .collect();
+            let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for c in 0..d {
+                let y: f64 = (0..n).map(|j| e[j] * v[(h * s.stride + j) * d + c] as f64).sum::<f64>() / sum;
+                out[(i * s.n_head + head) * d + c] = y as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fused_attention_matches_the_plain_computation() {
+    use super::attention::{available, causal_with, Shape};
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // Decode, a prefill chunk after a cache, tiles and blocks not full, one
+    // KV head for all, no grouping, an odd head size, a long context.
+    let shapes = [
+        (14, 2, 64, 1, 0),
+        (14, 2, 64, 1, 1535),
+        (14, 2, 64, 37, 100),
+        (4, 1, 16, 16, 0),
+        (3, 3, 24, 65, 63),
+        (2, 2, 7, 5, 2),
+        (12, 2, 128, 20, 300),
+        (2, 1, 64, 300, 1800),
+    ];
+    for (n_head, n_kv_head, head_dim, t, pos) in shapes {
+        let stride = pos + t + 3;
+        let s = Shape { n_head, n_kv_head, head_dim, t, pos, stride };
+        // Scores of a few units, as in a real model; one large key too.
+        let mut gen = |n: usize, amp: f32| (0..n).map(|_| rng.f() * amp).collect::<Vec<f32>>();
+        let q = gen(n_head * t * head_dim, 1.0);
+        let mut k = gen(n_kv_head * stride * head_dim, 1.0);
+        k[head_dim] = 40.0;
+        let v = gen(n_kv_head * stride * head_dim, 3.0);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let want = attention_reference(&q, &k, &v, s, scale);
+        for kind in available() {
+            let mut got = vec![f32::NAN; t * n_head * head_dim];
+            causal_with(kind, &q, &k, &v, s, scale, &mut got);
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 6e-5, "{kind:?} {s:?}: max abs error {worst}");
+        }
+    }
+}
+
+#[test]
+fn the_polynomial_exp_is_close_to_std() {
+    let mut worst = 0f32;
+    for i in 0..=200_000 {
+        let x = -100.0 + i as f32 * 0.0005;
+        let (a, b) = (super::attention::exp(x), x.exp());
+        let rel = if b > 1e-30 { (a - b).abs() / b } else { (a - b).abs() };
+        worst = worst.max(rel);
+    }
+    assert!(worst < 1e-6, "worst relative error {worst}");
+    assert_eq!(super::attention::exp(f32::NEG_INFINITY), 0.0);
+}
+
+/// `cargo test --release --lib attention_speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn attention_speed() {
+    use super::attention::{available, causal_with, Shape};
+    let mut rng = Rng(7);
+    for (t, pos) in [(256usize, 1280usize), (1, 1536), (256, 3840)] {
+        let s = Shape { n_head: 14, n_kv_head: 2, head_dim: 64, t, pos, stride: pos + t };
+        let q: Vec<f32> = (0..14 * t * 64).map(|_| rng.f()).collect();
+        let k: Vec<f32> = (0..2 * s.stride * 64).map(|_| rng.f()).collect();
+        let v = k.clone();
+        let mut out = vec![0f32; t * 14 * 64];
+        for kind in available() {
+            let n = if t == 1 { 200 } else { 5 };
+            let t0 = std::time::Instant::now();
+            for _ in 0..n {
+                causal_with(kind, &q, &k, &v, s, 0.125, &mut out);
+            }
+            let dt = t0.elapsed().as_secs_f64() / n as f64;
+            let fma = 14.0 * t as f64 * (pos as f64 + t as f64 / 2.0) * 128.0;
+            eprintln!("{kind:?} t={t} pos={pos}: {:.2} ms, {:.1} GFMA/s", dt * 1e3, fma / dt / 1e9);
+        }
+    }
+}
