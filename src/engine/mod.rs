@@ -386,7 +386,6 @@ fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
     }
 }
 
-/// The text of a caught panic's payload.
 /// The CPU threads the model uses from now on: our kernels' pool, and
 /// candle's rayon pool where it has not started yet.
 pub fn set_threads(n: usize) {
@@ -395,6 +394,7 @@ pub fn set_threads(n: usize) {
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
 }
 
+/// The text of a caught panic's payload.
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
