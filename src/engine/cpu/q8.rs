@@ -6,6 +6,9 @@ use super::select::*;
 pub(super) const QK: usize = 32;
 pub(super) const G: usize = 16; // rows per group
 pub(super) const BLK: usize = G * QK; // weight bytes per group-block
+/// Weight bytes per group-block of the 5-bit packing: 4 lines of nibbles,
+/// then 8 masks of the fifth bit (see [`Q8Matrix::from_q5_0`]).
+pub(super) const BLK5: usize = 4 * 64 + 8 * 8;
 
 /// Software prefetch distance (bytes) for the streamed weights.
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +31,8 @@ pub struct Q8Matrix {
     pub(super) nb: usize,
     pub(super) ngroups: usize,
     pub(super) stride: usize, // bytes per group, multiple of 64
+    /// Blocks in the 5-bit packing (`BLK5` bytes) rather than 8-bit (`BLK`).
+    pub(super) q5: bool,
     pub(super) data: Vec<Line>,
 }
 
@@ -58,6 +63,7 @@ impl Q8Matrix {
         bpb: usize,
         bytes: &[u8],
         conv: fn(&[u8], &mut [i8; 32]) -> u16,
+        q5: bool,
     ) -> Result<Self, String> {
         if n == 0 || k == 0 || !k.is_multiple_of(QK) {
             return Err(format!("bad shape {n}x{k}: k must be a positive multiple of 32"));
@@ -68,7 +74,7 @@ impl Q8Matrix {
         }
         let ngroups = n.div_ceil(G);
         let wofs = (nb * G * 2).div_ceil(64) * 64; // weights start 64-aligned
-        let stride = wofs + nb * BLK;
+        let stride = wofs + nb * if q5 { BLK5 } else { BLK };
         let mut data = vec![Line([0u8; 64]); ngroups * stride / 64];
         // SAFETY: `data` is a plain byte buffer of ngroups*stride bytes; we view it as bytes.
         let out = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, ngroups * stride) };
@@ -87,40 +93,127 @@ impl Q8Matrix {
                         0
                     };
                     sc[(b * G + j) * 2..(b * G + j) * 2 + 2].copy_from_slice(&d.to_le_bytes());
-                    for t in 0..8 {
-                        for c in 0..4 {
-                            ws[b * BLK + t * 64 + j * 4 + c] = (q[t * 4 + c] as u8) ^ 0x80;
+                    if q5 {
+                        let blk = &mut ws[b * BLK5..(b + 1) * BLK5];
+                        for t in 0..8 {
+                            for c in 0..4 {
+                                let (lane, u) = (j * 4 + c, (q[t * 4 + c] as i32 + 16) as u8);
+                                blk[(t % 4) * 64 + lane] |= (u & 0x0f) << (4 * (t / 4));
+                                blk[256 + t * 8 + lane / 8] |= ((u >> 4) & 1) << (lane % 8);
+                            }
+                        }
+                    } else {
+                        for t in 0..8 {
+                            for c in 0..4 {
+                                ws[b * BLK + t * 64 + j * 4 + c] = (q[t * 4 + c] as u8) ^ 0x80;
+                            }
                         }
                     }
                 }
             }
         }
-        Ok(Q8Matrix { n, k, nb, ngroups, stride, data })
+        Ok(Q8Matrix { n, k, nb, ngroups, stride, q5, data })
     }
 
     /// `bytes`: GGUF Q8_0 data for an n x k matrix (n rows of k/32 blocks of 34 bytes).
     pub fn from_q8_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
-        Self::build(n, k, 34, bytes, |blk, q| {
-            for i in 0..32 {
-                q[i] = blk[2 + i] as i8;
-            }
-            u16::from_le_bytes([blk[0], blk[1]])
-        })
+        Self::build(
+            n,
+            k,
+            34,
+            bytes,
+            |blk, q| {
+                for i in 0..32 {
+                    q[i] = blk[2 + i] as i8;
+                }
+                u16::from_le_bytes([blk[0], blk[1]])
+            },
+            false,
+        )
     }
 
-    /// `bytes`: GGUF Q5_0 data (22-byte blocks), converted exactly to Q8_0 values.
+    /// `bytes`: GGUF Q5_0 data (22-byte blocks). Kept at 5 bits a weight
+    /// where the kernel in use reads that packing at full speed (AVX-512),
+    /// else converted exactly to Q8_0 values.
+    ///
+    /// The 5-bit packing holds the same values as `u = q + 16` (0..31): line
+    /// `t` (0..4) of a block holds, in the byte that the 8-bit layout's
+    /// chunk `t` uses for a weight, its low nibble, and in the high nibble
+    /// that of chunk `t + 4`; mask `t` (0..8, 64 bits) has bit `4j + c` set
+    /// when weight `4t + c` of row `j` has its fifth bit. A dot product over
+    /// `u` then needs `-16 * sum(x)` added: the activations' 8-bit
+    /// correction divided by 8, exactly.
     pub fn from_q5_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
-        Self::build(n, k, 22, bytes, |blk, q| {
-            let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-            let qs = &blk[6..22];
-            for j in 0..16 {
-                let xh0 = ((qh >> j) << 4) & 0x10;
-                let xh1 = (qh >> (j + 12)) & 0x10;
-                q[j] = (((qs[j] as u32 & 0x0f) | xh0) as i32 - 16) as i8;
-                q[j + 16] = (((qs[j] as u32 >> 4) | xh1) as i32 - 16) as i8;
+        Self::from_q5_0_packed(
+            n,
+            k,
+            bytes,
+            kernel() == Kind::Avx512Vnni && std::env::var_os("WICK_Q5_REPACK").is_none(),
+        )
+    }
+
+    pub(super) fn from_q5_0_packed(n: usize, k: usize, bytes: &[u8], q5: bool) -> Result<Self, String> {
+        Self::build(
+            n,
+            k,
+            22,
+            bytes,
+            |blk, q| {
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let qs = &blk[6..22];
+                for j in 0..16 {
+                    let xh0 = ((qh >> j) << 4) & 0x10;
+                    let xh1 = (qh >> (j + 12)) & 0x10;
+                    q[j] = (((qs[j] as u32 & 0x0f) | xh0) as i32 - 16) as i8;
+                    q[j + 16] = (((qs[j] as u32 >> 4) | xh1) as i32 - 16) as i8;
+                }
+                u16::from_le_bytes([blk[0], blk[1]])
+            },
+            q5,
+        )
+    }
+
+    /// Weight bytes per group-block.
+    pub(super) fn blk(&self) -> usize {
+        if self.q5 {
+            BLK5
+        } else {
+            BLK
+        }
+    }
+
+    /// The 8-bit form of weight byte `(t, lane)` of block `b` of a group.
+    #[inline]
+    pub(super) fn byte8(&self, grp: &[u8], b: usize, t: usize, lane: usize) -> u8 {
+        let w = &grp[wofs(self.nb) + b * self.blk()..];
+        if self.q5 {
+            let lo = (w[(t % 4) * 64 + lane] >> (4 * (t / 4))) & 0x0f;
+            let hi = (w[256 + t * 8 + lane / 8] >> (lane % 8)) & 1;
+            (((lo | (hi << 4)) as i32 - 16) as u8) ^ 0x80
+        } else {
+            w[t * 64 + lane]
+        }
+    }
+
+    /// Writes the 8-bit layout of group `g` (scales and blocks) into `dst`
+    /// (`wofs(nb) + nb * BLK` bytes): the 5-bit packing unpacked once for a
+    /// batch of rows.
+    pub(super) fn unpack_group(&self, g: usize, dst: &mut [u8]) {
+        let grp = &self.bytes()[g * self.stride..(g + 1) * self.stride];
+        let wo = wofs(self.nb);
+        dst[..wo].copy_from_slice(&grp[..wo]);
+        for b in 0..self.nb {
+            let w = &grp[wo + b * BLK5..wo + (b + 1) * BLK5];
+            let out = &mut dst[wo + b * BLK..wo + (b + 1) * BLK];
+            for t in 0..8 {
+                let mask = u64::from_le_bytes(w[256 + t * 8..256 + t * 8 + 8].try_into().unwrap());
+                let line = &w[(t % 4) * 64..(t % 4) * 64 + 64];
+                for lane in 0..64 {
+                    let u = ((line[lane] >> (4 * (t / 4))) & 0x0f) | ((((mask >> lane) & 1) as u8) << 4);
+                    out[t * 64 + lane] = u.wrapping_sub(16) ^ 0x80;
+                }
             }
-            u16::from_le_bytes([blk[0], blk[1]])
-        })
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -146,9 +239,8 @@ impl Q8Matrix {
             for b in 0..nb {
                 let o = (b * G + j) * 2;
                 let d = f16_to_f32(u16::from_le_bytes([grp[o], grp[o + 1]]));
-                let w = &grp[wofs(nb) + b * BLK..];
                 for i in 0..QK {
-                    let q = (w[(i / 4) * 64 + j * 4 + i % 4] ^ 0x80) as i8;
+                    let q = (self.byte8(grp, b, i / 4, j * 4 + i % 4) ^ 0x80) as i8;
                     out[r * k + b * QK + i] = d * q as f32;
                 }
             }

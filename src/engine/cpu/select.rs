@@ -75,10 +75,27 @@ pub fn kernel_name() -> &'static str {
 /// CPU must support `kind`'s features (guaranteed since kinds come from `available_kernels`).
 pub(super) unsafe fn run_kernel(kind: Kind, w: &Q8Matrix, g0: usize, g1: usize, qx: &QX, m: usize, y: *mut f32) {
     let mut out = [0f32; G];
+    // The 5-bit packing: read as it is for one row (decode, where reading
+    // fewer bytes is the point), unpacked once per group for a batch.
+    #[cfg(target_arch = "x86_64")]
+    let direct = w.q5 && m == 1 && kind == Kind::Avx512Vnni;
+    #[cfg(not(target_arch = "x86_64"))]
+    let direct = false;
+    let mut unpacked = Vec::new();
+    if w.q5 && !direct {
+        unpacked = vec![Line([0u8; 64]); (wofs(w.nb) + w.nb * BLK).div_ceil(64)];
+    }
     for g in g0..g1 {
-        let grp = w.bytes().as_ptr().add(g * w.stride);
+        let mut grp = w.bytes().as_ptr().add(g * w.stride);
+        if !unpacked.is_empty() {
+            let dst = std::slice::from_raw_parts_mut(unpacked.as_mut_ptr() as *mut u8, unpacked.len() * 64);
+            w.unpack_group(g, dst);
+            grp = dst.as_ptr();
+        }
         for i in 0..m {
             match kind {
+                #[cfg(target_arch = "x86_64")]
+                Kind::Avx512Vnni if direct => super::x86::group_avx512_q5(w.nb, grp, qx, i, &mut out),
                 Kind::Scalar => group_scalar(w.nb, grp, qx, i, &mut out),
                 #[cfg(target_arch = "x86_64")]
                 Kind::Avx2 => super::x86::group_avx2(w.nb, grp, qx, i, &mut out),

@@ -155,8 +155,26 @@ fn q5_0_exact() {
         }
         expect.extend_from_slice(&vals);
     }
-    let w = Q8Matrix::from_q5_0(n, k, &bytes).unwrap();
-    assert_eq!(w.dequantize(), expect);
+    for q5 in [false, true] {
+        let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, q5).unwrap();
+        assert_eq!(w.dequantize(), expect, "5-bit packing: {q5}");
+    }
+    // Both packings give the same products, bit for bit, with every kernel,
+    // for one row (read in place) and a batch (unpacked per group).
+    let (p8, p5) = (
+        Q8Matrix::from_q5_0_packed(n, k, &bytes, false).unwrap(),
+        Q8Matrix::from_q5_0_packed(n, k, &bytes, true).unwrap(),
+    );
+    for m in [1usize, 7] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
+        for kind in available_kernels() {
+            let (mut y8, mut y5) = (vec![0f32; m * n], vec![0f32; m * n]);
+            p8.matmul_with(&x, m, &mut y8, kind, 2);
+            p5.matmul_with(&x, m, &mut y5, kind, 2);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y8), bits(&y5), "{kind:?}, {m} rows");
+        }
+    }
     assert!(Q8Matrix::from_q5_0(n, k, &bytes[1..]).is_err());
     assert!(Q8Matrix::from_q8_0(1, 48, &[0u8; 51]).is_err());
     assert!(Q8Matrix::from_q8_0(2, 32, &[0u8; 34]).is_err());

@@ -1,6 +1,6 @@
 //! The x86-64 kernels: AVX-512 VNNI, AVX-VNNI and AVX2 group dot products, the AVX2 quantizer.
 
-use super::q8::{BLK, G, QK, QX};
+use super::q8::{BLK, BLK5, G, QK, QX};
 use std::arch::x86_64::*;
 
 #[inline(always)]
@@ -79,6 +79,46 @@ pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, 
         }
         let s0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
         sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sum0);
+    }
+    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_add_ps(sum0, sum1));
+}
+
+/// `group_avx512` on the 5-bit packing (see `Q8Matrix::from_q5_0`): each
+/// line of nibbles gives two 8-bit chunks, the fifth bits come from masks,
+/// and the accumulator starts at `-16 * sum(x)` (the 8-bit correction / 8).
+#[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
+pub(super) unsafe fn group_avx512_q5(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+    let sc = grp as *const __m256i;
+    let ws = grp.add(super::q8::wofs(nb));
+    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let low = _mm512_set1_epi8(0x0f);
+    let fifth = _mm512_set1_epi8(0x10);
+    let mut sum0 = _mm512_setzero_ps();
+    let mut sum1 = _mm512_setzero_ps();
+    for b in 0..nb {
+        let w = ws.add(b * BLK5);
+        for t in 0..6 {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(super::q8::PF_DIST + t * 64) as *const i8);
+        }
+        let masks = w.add(256) as *const u64;
+        let mut a0 = _mm512_set1_epi32(*corr.add(b) / 8);
+        let mut a1 = _mm512_setzero_si512();
+        for t in 0..4 {
+            let v = _mm512_loadu_si512(w.add(t * 64) as *const _);
+            let lo = _mm512_and_si512(v, low);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+            let lo = _mm512_mask_blend_epi8(masks.add(t).read_unaligned(), lo, _mm512_or_si512(lo, fifth));
+            let hi = _mm512_mask_blend_epi8(masks.add(t + 4).read_unaligned(), hi, _mm512_or_si512(hi, fifth));
+            a0 = _mm512_dpbusd_epi32(a0, lo, _mm512_set1_epi32(xb(qx, i, b, t)));
+            a1 = _mm512_dpbusd_epi32(a1, hi, _mm512_set1_epi32(xb(qx, i, b, t + 4)));
+        }
+        let a = _mm512_add_epi32(a0, a1);
+        let s = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(sc.add(b))), _mm512_set1_ps(*dx.add(b)));
+        if b % 2 == 0 {
+            sum0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), s, sum0);
+        } else {
+            sum1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), s, sum1);
+        }
     }
     _mm512_storeu_ps(out.as_mut_ptr(), _mm512_add_ps(sum0, sum1));
 }
