@@ -259,6 +259,7 @@ fn main() {
 
 pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n {
+        // Clamped there, with a warning, to what the machine has.
         wick::engine::set_threads(n);
     }
 }

@@ -1,5 +1,6 @@
-//! Quantized linear layers. On the CPU, Q8_0 and Q5_0 weights (repacked
-//! exactly to Q8_0) go through our int8 kernels for decode and prefill alike;
+//! Quantized linear layers. On the CPU, Q8_0 and Q5_0 weights (kept at 5
+//! bits with AVX-512, else repacked exactly to Q8_0) go through our int8
+//! kernels for decode and prefill alike;
 //! K-quants through candle's repacked VNNI tiles where their shape allows,
 //! and otherwise, for batches, through an f32 GEMM on dequantized weights.
 //! Measured on the default model, 2 cores: prefill 512 tokens at ~160 tok/s

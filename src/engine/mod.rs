@@ -387,11 +387,20 @@ fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
 }
 
 /// The CPU threads the model uses from now on: our kernels' pool, and
-/// candle's rayon pool where it has not started yet.
-pub fn set_threads(n: usize) {
+/// candle's rayon pool where it has not started yet. Clamped to 1 and to
+/// the threads the machine has (more only make the workers fight for cores);
+/// returns the count used.
+pub fn set_threads(n: usize) -> usize {
+    let have = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let used = n.clamp(1, have);
+    if used != n {
+        tracing::warn!("{n} threads asked for; this machine has {have}: using {used}");
+    }
+    let n = used;
     cpu::set_threads(n);
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    n
 }
 
 /// The text of a caught panic's payload.
