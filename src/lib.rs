@@ -7,7 +7,6 @@ pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod device;
-pub mod documents;
 pub mod engine;
 pub mod lsp;
 pub mod models;

@@ -5,8 +5,8 @@
 
 use crate::complete::{self, Input, Stages};
 use crate::config::Config;
-use crate::documents::{Change, DocumentStore, Encoding};
 use crate::syntax::{Lang, Parsed};
+use crate::workspace::documents::{Change, DocumentStore, Encoding};
 use ropey::Rope;
 
 /// Text pieces that stress line and character handling: every LSP line

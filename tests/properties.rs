@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngSeed};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wick::documents::{Change, Encoding, Pos};
+use wick::workspace::documents::{Change, Encoding, Pos};
 
 /// Counts the bytes allocated at once, for the GGUF check's bound.
 struct Counting;

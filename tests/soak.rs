@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use wick::documents::Encoding;
 use wick::prompt::Family;
+use wick::workspace::documents::Encoding;
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 const MAX_DOCS: usize = 50;

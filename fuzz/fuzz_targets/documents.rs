@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use wick::documents::{Change, Encoding, Pos};
+use wick::workspace::documents::{Change, Encoding, Pos};
 
 fn text(u: &mut Unstructured, most: usize) -> Result<String> {
     let n = u.int_in_range(0..=most)?;

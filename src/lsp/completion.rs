@@ -260,18 +260,7 @@ impl Backend {
         stamp: &str,
         compute: impl FnOnce() -> Option<Vec<crate::syntax::Definition>>,
     ) -> Option<Defs> {
-        if let Some((s, d)) = lock(&self.st.definitions).get(key) {
-            if s == stamp {
-                return Some(d.clone());
-            }
-        }
-        let d = Arc::new(compute()?);
-        let mut kept = lock(&self.st.definitions);
-        if kept.len() >= MAX_KEPT_DEFINITIONS {
-            kept.clear();
-        }
-        kept.insert(key.to_string(), (stamp.to_string(), d.clone()));
-        Some(d)
+        self.st.definitions.get_or(key, stamp, compute)
     }
 
     pub(super) async fn inline_completion(

@@ -58,7 +58,7 @@ impl Backend {
                 "diagSeq": lock(&self.st.diag).len(),
                 "inflight": lock(&self.st.inflight).values().filter(|(_, _, f)| f.upgrade().is_some()).count(),
                 "analyses": lock(&self.st.analyses).len(),
-                "definitions": lock(&self.st.definitions).len(),
+                "definitions": self.st.definitions.len(),
                 "engineKeys": lock(&self.st.engine).as_ref().map_or(0, |e| e.tracked_keys()),
                 "loads": self.st.loads.load(Ordering::SeqCst),
                 "prefetches": self.st.prefetches.load(Ordering::SeqCst),

@@ -4,8 +4,8 @@
 
 use crate::complete::{self, LastSuggestion};
 use crate::config::{Config, DiagnosticsMode};
-use crate::documents::{self, DocumentStore, Encoding};
 use crate::engine::{Engine, LoadOptions};
+use crate::workspace::documents::{self, DocumentStore, Encoding};
 use futures::FutureExt;
 use ropey::Rope;
 use std::collections::HashMap;
@@ -77,7 +77,7 @@ struct State {
     analyses: Mutex<HashMap<String, KeptAnalysis>>,
     /// Definitions of other files (open documents by version, imported
     /// files by modification time), for cross-file context per keystroke.
-    definitions: Mutex<HashMap<String, (String, Defs)>>,
+    definitions: crate::workspace::PerFile<Vec<crate::syntax::Definition>>,
     /// Shown suggestions until accepted or dismissed (the `stats` setting).
     stats: Mutex<stats::Tracker>,
 }
@@ -95,9 +95,6 @@ struct ClientCaps {
 }
 
 type Defs = Arc<Vec<crate::syntax::Definition>>;
-
-/// Files whose definitions are kept at most (then the store starts over).
-const MAX_KEPT_DEFINITIONS: usize = 256;
 
 /// A document's syntax analysis, with the version and length it is of.
 type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);

@@ -4,7 +4,7 @@
 //! positions past the end are rejected or clamped in this one place, so no
 //! handler does position arithmetic of its own.
 
-use crate::documents::{self, Change, DocError, Encoding, Pos};
+use crate::workspace::documents::{self, Change, DocError, Encoding, Pos};
 use ropey::Rope;
 use tower_lsp_server::ls_types::{Position, Range, TextDocumentContentChangeEvent, TextEdit};
 

@@ -3,7 +3,14 @@
 //! lead elsewhere are refused), regular files only, and never more than a
 //! size cap, enforced while reading (procfs and pipes report length 0).
 //! Import resolution (which workspace file an import names) is here too:
-//! the server and `wick eval real-code` both call it.
+//! the server and `wick eval real-code` both call it. The open documents
+//! (`documents.rs`) and what is derived per file (`kept.rs`) live here too:
+//! everything the server knows about files.
+
+pub mod documents;
+mod kept;
+
+pub use kept::PerFile;
 
 use crate::syntax::Lang;
 use std::io::Read;
