@@ -26,8 +26,6 @@ fn typing_pause() -> Duration {
 /// What one document's diagnostics wait for.
 #[derive(Default)]
 pub(super) struct DiagState {
-    /// Bumped by every scheduling: a task publishes only while the latest.
-    seq: u64,
     /// The line the last edit left the cursor on, and when.
     typing: Option<(u32, Instant)>,
     /// Whether the last publish left out errors on the typing line.
@@ -77,17 +75,14 @@ impl Backend {
     /// line is not a mistake yet.
     pub(super) fn schedule_diagnostics(&self, uri: Uri, delay_ms: u64) {
         let key = uri.as_str().to_string();
-        let n = {
-            let mut states = lock(&self.st.diag);
-            let d = states.entry(key.clone()).or_default();
-            d.seq += 1;
-            d.seq
-        };
+        // A task publishes only while it is the document's latest.
+        let n = self.st.diag_latest.arrive(&key);
+        lock(&self.st.diag).entry(key.clone()).or_default();
         let st = self.st.clone();
         let client = self.client.clone();
         let enc = self.encoding();
         let as_of = lock(&self.st.docs).mark();
-        let latest = move |st: &State| lock(&st.diag).get(&key).is_some_and(|d| d.seq == n);
+        let latest = move |st: &State| st.diag_latest.is_latest(&key, n);
         tokio::spawn(async move {
             if delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -110,8 +105,11 @@ impl Backend {
                 return;
             };
             // Superseded by a newer edit, or closed meanwhile.
+            if !latest(&st) {
+                return;
+            }
             let typing = match lock(&st.diag).get_mut(uri.as_str()) {
-                Some(d) if d.seq == n => {
+                Some(d) => {
                     let typing = d.typing.filter(|(_, at)| at.elapsed() < typing_pause());
                     d.withheld = typing.is_some_and(|(line, _)| diags.iter().any(|x| on_line(x, line)));
                     typing.filter(|_| d.withheld)
@@ -127,7 +125,7 @@ impl Backend {
             tokio::time::sleep_until((at + typing_pause()).into()).await;
             // No edit since (an edit schedules anew), so `diags` still hold.
             let still = match lock(&st.diag).get_mut(uri.as_str()) {
-                Some(d) if d.seq == n => {
+                Some(d) if latest(&st) => {
                     d.withheld = false;
                     true
                 }
@@ -170,9 +168,7 @@ impl Backend {
             let Ok(uri) = u.parse::<Uri>() else { continue };
             if mode == DiagnosticsMode::Off {
                 // Pending publishes are superseded, then the list cleared.
-                if let Some(d) = lock(&self.st.diag).get_mut(&u) {
-                    d.seq += 1;
-                }
+                self.st.diag_latest.supersede(&u);
                 self.client.publish_diagnostics(uri, Vec::new(), None).await;
             } else {
                 self.schedule_diagnostics(uri, 0);

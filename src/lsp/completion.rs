@@ -101,14 +101,9 @@ impl Backend {
         let t0 = Instant::now();
         let debounce_ms = lock(&self.st.config).debounce_ms;
         if debounce_ms > 0 {
-            let mine = {
-                let mut seq = lock(&self.st.seq);
-                let n = seq.entry(uri.clone()).or_default();
-                *n += 1;
-                *n
-            };
+            self.st.completions.note(&uri, arrived);
             tokio::time::sleep(std::time::Duration::from_millis(debounce_ms)).await;
-            if lock(&self.st.seq).get(&uri).copied() != Some(mine) {
+            if !self.st.completions.is_latest(&uri, arrived) {
                 return Ok(None);
             }
         }
@@ -177,12 +172,12 @@ impl Backend {
         if !lock(&self.st.config).prefetch {
             return;
         }
-        let n = self.st.prefetch_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.st.prefetch_latest.arrive("");
         let (b, uri) = (self.handle(), uri.as_str().to_string());
         let as_of = lock(&self.st.docs).mark();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(PREFETCH_DELAY_MS)).await;
-            if b.st.prefetch_seq.load(Ordering::SeqCst) != n {
+            if !b.st.prefetch_latest.is_latest("", n) {
                 return;
             }
             let Some(p) = b.prepare(&uri, pos, as_of).await else {

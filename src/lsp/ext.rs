@@ -54,8 +54,8 @@ impl Backend {
             Ok(serde_json::json!({
                 "documents": lock(&self.st.docs).uris().count(),
                 "last": lock(&self.st.last).len(),
-                "seq": lock(&self.st.seq).len(),
-                "diagSeq": lock(&self.st.diag).len(),
+                "seq": self.st.completions.len(),
+                "diagSeq": self.st.diag_latest.len().max(lock(&self.st.diag).len()),
                 "inflight": lock(&self.st.inflight).values().filter(|(_, _, f)| f.upgrade().is_some()).count(),
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": self.st.definitions.len(),

@@ -24,6 +24,7 @@ mod code_actions;
 mod completion;
 mod ext;
 pub mod framing;
+mod latest;
 mod loading;
 mod proto;
 mod stats;
@@ -46,8 +47,8 @@ struct State {
     config: Mutex<Config>,
     engine: Mutex<Option<Engine>>,
     last: Mutex<HashMap<String, LastSuggestion>>,
-    /// Per-document request counter, for the server-side debounce.
-    seq: Mutex<HashMap<String, u64>>,
+    /// Per document, the latest completion request (`debounceMs`).
+    completions: latest::Latest,
     cli: Mutex<ServeOptions>,
     /// Identity of the loaded model (path and device), to reload on change.
     loaded: Mutex<Option<(PathBuf, String)>>,
@@ -55,14 +56,16 @@ struct State {
     root: Mutex<Option<PathBuf>>,
     /// The workspace folders: the only places files are read from.
     workspace: Mutex<crate::workspace::Workspace>,
-    /// Per document: the diagnostics debounce and the line being typed.
+    /// Per document, the latest diagnostics scheduling (debounce).
+    diag_latest: latest::Latest,
+    /// Per document: the line being typed, and what was held back there.
     diag: Mutex<HashMap<String, code_actions::DiagState>>,
     /// Held while a model loads: one load at a time.
     load_gate: Arc<tokio::sync::Mutex<()>>,
     /// Models loaded so far (for `wick/serverState`).
     loads: std::sync::atomic::AtomicU64,
-    /// Bumped per cursor position seen: a prefetch runs only for the latest.
-    prefetch_seq: std::sync::atomic::AtomicU64,
+    /// The latest cursor position seen (one key): a prefetch runs only for it.
+    prefetch_latest: latest::Latest,
     /// Prefetches that ran (for `wick/serverState`).
     prefetches: std::sync::atomic::AtomicU64,
     /// The last model error shown, not to repeat it on every settings change.
@@ -508,7 +511,8 @@ impl LanguageServer for Backend {
             let uri = p.text_document.uri.as_str().to_string();
             lock(&self.st.docs).close(&uri);
             lock(&self.st.last).remove(&uri);
-            lock(&self.st.seq).remove(&uri);
+            self.st.completions.forget(&uri);
+            self.st.diag_latest.forget(&uri);
             lock(&self.st.diag).remove(&uri);
             lock(&self.st.analyses).remove(&uri);
             lock(&self.st.inflight).remove(&uri);
