@@ -22,6 +22,8 @@ pub enum DecoderError {
     Candle(#[from] candle_core::Error),
     #[error("decoder: {needed} positions exceed the model's context of {max}")]
     Context { needed: usize, max: usize },
+    #[error("decoder: no memory for a KV cache of {positions} positions ({mib} MiB a layer)")]
+    OutOfMemory { positions: usize, mib: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,22 +121,29 @@ impl KvCache {
     }
 
     /// Appends `t` positions of `k` and `v` (`[heads, t, d]`, contiguous) to
-    /// the host cache, growing it (doubling, at most to `max` positions).
-    fn append_host(&mut self, k: &[f32], v: &[f32], heads: usize, d: usize, max: usize) {
+    /// the host cache, growing it (doubling, at most to `max` positions). A
+    /// cache the machine has no memory for is an error, not an abort; the
+    /// cache is unchanged then.
+    fn append_host(&mut self, k: &[f32], v: &[f32], heads: usize, d: usize, max: usize) -> Result<(), DecoderError> {
         let t = k.len() / (heads * d);
         let need = self.len + t;
         if need > self.cap || self.hk.is_empty() {
             let cap = need.max(self.cap * 2).max(256).min(max.max(need));
-            let grow = |old: &[f32]| {
-                let mut new = vec![0f32; heads * cap * d];
+            let oom = || DecoderError::OutOfMemory { positions: cap, mib: (2 * heads * cap * d * 4) >> 20 };
+            let grow = |old: &[f32]| -> Result<Vec<f32>, DecoderError> {
+                let size = heads.checked_mul(cap).and_then(|x| x.checked_mul(d)).ok_or_else(oom)?;
+                let mut new = Vec::new();
+                new.try_reserve_exact(size).map_err(|_| oom())?;
+                new.resize(size, 0f32);
                 for h in 0..heads {
                     let n = self.len * d;
                     new[h * cap * d..][..n].copy_from_slice(&old[h * self.cap * d..][..n]);
                 }
-                new
+                Ok(new)
             };
-            self.hk = grow(&self.hk);
-            self.hv = grow(&self.hv);
+            let (nk, nv) = (grow(&self.hk)?, grow(&self.hv)?);
+            self.hk = nk;
+            self.hv = nv;
             self.cap = cap;
         }
         for h in 0..heads {
@@ -143,6 +152,7 @@ impl KvCache {
             self.hv[at..][..t * d].copy_from_slice(&v[h * t * d..][..t * d]);
         }
         self.len = need;
+        Ok(())
     }
 
     fn append(&mut self, k: &Tensor, v: &Tensor, max: usize) -> CResult<(Tensor, Tensor)> {
@@ -429,7 +439,7 @@ impl Decoder {
             let y = if fused {
                 let host = |x: &Tensor| x.flatten_all().and_then(|x| x.to_vec1::<f32>());
                 let (qh, kh, vh) = (host(&q)?, host(&k)?, host(&v)?);
-                layer.cache.append_host(&kh, &vh, cfg.n_kv_head, cfg.head_dim, max);
+                layer.cache.append_host(&kh, &vh, cfg.n_kv_head, cfg.head_dim, max)?;
                 let shape = Shape {
                     n_head: cfg.n_head,
                     n_kv_head: cfg.n_kv_head,
