@@ -242,6 +242,8 @@ enum Cmd {
 }
 
 fn main() {
+    // Before any thread starts: setting the environment is safe only then.
+    wick::engine::quiet_candle_workers();
     let cli = Cli::parse();
     if let Cmd::Serve { log_file: Some(path), .. } = &cli.cmd {
         if let Err(e) = wick::logging_to_file(path) {

@@ -200,7 +200,6 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn load(file: &mut GgufFile, device: &Device, opts: &LoadOptions) -> Result<Self, DecoderError> {
-        quiet_candle_workers();
         let path = file.path.clone();
         let arch = file.architecture()?;
         let rope = match arch.as_str() {
@@ -574,9 +573,10 @@ fn rope_tables(head_dim: usize, base: f32, positions: usize, dev: &Device, dt: D
 /// pool, whose idle workers spin 25,000 pauses (~0.5 ms) before they sleep,
 /// holding a core that our kernels' pool needs for the next projection: on
 /// 2 cores that cost decode a fifth of its speed (41-47 against 53-66 tok/s
-/// with 200, `wick bench`, default model). Set before that pool starts;
-/// a value the user set is kept.
-fn quiet_candle_workers() {
+/// with 200, `wick bench`, default model). A value the user set is kept.
+/// Call it first thing in `main`, before any thread starts (changing the
+/// environment is safe only then) and before that pool starts.
+pub fn quiet_candle_workers() {
     const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(VAR).is_none() {
         std::env::set_var(VAR, "200");

@@ -9,7 +9,7 @@ pub mod remote;
 pub mod sampling;
 pub mod session;
 
-pub use decoder::{Decoder, LoadOptions};
+pub use decoder::{quiet_candle_workers, Decoder, LoadOptions};
 pub use sampling::Sampling;
 pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen, TokenCounter};
 
@@ -391,16 +391,24 @@ fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
 /// the threads the machine has (more only make the workers fight for cores);
 /// returns the count used.
 pub fn set_threads(n: usize) -> usize {
-    let have = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let used = n.clamp(1, have);
+    let used = clamp_threads(n);
     if used != n {
-        tracing::warn!("{n} threads asked for; this machine has {have}: using {used}");
+        tracing::warn!("{n} threads asked for; this machine has {}: using {used}", machine_threads());
     }
     let n = used;
     cpu::set_threads(n);
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     n
+}
+
+fn machine_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// A thread count the machine can run: at least 1, at most its threads.
+pub fn clamp_threads(n: usize) -> usize {
+    n.clamp(1, machine_threads())
 }
 
 /// The text of a caught panic's payload.
