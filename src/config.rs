@@ -155,6 +155,10 @@ pub struct Config {
     pub backend: Option<RemoteOptions>,
     /// Record each suggestion's outcome in the local statistics file.
     pub stats: bool,
+    /// Suggestions offered when the editor asks for more than one (its
+    /// next/previous commands, an explicit trigger): 1 to 3. Completions
+    /// while typing offer one, so typing pays nothing for the others.
+    pub suggestions: usize,
 }
 
 impl Default for Config {
@@ -179,9 +183,13 @@ impl Default for Config {
             prefetch: true,
             backend: None,
             stats: true,
+            suggestions: 3,
         }
     }
 }
+
+/// The most suggestions one answer offers (the `suggestions` setting).
+pub const MAX_SUGGESTIONS: usize = 3;
 
 /// Every key the server understands, with its JSON type, for validation and
 /// for the editors' settings (kept in sync by a test).
@@ -223,6 +231,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "stats",
         "boolean",
         "Record each suggestion's language, latency, length and outcome in a local file for `wick stats` (never sent anywhere).",
+    ),
+    (
+        "suggestions",
+        "integer",
+        "Suggestions to cycle through when asked for more (the editor's next/previous suggestion keys): 1 to 3. Suggestions while typing stay one.",
     ),
     (
         "backend",
@@ -353,6 +366,7 @@ impl Config {
             "inComments" => self.in_comments = boolean(v)?,
             "prefetch" => self.prefetch = boolean(v)?,
             "stats" => self.stats = boolean(v)?,
+            "suggestions" => self.suggestions = uint(v, 1, MAX_SUGGESTIONS as u64)? as usize,
             "diagnostics" => {
                 self.diagnostics =
                     serde_json::from_value(v.clone()).map_err(|_| format!("expected on, off or onSave, got {v}"))?

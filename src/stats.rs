@@ -38,6 +38,24 @@ pub struct Record {
     /// The user typed part of it before it was accepted or went away.
     #[serde(default)]
     pub typed_ahead: bool,
+    /// Suggestions the editor could cycle through (1 when absent).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub offered: u32,
+    /// Which of them was taken (0, the first, when absent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub candidate: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Record {
@@ -343,6 +361,8 @@ mod tests {
             outcome,
             accepted_chars: None,
             typed_ahead: false,
+            offered: 1,
+            candidate: 0,
         }
     }
 

@@ -137,6 +137,8 @@ fn sample_file(dir: &std::path::Path) -> std::path::PathBuf {
             outcome,
             accepted_chars: (outcome == Outcome::Partial).then_some(10),
             typed_ahead: false,
+            offered: 1,
+            candidate: 0,
         };
         text.push_str(&r.to_line());
     }

@@ -235,6 +235,68 @@ fn greedy_argmax_on_the_device_gives_the_same_tokens() {
 }
 
 #[test]
+fn alternatives_branch_at_the_first_token_and_share_the_prompts_cache() {
+    let path = tiny_model(Family::QwenCoder);
+    let no = AtomicBool::new(false);
+    for text in ["def add(a, b):\n    return", "fn main() {\n    let x", "def f(x):\n    retu"] {
+        let mut s = session();
+        let mut req = Request::new(prompt::prefix_only(text));
+        req.max_tokens = 8;
+        let alone = s.generate(&req, &no).unwrap();
+        req.alternatives = 3;
+        let mut s = session();
+        let g = s.generate(&req, &no).unwrap();
+        // The main answer is what it is without alternatives.
+        assert_eq!(g.tokens, alone.tokens, "{text:?}");
+        assert_eq!(g.text, alone.text);
+        assert!(!g.alternatives.is_empty() && g.alternatives.len() <= 3, "{text:?}: {:?}", g.alternatives);
+        let firsts: Vec<u32> = g.alternatives.iter().map(|a| a.tokens[0]).collect();
+        let mut distinct = firsts.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), firsts.len(), "first tokens differ");
+        assert!(!firsts.contains(&g.tokens[0]), "the main answer's first token is not an alternative");
+        assert!(g.alternatives.windows(2).all(|w| w[0].p >= w[1].p), "most likely first");
+        // Each is the greedy continuation of the prompt and its first token,
+        // computed from scratch: the branch rewound the cache correctly.
+        let (ids, healed) = if g.healed {
+            let mut ids = s.tokenizer.encode(text).unwrap();
+            let last = ids.pop().unwrap();
+            (ids, s.tokenizer.bytes_of(last).to_vec())
+        } else {
+            (s.tokenizer.encode(text).unwrap(), Vec::new())
+        };
+        for a in &g.alternatives {
+            assert!(a.p >= wick::engine::MIN_ALTERNATIVE_P);
+            let spelled = s.tokenizer.decode_bytes(&a.tokens);
+            assert!(
+                spelled.starts_with(&healed) || healed.starts_with(&spelled),
+                "{text:?}: {spelled:?} does not extend the healed {healed:?}"
+            );
+            if healed.is_empty() {
+                let mut d = ours(&path);
+                let mut logits = d.forward(&ids).unwrap();
+                for w in a.tokens.windows(2) {
+                    logits = d.forward(&[w[0]]).unwrap();
+                    let best = logits.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0 as u32;
+                    assert_eq!(best, w[1], "{text:?}: the alternative is not greedy after its first token");
+                }
+                let _ = logits;
+            }
+        }
+        // The cache holds the prompt and the last branch, nothing of the
+        // others (its last token was never fed back).
+        let last = g.alternatives.last().unwrap();
+        assert_eq!(s.decoder.cache_len(), ids.len() + last.tokens.len() - 1, "{text:?}");
+        // The cache still holds the prompt: the next keystroke reuses it.
+        req.alternatives = 0;
+        let again = s.generate(&req, &no).unwrap();
+        assert_eq!(again.tokens, alone.tokens);
+        assert!(again.reused_tokens + 2 >= again.prompt_tokens, "{text:?}: {} of {}", again.reused_tokens, again.prompt_tokens);
+    }
+}
+
+#[test]
 fn sampling_with_a_seed_is_reproducible() {
     let mut s = session();
     let no = AtomicBool::new(false);
@@ -394,6 +456,7 @@ fn at(engine: &Engine, text: &str, cursor: usize, prefetch: bool) -> (Option<wic
         stages: wick::complete::Stages::default(),
         last: None,
         arrived: 0,
+        candidates: 1,
         key: Some("file:///a.py".into()),
     };
     if prefetch {

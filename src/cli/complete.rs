@@ -70,6 +70,7 @@ pub fn run(opts: &CompleteOptions, load_local: impl FnOnce() -> Result<Engine>) 
         last: None,
         key: None,
         arrived: 0,
+        candidates: 1,
     };
     let out = crate::complete::suggest_blocking(&engine, &req);
     if let Some(g) = &out.generation {

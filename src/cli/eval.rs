@@ -260,6 +260,7 @@ fn server_path_completion(engine: &Engine, t: &Task, single: bool, opts: &EvalOp
         last: None,
         key: None,
         arrived: 0,
+        candidates: 1,
     };
     let out = suggest_blocking(engine, &req);
     Ok((out.text, out.generation.map_or(0, |g| g.generated_tokens)))

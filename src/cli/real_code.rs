@@ -279,6 +279,7 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
         last: None,
         key: None,
         arrived: 0,
+        candidates: 1,
     };
     let out = complete::suggest_blocking(engine, &req);
     let generated = out.generation.as_ref().map_or(0, |g| g.generated_tokens);

@@ -6,7 +6,7 @@
 mod suggest;
 
 pub use suggest::{
-    auto_prompt, prefetch, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest, PREFETCH_KEY,
+    auto_prompt, prefetch, rank, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest, PREFETCH_KEY,
 };
 
 use crate::config::{Config, Multiline, PromptMode};
@@ -662,13 +662,14 @@ fn cut_unmatched_closer(t: &str, mut allowed: usize) -> String {
     t.to_string()
 }
 
-/// The last suggestion for a document, to answer typed-ahead keystrokes
+/// The last suggestions for a document (the one shown first, then the
+/// others the editor could cycle to), to answer typed-ahead keystrokes
 /// without the model.
 #[derive(Debug, Clone)]
 pub struct LastSuggestion {
     pub prefix_tail: String,
     pub suffix_head: String,
-    pub text: String,
+    pub texts: Vec<String>,
 }
 
 const TAIL: usize = 256;
@@ -680,27 +681,32 @@ pub fn tail(rope: &Rope, cursor: usize) -> String {
 
 impl LastSuggestion {
     pub fn new(rope: &Rope, cursor: usize, suffix_head: String, text: String) -> Self {
-        let t = tail(rope, cursor);
-        let skip = t.chars().count().saturating_sub(TAIL);
-        LastSuggestion { prefix_tail: t.chars().skip(skip).collect(), suffix_head, text }
+        Self::of(rope, cursor, suffix_head, vec![text])
     }
 
-    /// If the user has typed the start of the suggestion since, the rest.
+    /// Several suggestions at one cursor, the first one shown first.
+    pub fn of(rope: &Rope, cursor: usize, suffix_head: String, texts: Vec<String>) -> Self {
+        let t = tail(rope, cursor);
+        let skip = t.chars().count().saturating_sub(TAIL);
+        LastSuggestion { prefix_tail: t.chars().skip(skip).collect(), suffix_head, texts }
+    }
+
+    /// If the user has typed the start of one of the suggestions since (the
+    /// first one that fits), the rest of it.
     pub fn remainder(&self, current_tail: &str, current_suffix_head: &str) -> Option<String> {
         if current_suffix_head != self.suffix_head {
             return None;
         }
-        let mut typed_end = 0;
-        for (i, c) in self.text.char_indices() {
-            typed_end = i + c.len_utf8();
-            let typed = &self.text[..typed_end];
-            if current_tail.ends_with(&format!("{}{}", self.prefix_tail, typed)) {
-                let rest = &self.text[typed_end..];
-                return if rest.trim().is_empty() { None } else { Some(rest.to_string()) };
+        self.texts.iter().find_map(|text| {
+            for (i, c) in text.char_indices() {
+                let typed = &text[..i + c.len_utf8()];
+                if current_tail.ends_with(&format!("{}{}", self.prefix_tail, typed)) {
+                    let rest = &text[typed.len()..];
+                    return if rest.trim().is_empty() { None } else { Some(rest.to_string()) };
+                }
             }
-        }
-        let _ = typed_end;
-        None
+            None
+        })
     }
 }
 
@@ -1089,5 +1095,44 @@ mod tests {
         assert_eq!(s.remainder(&tail(&r2, c2), ")\n").as_deref(), Some("al + 1"));
         let (r3, c3) = at("print(tx$0)\n");
         assert_eq!(s.remainder(&tail(&r3, c3), ")\n"), None);
+    }
+
+    #[test]
+    fn typed_ahead_continues_whichever_suggestion_was_typed() {
+        let (r, c) = at("print($0)\n");
+        let texts = vec!["total + 1".to_string(), "count".to_string(), "totals[0]".to_string()];
+        let s = LastSuggestion::of(&r, c, ")\n".into(), texts);
+        // The first one that fits: "tot" fits the first and the third.
+        let (r2, c2) = at("print(tot$0)\n");
+        assert_eq!(s.remainder(&tail(&r2, c2), ")\n").as_deref(), Some("al + 1"));
+        let (r3, c3) = at("print(totals$0)\n");
+        assert_eq!(s.remainder(&tail(&r3, c3), ")\n").as_deref(), Some("[0]"));
+        let (r4, c4) = at("print(co$0)\n");
+        assert_eq!(s.remainder(&tail(&r4, c4), ")\n").as_deref(), Some("unt"));
+        assert_eq!(s.remainder(&tail(&r4, c4), "]\n"), None, "another suffix");
+    }
+
+    #[test]
+    fn suggestions_are_ranked_distinct_and_bounded() {
+        let ok = |s: &str| Ok::<String, Empty>(s.to_string());
+        // The main answer first, then the alternatives in the engine's order,
+        // duplicates (after clean-up) and empty ones dropped, at most n.
+        let (main, rest) = rank(ok("a + b"), [ok("a + b"), Err(Empty::Syntax), ok("a - b"), ok("  "), ok("b")], 3);
+        assert_eq!(main, ok("a + b"));
+        assert_eq!(rest, vec!["a - b", "b"]);
+        let (_, rest) = rank(ok("x"), [ok("y"), ok("z"), ok("w")], 2);
+        assert_eq!(rest, vec!["y"]);
+        // One suggestion: no alternatives whatever the engine gave.
+        let (_, rest) = rank(ok("x"), [ok("y")], 1);
+        assert!(rest.is_empty());
+        // An empty main answer gives way to the first usable alternative.
+        let (main, rest) = rank(Err(Empty::Syntax), [Err(Empty::Closer), ok("c"), ok("d")], 3);
+        assert_eq!(main, ok("c"));
+        assert_eq!(rest, vec!["d"]);
+        let (main, rest) = rank(Err(Empty::Syntax), [ok("c"), ok("d")], 1);
+        assert_eq!((main, rest), (ok("c"), vec![]));
+        // Nothing usable: the main answer's reason stays.
+        let (main, rest) = rank(Err(Empty::Overlap), [Err(Empty::Syntax)], 3);
+        assert_eq!((main, rest), (Err(Empty::Overlap), vec![]));
     }
 }

@@ -20,7 +20,11 @@ pub struct SuggestRequest<'a> {
     /// When it arrived ([`crate::engine::arrival`], taken before any
     /// await); 0: when it reaches the engine.
     pub arrived: u64,
+    /// How many distinct suggestions to answer with, at most (1: the
+    /// main one; more: alternatives branching at the first token).
+    pub candidates: usize,
 }
+
 
 /// Why a completion came back empty: a counter per reason in the eval, a
 /// log line in the server.
@@ -84,6 +88,9 @@ pub struct Outcome {
     pub total_ms: f64,
     /// The start of the text after the cursor (for [`LastSuggestion`]).
     pub suffix_head: String,
+    /// Other suggestions after `text` (with [`SuggestRequest::candidates`]
+    /// above 1), cleaned, distinct, most likely first.
+    pub alternatives: Vec<String>,
 }
 
 impl Outcome {
@@ -101,6 +108,7 @@ impl Outcome {
             context_ms: 0.0,
             total_ms: t0.elapsed().as_secs_f64() * 1e3,
             suffix_head: String::new(),
+            alternatives: Vec::new(),
         }
     }
 
@@ -151,7 +159,10 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
         return Outcome::empty(Empty::Quiet, t0);
     };
     let mut out = Outcome::from_plan(&plan, t0);
-    if let Some(last) = req.last {
+    let candidates = req.candidates.clamp(1, crate::config::MAX_SUGGESTIONS);
+    // Several suggestions are asked for explicitly (the editor's next or
+    // previous): the rest of one typed-ahead suggestion would be only one.
+    if let Some(last) = req.last.filter(|_| candidates == 1) {
         if let Some(rest) = last.remainder(&tail(req.input.rope, req.input.cursor), &plan.suffix_head) {
             if let Ok(text) = clean(&rest, &plan, false) {
                 out.text = text;
@@ -164,6 +175,8 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     }
     plan.request.key = req.key.clone();
     plan.request.arrived = req.arrived;
+    // One spare: an alternative may clean up to the same text as another.
+    plan.request.alternatives = if candidates > 1 { candidates } else { 0 };
     let reply = engine.generate(plan.request.clone()).await;
     out.total_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (g, times) = match reply {
@@ -182,22 +195,51 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
         }
     };
     out.queued_ms = times.queued_ms;
-    let truncated = matches!(g.stop, StopReason::MaxTokens | StopReason::Budget | StopReason::ContextFull);
-    let cleaned =
-        if g.stop == StopReason::Cancelled { Err(Empty::Cancelled) } else { clean(&g.text, &plan, truncated) };
-    match cleaned {
+    let cut_short = |stop| matches!(stop, StopReason::MaxTokens | StopReason::Budget | StopReason::ContextFull);
+    let main =
+        if g.stop == StopReason::Cancelled { Err(Empty::Cancelled) } else { clean(&g.text, &plan, cut_short(g.stop)) };
+    if let Err(why) = main {
+        tracing::info!(reason = why.name(), raw = %g.text.chars().take(200).collect::<String>(), "empty completion");
+    }
+    let others = g.alternatives.iter().map(|a| clean(&a.text, &plan, cut_short(a.stop)));
+    let (main, alternatives) = rank(main, others, candidates);
+    match main {
         Ok(t) => {
             out.text = t;
             out.empty = None;
         }
-        Err(why) => {
-            tracing::info!(reason = why.name(), raw = %g.text.chars().take(200).collect::<String>(), "empty completion");
-            out.empty = Some(why);
-        }
+        Err(why) => out.empty = Some(why),
     }
+    out.alternatives = alternatives;
     out.raw = g.text.clone();
     out.generation = Some(g);
     out
+}
+
+/// The suggestions of one answer from the cleaned main answer and the
+/// cleaned alternatives (in the engine's order, most likely first token
+/// first): at most `n` in all, distinct, the main one first. When the main
+/// answer came out empty, the first usable alternative takes its place.
+pub fn rank(
+    main: Result<String, Empty>,
+    alternatives: impl IntoIterator<Item = Result<String, Empty>>,
+    n: usize,
+) -> (Result<String, Empty>, Vec<String>) {
+    let mut shown: Vec<String> = main.iter().cloned().collect();
+    for a in alternatives.into_iter().flatten() {
+        if shown.len() >= n.max(1) {
+            break;
+        }
+        if !a.trim().is_empty() && !shown.contains(&a) {
+            shown.push(a);
+        }
+    }
+    if main.is_err() && !shown.is_empty() {
+        let first = shown.remove(0);
+        return (Ok(first), shown);
+    }
+    let rest = if main.is_ok() { shown.split_off(1) } else { Vec::new() };
+    (main, rest)
 }
 
 /// The key prefetches run under: a newer one supersedes an older one,

@@ -11,7 +11,10 @@ pub mod session;
 
 pub use decoder::{quiet_candle_workers, Decoder, LoadOptions};
 pub use sampling::Sampling;
-pub use session::{EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen, TokenCounter};
+pub use session::{
+    Alternative, EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen, TokenCounter,
+    MIN_ALTERNATIVE_P,
+};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};

@@ -428,6 +428,7 @@ impl Remote {
             decode_ms: total - to_first,
             healed: false,
             tokens: Vec::new(),
+            alternatives: Vec::new(),
         })
     }
 
@@ -444,6 +445,7 @@ impl Remote {
             decode_ms: 0.0,
             healed: false,
             tokens: Vec::new(),
+            alternatives: Vec::new(),
         };
         if self.opts.kind != BackendKind::LlamaCpp {
             return Ok(empty);

@@ -88,7 +88,18 @@ pub struct Request {
     /// stops between (smaller) prefill chunks as soon as one arrives, and
     /// leaves what it prefilled in the cache.
     pub idle: bool,
+    /// Other candidates wanted besides the main answer: each starts with a
+    /// different first token (the next most likely ones, at least
+    /// [`MIN_ALTERNATIVE_P`] likely) and goes on greedily under the same
+    /// stop rules. They share the prompt's KV cache, so each costs only
+    /// its own tokens. Fewer come back when few first tokens are likely,
+    /// or when the request is interrupted or out of budget.
+    pub alternatives: usize,
 }
+
+/// An alternative's first token must be at least this likely (after the
+/// token-healing constraint): less likely ones are noise, not suggestions.
+pub const MIN_ALTERNATIVE_P: f32 = 0.01;
 
 /// A predicate over the answer so far: true when generating more is wasted.
 #[derive(Clone)]
@@ -113,6 +124,7 @@ impl Request {
             arrived: 0,
             until: None,
             idle: false,
+            alternatives: 0,
         }
     }
 }
@@ -140,6 +152,26 @@ pub struct Generation {
     pub healed: bool,
     /// The generated token ids, stop token included.
     pub tokens: Vec<u32>,
+    /// The other candidates asked for ([`Request::alternatives`]), most
+    /// likely first token first.
+    pub alternatives: Vec<Alternative>,
+}
+
+/// A candidate that branches from the main answer at the first token.
+#[derive(Debug, Clone)]
+pub struct Alternative {
+    pub text: String,
+    pub stop: StopReason,
+    pub tokens: Vec<u32>,
+    /// The probability of its first token, where the candidates diverge.
+    pub p: f32,
+}
+
+/// One greedy continuation from the prompt.
+struct Branch {
+    text: String,
+    stop: StopReason,
+    tokens: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -457,24 +489,95 @@ impl Session {
         // The budget bounds generation: a long cold prefill is work the next
         // request reuses, and cutting it short would only lose the answer.
         let deadline = req.budget.map(|b| decode_start + b);
-        let over = || deadline.is_some_and(|d| Instant::now() >= d);
-
+        let vocab_used = self.tokenizer.vocab_size();
+        // Tokens past the tokenizer's vocabulary (padding rows) are never chosen.
+        mask_padding(&mut logits, vocab_used);
         let mut rng = StdRng::seed_from_u64(req.sampling.seed);
+        let first_logits = (req.alternatives > 0).then(|| logits.clone());
+        let main = self.decode(req, logits, None, &heal, interrupted, deadline, &mut rng)?;
+        let mut alternatives = Vec::new();
+        if let Some(first) = first_logits.filter(|_| main.stop != StopReason::Cancelled) {
+            let taken = main.tokens.first().copied();
+            for (tok, p) in self.first_tokens(&first, &heal, req.alternatives, taken) {
+                if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                // Back to the end of the prompt: the branch shares its cache.
+                self.decoder.truncate(ids.len());
+                self.cached.truncate(ids.len());
+                let b = self.decode(req, first.clone(), Some(tok), &heal, interrupted, deadline, &mut rng)?;
+                if b.stop == StopReason::Cancelled {
+                    break;
+                }
+                alternatives.push(Alternative { text: b.text, stop: b.stop, tokens: b.tokens, p });
+            }
+        }
+        Ok(Generation {
+            text: main.text,
+            stop: main.stop,
+            prompt_tokens: ids.len() + usize::from(!heal.is_empty()),
+            reused_tokens: reused,
+            generated_tokens: main.tokens.len(),
+            prefill_ms,
+            decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
+            healed: !heal.is_empty(),
+            tokens: main.tokens,
+            alternatives,
+        })
+    }
+
+    /// The `n` most likely first tokens other than `taken` that token
+    /// healing allows and that do not end the answer at once, each at least
+    /// [`MIN_ALTERNATIVE_P`] likely, with their probabilities.
+    fn first_tokens(&self, logits: &[f32], heal: &[u8], n: usize, taken: Option<u32>) -> Vec<(u32, f32)> {
+        let tk = &self.tokenizer;
+        let ok = |t: u32| {
+            logits[t as usize].is_finite()
+                && Some(t) != taken
+                && !self.stop_ids.contains(&t)
+                && !tk.is_special(t)
+                && (heal.is_empty() || heal_allows(tk, heal, t))
+        };
+        let allowed: Vec<u32> = (0..logits.len() as u32).filter(|&t| ok(t) || Some(t) == taken).collect();
+        let max = allowed.iter().map(|&t| logits[t as usize]).fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = allowed.iter().map(|&t| (logits[t as usize] - max).exp()).sum();
+        let mut best: Vec<(u32, f32)> = allowed
+            .into_iter()
+            .filter(|&t| Some(t) != taken)
+            .map(|t| (t, (logits[t as usize] - max).exp() / sum))
+            .filter(|&(_, p)| p >= MIN_ALTERNATIVE_P)
+            .collect();
+        best.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        best.truncate(n);
+        best
+    }
+
+    /// Decodes one answer greedily (or by `req.sampling`) from the logits of
+    /// the last prompt token, starting with `first` when given, until a stop
+    /// rule, the token count, the budget or an interruption ends it.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &mut self,
+        req: &Request,
+        mut logits: Vec<f32>,
+        first: Option<u32>,
+        heal: &[u8],
+        interrupted: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+        rng: &mut StdRng,
+    ) -> Result<Branch, EngineError> {
+        let limit = self.decoder.max_positions();
+        let over = || deadline.is_some_and(|d| Instant::now() >= d);
         let mut out: Vec<u8> = Vec::new();
         let mut generated = 0usize;
         let mut text = String::new();
         let mut stop = StopReason::MaxTokens;
         let mut tokens = Vec::new();
         let vocab_used = self.tokenizer.vocab_size();
-        // Tokens past the tokenizer's vocabulary (padding rows) are never chosen.
-        if logits.len() > vocab_used {
-            for l in &mut logits[vocab_used..] {
-                *l = f32::NEG_INFINITY;
-            }
-        }
-        let mut pending = heal.clone();
+        let mut pending = heal.to_vec();
         let greedy_on_device = self.argmax_on_device && req.sampling.temperature <= 0.0;
         let mut chosen: Option<u32> = None;
+        let mut forced = first;
         while generated < req.max_tokens {
             // Token healing: until the backed-off bytes are spelled again,
             // each token either covers the rest of them (and does not just
@@ -484,20 +587,18 @@ impl Session {
             } else if !pending.is_empty() {
                 let tk = &self.tokenizer;
                 let h = pending.as_slice();
-                let allowed = |t: u32| {
-                    let b = tk.bytes_of(t);
-                    if tk.is_special(t) || b.is_empty() {
-                        return false;
-                    }
-                    (b.starts_with(h) && !matches!(b.get(h.len()), Some(b'\n' | b'\r')))
-                        || (b.len() < h.len() && h.starts_with(b))
+                let allowed = |t: u32| heal_allows(tk, h, t);
+                let t = match forced.take() {
+                    Some(t) => t,
+                    None => sample(&logits, &req.sampling, rng, Some(&allowed)),
                 };
-                let t = sample(&logits, &req.sampling, &mut rng, Some(&allowed));
                 let n = tk.bytes_of(t).len().min(pending.len());
                 pending.drain(..n);
                 t
+            } else if let Some(t) = forced.take() {
+                t
             } else {
-                sample(&logits, &req.sampling, &mut rng, None)
+                sample(&logits, &req.sampling, rng, None)
             };
             generated += 1;
             tokens.push(tok);
@@ -542,11 +643,7 @@ impl Session {
                 self.decoder.truncate(pos);
                 return Err(e.into());
             }
-            if logits.len() > vocab_used {
-                for l in &mut logits[vocab_used..] {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
+            mask_padding(&mut logits, vocab_used);
             self.cached.push(tok);
         }
         // Drop a trailing partial UTF-8 sequence rather than emit U+FFFD.
@@ -554,17 +651,27 @@ impl Session {
             let body = if out.len() >= heal.len() { &out[heal.len()..] } else { &[][..] };
             text = valid_utf8_prefix(body);
         }
-        Ok(Generation {
-            text,
-            stop,
-            prompt_tokens: ids.len() + usize::from(!heal.is_empty()),
-            reused_tokens: reused,
-            generated_tokens: generated,
-            prefill_ms,
-            decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
-            healed: !heal.is_empty(),
-            tokens,
-        })
+        Ok(Branch { text, stop, tokens })
+    }
+}
+
+/// Token healing's rule: with `h` the backed-off bytes not spelled yet, a
+/// token either covers them (and does not just end the line right there,
+/// an empty answer) or is a piece of them.
+fn heal_allows(tk: &Tokenizer, h: &[u8], t: u32) -> bool {
+    let b = tk.bytes_of(t);
+    if tk.is_special(t) || b.is_empty() {
+        return false;
+    }
+    (b.starts_with(h) && !matches!(b.get(h.len()), Some(b'\n' | b'\r'))) || (b.len() < h.len() && h.starts_with(b))
+}
+
+/// Rows past the tokenizer's vocabulary (padding) are never chosen.
+fn mask_padding(logits: &mut [f32], vocab_used: usize) {
+    if logits.len() > vocab_used {
+        for l in &mut logits[vocab_used..] {
+            *l = f32::NEG_INFINITY;
+        }
     }
 }
 

@@ -4,8 +4,9 @@ use super::*;
 
 impl Backend {
     /// The shared path of completion and inline completion. Requests for
-    /// the same document version and position share one computation.
-    pub(super) async fn suggest(&self, uri: &Uri, pos: Position) -> RpcResult<Option<Suggestion>> {
+    /// the same document version and position (and number of suggestions)
+    /// share one computation.
+    pub(super) async fn suggest(&self, uri: &Uri, pos: Position, candidates: usize) -> RpcResult<Option<Suggestion>> {
         self.cursor_moved(uri, pos.line);
         let uri_s = uri.as_str().to_string();
         // Stamped on arrival, before any await: the preparation can finish
@@ -17,16 +18,17 @@ impl Backend {
         };
         let fut = {
             let mut inflight = lock(&self.st.inflight);
-            match inflight.get(&uri_s).filter(|(v, p, _)| *v == version && *p == pos).and_then(|(_, _, f)| f.upgrade())
+            let asked = (pos, candidates);
+            match inflight.get(&uri_s).filter(|(v, a, _)| *v == version && *a == asked).and_then(|(_, _, f)| f.upgrade())
             {
                 Some(f) => f,
                 None => {
                     let b = self.handle();
                     let u = uri.clone();
                     let f: SharedSuggestion =
-                        async move { b.suggest_now(&u, pos, as_of, arrived).await }.boxed().shared();
+                        async move { b.suggest_now(&u, pos, as_of, arrived, candidates).await }.boxed().shared();
                     if let Some(w) = f.downgrade() {
-                        inflight.insert(uri_s.clone(), (version, pos, w));
+                        inflight.insert(uri_s.clone(), (version, asked, w));
                     }
                     f
                 }
@@ -34,7 +36,7 @@ impl Backend {
         };
         let r = fut.await;
         let mut inflight = lock(&self.st.inflight);
-        if inflight.get(&uri_s).is_some_and(|(v, p, _)| *v == version && *p == pos) {
+        if inflight.get(&uri_s).is_some_and(|(v, a, _)| *v == version && *a == (pos, candidates)) {
             inflight.remove(&uri_s);
         }
         r
@@ -46,10 +48,11 @@ impl Backend {
         pos: Position,
         as_of: documents::AsOf,
         arrived: u64,
+        candidates: usize,
     ) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
-        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of, arrived).instrument(span)).catch_unwind();
+        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of, arrived, candidates).instrument(span)).catch_unwind();
         match fut.await {
             Ok(r) => r,
             Err(p) => {
@@ -97,6 +100,7 @@ impl Backend {
         pos: Position,
         as_of: documents::AsOf,
         arrived: u64,
+        candidates: usize,
     ) -> RpcResult<Option<Suggestion>> {
         let t0 = Instant::now();
         let debounce_ms = lock(&self.st.config).debounce_ms;
@@ -117,7 +121,7 @@ impl Backend {
             tracing::debug!("no completion: the document changed during the preparation");
             return Ok(None);
         }
-        let req = p.request(last.as_ref(), Some(uri.clone()), arrived);
+        let req = p.request(last.as_ref(), Some(uri.clone()), arrived, candidates.min(p.cfg.suggestions));
         let (snap, cursor) = (&p.snap, p.cursor);
         let out = complete::suggest(&p.engine, &req).await;
         if let Some(g) = &out.generation {
@@ -132,6 +136,7 @@ impl Backend {
                 decode_ms = g.decode_ms,
                 total_ms = t0.elapsed().as_secs_f64() * 1e3,
                 stop = ?g.stop,
+                alternatives = out.alternatives.len(),
                 empty = out.empty.map(|e| e.name()),
                 "completion"
             );
@@ -150,10 +155,18 @@ impl Backend {
         let id = p
             .cfg
             .stats
-            .then(|| lock(&self.st.stats).shown(&uri, &snap.language, t0.elapsed(), &out.text, out.typed_ahead));
+            .then(|| {
+                let mut stats = lock(&self.st.stats);
+                let id = stats.shown(&uri, &snap.language, t0.elapsed(), &out.text, out.typed_ahead);
+                if !out.typed_ahead {
+                    stats.offered(id, &out.alternatives);
+                }
+                id
+            });
         if !out.typed_ahead {
-            lock(&self.st.last)
-                .insert(uri, LastSuggestion::new(&snap.rope, cursor, out.suffix_head.clone(), out.text.clone()));
+            let mut texts = vec![out.text.clone()];
+            texts.extend(out.alternatives.iter().cloned());
+            lock(&self.st.last).insert(uri, LastSuggestion::of(&snap.rope, cursor, out.suffix_head.clone(), texts));
         }
         Ok(Some(Suggestion {
             id,
@@ -162,6 +175,7 @@ impl Backend {
             word_start: out.word_start,
             word: out.word,
             text: out.text,
+            alternatives: out.alternatives,
         }))
     }
 
@@ -185,7 +199,7 @@ impl Backend {
                 return;
             };
             let t0 = Instant::now();
-            let Some(g) = complete::prefetch(&p.engine, &p.request(None, None, 0)).await else { return };
+            let Some(g) = complete::prefetch(&p.engine, &p.request(None, None, 0, 1)).await else { return };
             b.st.prefetches.fetch_add(1, Ordering::SeqCst);
             tracing::info!(
                 uri,
@@ -264,16 +278,28 @@ impl Backend {
     ) -> RpcResult<Option<InlineCompletionResponse>> {
         guard("textDocument/inlineCompletion", async move {
             let tdp = params.text_document_position;
-            let s = self.suggest(&tdp.text_document.uri, tdp.position).await?;
+            // Asked for explicitly (the editor's next/previous suggestion,
+            // or a manual trigger): several to cycle through. While typing:
+            // one, so that keystrokes pay nothing for the others.
+            let explicit = params.context.trigger_kind == InlineCompletionTriggerKind::INVOKED;
+            let candidates = if explicit { crate::config::MAX_SUGGESTIONS } else { 1 };
+            let s = self.suggest(&tdp.text_document.uri, tdp.position, candidates).await?;
             Ok(Some(InlineCompletionResponse::Array(match s {
                 None => vec![],
-                Some(s) => vec![InlineCompletionItem {
-                    insert_text: s.text.clone(),
-                    filter_text: None,
-                    range: Some(proto::to_range(&s.rope, s.cursor, s.cursor, self.encoding())),
-                    command: accept_command(s.id),
-                    insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
-                }],
+                Some(s) => {
+                    let range = proto::to_range(&s.rope, s.cursor, s.cursor, self.encoding());
+                    std::iter::once(&s.text)
+                        .chain(&s.alternatives)
+                        .enumerate()
+                        .map(|(i, text)| InlineCompletionItem {
+                            insert_text: text.clone(),
+                            filter_text: None,
+                            range: Some(range),
+                            command: accept_command(s.id, i),
+                            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                        })
+                        .collect()
+                }
             })))
         })
         .await

@@ -3,6 +3,7 @@
 //! No lock is held across an `.await`.
 
 use crate::complete::{self, LastSuggestion};
+use tower_lsp_server::ls_types::InlineCompletionTriggerKind;
 use crate::config::{Config, DiagnosticsMode};
 use crate::engine::{Engine, LoadOptions};
 use crate::workspace::documents::{self, DocumentStore, Encoding};
@@ -108,9 +109,12 @@ type KeptAnalysis = (i32, usize, Arc<crate::syntax::Analysis>);
 /// engine stops.
 type InFlight = (
     Option<i32>,
-    Position,
+    Asked,
     futures::future::WeakShared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>,
 );
+
+/// Where a completion was asked for, and how many suggestions.
+type Asked = (Position, usize);
 
 type SharedSuggestion = futures::future::Shared<futures::future::BoxFuture<'static, RpcResult<Option<Suggestion>>>>;
 
@@ -168,6 +172,7 @@ impl Prepared {
         last: Option<&'a LastSuggestion>,
         key: Option<String>,
         arrived: u64,
+        candidates: usize,
     ) -> complete::SuggestRequest<'a> {
         complete::SuggestRequest {
             input: complete::Input {
@@ -184,6 +189,7 @@ impl Prepared {
             last,
             key,
             arrived,
+            candidates,
         }
     }
 }
@@ -196,18 +202,21 @@ struct Suggestion {
     word_start: usize,
     word: String,
     text: String,
+    /// Other suggestions, for the editor to cycle through (most likely first).
+    alternatives: Vec<String>,
     /// Its id for the statistics (None: `stats` is off).
     id: Option<u64>,
 }
 
 /// The command an answer carries: the editor runs it when the suggestion
 /// is accepted, and it comes back as `wick.didAccept`.
-fn accept_command(id: Option<u64>) -> Option<Command> {
-    Some(Command {
-        title: "accepted".into(),
-        command: stats::ACCEPT_COMMAND.into(),
-        arguments: Some(vec![serde_json::json!({ "id": id? })]),
-    })
+/// `candidate`: which of the answer's suggestions (0: the first).
+fn accept_command(id: Option<u64>, candidate: usize) -> Option<Command> {
+    let arg = match candidate {
+        0 => serde_json::json!({ "id": id? }),
+        i => serde_json::json!({ "id": id?, "candidate": i }),
+    };
+    Some(Command { title: "accepted".into(), command: stats::ACCEPT_COMMAND.into(), arguments: Some(vec![arg]) })
 }
 
 /// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
@@ -569,7 +578,7 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: CompletionParams) -> RpcResult<Option<CompletionResponse>> {
         guard("textDocument/completion", async move {
             let tdp = params.text_document_position;
-            let Some(s) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            let Some(s) = self.suggest(&tdp.text_document.uri, tdp.position, 1).await? else {
                 return Ok(Some(CompletionResponse::Array(vec![])));
             };
             let new_text = format!("{}{}", s.word, s.text);
@@ -595,7 +604,7 @@ impl LanguageServer for Backend {
                     new_text,
                 })),
                 insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
-                command: accept_command(s.id),
+                command: accept_command(s.id, 0),
                 ..Default::default()
             };
             Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))

@@ -22,6 +22,9 @@ pub(super) struct DidAccept {
     pub id: u64,
     #[serde(default)]
     pub chars: Option<u32>,
+    /// Which of the answer's suggestions (0, the first, when absent).
+    #[serde(default)]
+    pub candidate: Option<u32>,
 }
 
 /// A suggestion shown and not yet settled.
@@ -33,6 +36,10 @@ struct Shown {
     lines: u32,
     /// Characters of it the user typed (typed-ahead).
     typed: u32,
+    /// The lengths of the other suggestions offered with it, in order.
+    others: Vec<u32>,
+    /// Which one was taken (0: the first).
+    candidate: u32,
 }
 
 enum Msg {
@@ -74,10 +81,19 @@ impl Tracker {
                 chars: remaining,
                 lines: text.lines().count().max(1) as u32,
                 typed: 0,
+                others: Vec::new(),
+                candidate: 0,
             },
         );
         self.current.insert(uri.to_string(), id);
         id
+    }
+
+    /// Suggestion `id` came with these others to cycle through.
+    pub fn offered(&mut self, id: u64, others: &[String]) {
+        if let Some(s) = self.shown.get_mut(&id) {
+            s.others = others.iter().map(|t| t.chars().count() as u32).collect();
+        }
     }
 
     /// An answer for `uri` that shows nothing new: what was showing is gone
@@ -95,7 +111,14 @@ impl Tracker {
             tracing::debug!(id = a.id, "didAccept for a suggestion already settled");
             return;
         };
-        let chars = a.chars.map_or(s.chars, |c| c.min(s.chars));
+        // Another of the answer's suggestions: its length is what counts.
+        let i = a.candidate.unwrap_or(0).min(s.others.len() as u32);
+        let len = if i == 0 { s.chars } else { s.others[i as usize - 1] };
+        let chars = a.chars.map_or(len, |c| c.min(len));
+        if let Some(s) = self.shown.get_mut(&a.id) {
+            s.candidate = i;
+            s.chars = len;
+        }
         self.current.retain(|_, id| *id != a.id);
         self.settle(a.id, Some(chars));
     }
@@ -138,6 +161,8 @@ impl Tracker {
             outcome,
             accepted_chars: (outcome == Outcome::Partial).then_some(taken),
             typed_ahead: s.typed > 0,
+            offered: 1 + s.others.len() as u32,
+            candidate: s.candidate,
         };
         let writer = self.writer.get_or_insert_with(spawn_writer);
         let _ = writer.send(Msg::Line(record.to_line()));
@@ -217,7 +242,7 @@ mod tests {
         assert_eq!(written(&rx), [(Outcome::Partial, Some(4), true)]);
         // Typed ahead, then accepted: accepted.
         t.shown("u", "python", ms, "x)", true);
-        t.accepted(&DidAccept { id: b, chars: None });
+        t.accepted(&DidAccept { id: b, chars: None, candidate: None });
         assert_eq!(written(&rx), [(Outcome::Accepted, None, true)]);
         // A typed-ahead answer with nothing showing is a new suggestion.
         let c = t.shown("u", "python", ms, "abc", true);
@@ -225,15 +250,15 @@ mod tests {
         // An empty answer ends it; so do close and shutdown for others.
         t.end("u");
         let d = t.shown("v", "rust", ms, "let", false);
-        t.accepted(&DidAccept { id: d, chars: Some(99) });
-        t.accepted(&DidAccept { id: d, chars: None });
+        t.accepted(&DidAccept { id: d, chars: Some(99), candidate: None });
+        t.accepted(&DidAccept { id: d, chars: None, candidate: None });
         t.shown("w", "rust", ms, "fn", false);
         let e = t.shown("x", "rust", ms, "fn", false);
         assert!(t.finish().is_some());
         // Turned off: nothing showing is written.
         t.shown("x", "rust", ms, "fn", false);
         t.forget();
-        t.accepted(&DidAccept { id: e + 1, chars: None });
+        t.accepted(&DidAccept { id: e + 1, chars: None, candidate: None });
         assert!(t.finish().is_some());
         assert_eq!(
             written(&rx),
@@ -244,5 +269,43 @@ mod tests {
                 (Outcome::Dismissed, None, false)
             ]
         );
+    }
+
+    #[test]
+    fn the_record_says_how_many_were_offered_and_which_was_taken() {
+        let (mut t, rx) = tracker();
+        let ms = Duration::from_millis(20);
+        let records = |rx: &std::sync::mpsc::Receiver<Msg>| -> Vec<crate::stats::Record> {
+            let text: String = rx
+                .try_iter()
+                .filter_map(|m| match m {
+                    Msg::Line(l) => Some(l),
+                    Msg::Flush(_) => None,
+                })
+                .collect();
+            crate::stats::parse(&text)
+        };
+        let a = t.shown("u", "python", ms, "range(10)", false);
+        t.offered(a, &["len(xs)".into(), "n".into()]);
+        // The second alternative, all of it: its length counts.
+        t.accepted(&DidAccept { id: a, chars: None, candidate: Some(2) });
+        let r = records(&rx);
+        assert_eq!((r[0].offered, r[0].candidate, r[0].chars, r[0].outcome), (3, 2, 1, Outcome::Accepted));
+        // Part of the first alternative.
+        let b = t.shown("u", "python", ms, "range(10)", false);
+        t.offered(b, &["len(xs)".into()]);
+        t.accepted(&DidAccept { id: b, chars: Some(3), candidate: Some(1) });
+        let r = records(&rx);
+        assert_eq!((r[0].candidate, r[0].chars, r[0].accepted_chars), (1, 7, Some(3)));
+        // An index past the offered ones is the last one; one offered
+        // writes neither field.
+        let c = t.shown("u", "python", ms, "x", false);
+        t.accepted(&DidAccept { id: c, chars: None, candidate: Some(9) });
+        let line = {
+            let r = records(&rx);
+            assert_eq!((r[0].offered, r[0].candidate), (1, 0));
+            r[0].to_line()
+        };
+        assert!(!line.contains("offered") && !line.contains("candidate"), "{line}");
     }
 }
