@@ -118,6 +118,56 @@ fn inline_completion_answers_with_a_range_at_the_cursor() {
     assert!(items[0]["insertText"].is_string());
 }
 
+fn inline(c: &mut Conn, uri: &str, line: u32, character: u32, trigger: u32) -> Vec<Value> {
+    let id = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+               "context": {"triggerKind": trigger}}),
+    );
+    let r = c.response(id, LONG);
+    r["result"].as_array().cloned().unwrap_or_else(|| r["result"]["items"].as_array().cloned().unwrap_or_default())
+}
+
+#[test]
+fn an_invoked_inline_completion_offers_several_distinct_suggestions() {
+    let mut c = server();
+    let uri = "file:///t/several.txt";
+    // After the indentation: the first token is free (no healed word), so
+    // the tiny model has likely alternatives.
+    c.open(uri, "plaintext", "def f(x):\n    return x\n");
+    // While typing (automatic): one.
+    let typing = inline(&mut c, uri, 1, 4, 2);
+    assert_eq!(typing.len(), 1, "{typing:?}");
+    // Asked for (the editor's next/previous): several, the same first one,
+    // all distinct, each at the cursor and with its own accept argument.
+    let asked = inline(&mut c, uri, 1, 4, 1);
+    assert!((2..=3).contains(&asked.len()), "{asked:?}");
+    assert_eq!(asked[0]["insertText"], typing[0]["insertText"]);
+    let texts: Vec<&str> = asked.iter().map(|i| i["insertText"].as_str().unwrap()).collect();
+    let mut distinct = texts.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), texts.len(), "{texts:?}");
+    for (i, item) in asked.iter().enumerate() {
+        assert_eq!(item["range"]["start"], json!({"line": 1, "character": 4}));
+        let arg = &item["command"]["arguments"][0];
+        assert_eq!(arg["candidate"].as_u64().unwrap_or(0), i as u64, "{item}");
+        assert_eq!(arg["id"], asked[0]["command"]["arguments"][0]["id"], "one answer, one id");
+    }
+    // The popup's completion item stays one.
+    assert_eq!(items(&complete(&mut c, uri, 1, 4)).len(), 1);
+
+    // `suggestions: 1`: one even when asked for.
+    let model = tiny_model(Family::QwenCoder);
+    let mut d = Client::spawn(&["--stdio", "--model", model.to_str().unwrap()], &[]);
+    d.initialize(caps_with_progress(), json!({"maxTokens": 8, "multiline": "always", "prompt": "fim", "suggestions": 1}));
+    d.wait_model();
+    d.open(uri, "plaintext", "def f(x):\n    return x\n");
+    let one = inline(&mut d, uri, 1, 4, 1);
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["insertText"], typing[0]["insertText"]);
+}
+
 #[test]
 fn completion_and_inline_completion_at_once_share_one_answer() {
     let mut c = server();
