@@ -74,6 +74,9 @@ enum Cmd {
         /// Also print the model's text before cleaning (to stderr).
         #[arg(long)]
         raw: bool,
+        /// Suggestions to print (1-3): the others are what an editor cycles to.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        suggestions: u8,
     },
     /// Measure prefill and decode speed and peak memory against candle-transformers'
     /// quantized_qwen2; `wick bench lsp` measures keystroke latency through the server.
@@ -315,9 +318,19 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Cmd::Complete { at, model, max_tokens, single_line, settings, raw } => {
+        Cmd::Complete { at, model, max_tokens, single_line, settings, raw, suggestions } => {
             let (file, line, col) = parse_location(&at)?;
-            let opts = wick::cli::complete::CompleteOptions { file, line, col, max_tokens, single_line, settings, raw };
+            let suggestions = suggestions as usize;
+            let opts = wick::cli::complete::CompleteOptions {
+                file,
+                line,
+                col,
+                max_tokens,
+                single_line,
+                settings,
+                raw,
+                suggestions,
+            };
             wick::cli::complete::run(&opts, || load_engine(&model))
         }
         Cmd::Bench { what: Some(w), model, colds, keystrokes, prefetch_wait, context_tokens, .. } if w == "lsp" => {

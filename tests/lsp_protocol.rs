@@ -160,7 +160,10 @@ fn an_invoked_inline_completion_offers_several_distinct_suggestions() {
     // `suggestions: 1`: one even when asked for.
     let model = tiny_model(Family::QwenCoder);
     let mut d = Client::spawn(&["--stdio", "--model", model.to_str().unwrap()], &[]);
-    d.initialize(caps_with_progress(), json!({"maxTokens": 8, "multiline": "always", "prompt": "fim", "suggestions": 1}));
+    d.initialize(
+        caps_with_progress(),
+        json!({"maxTokens": 8, "multiline": "always", "prompt": "fim", "suggestions": 1}),
+    );
     d.wait_model();
     d.open(uri, "plaintext", "def f(x):\n    return x\n");
     let one = inline(&mut d, uri, 1, 4, 1);

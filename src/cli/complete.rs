@@ -16,6 +16,9 @@ pub struct CompleteOptions {
     pub settings: Option<String>,
     /// Also print what the model wrote before the clean-up.
     pub raw: bool,
+    /// How many suggestions (1 to 3): what the editor cycles through when
+    /// asked for more.
+    pub suggestions: usize,
 }
 
 /// Completes at the position and prints the answer; `load_local` loads the
@@ -70,7 +73,7 @@ pub fn run(opts: &CompleteOptions, load_local: impl FnOnce() -> Result<Engine>) 
         last: None,
         key: None,
         arrived: 0,
-        candidates: 1,
+        candidates: opts.suggestions,
     };
     let out = crate::complete::suggest_blocking(&engine, &req);
     if let Some(g) = &out.generation {
@@ -87,6 +90,9 @@ pub fn run(opts: &CompleteOptions, load_local: impl FnOnce() -> Result<Engine>) 
     }
     if opts.raw {
         eprintln!("wick: the model wrote {:?}", out.raw);
+        for a in out.generation.iter().flat_map(|g| &g.alternatives) {
+            eprintln!("wick: an alternative (first token p = {:.3}) wrote {:?}", a.p, a.text);
+        }
     }
     if let Some(why) = out.empty {
         eprintln!("wick: no completion here ({})", why.name());
@@ -96,5 +102,11 @@ pub fn run(opts: &CompleteOptions, load_local: impl FnOnce() -> Result<Engine>) 
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.text.as_bytes())?;
     stdout.write_all(b"\n")?;
+    for (i, a) in out.alternatives.iter().enumerate() {
+        stdout.flush()?;
+        eprintln!("wick: suggestion {}:", i + 2);
+        stdout.write_all(a.as_bytes())?;
+        stdout.write_all(b"\n")?;
+    }
     Ok(())
 }

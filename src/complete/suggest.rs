@@ -25,7 +25,6 @@ pub struct SuggestRequest<'a> {
     pub candidates: usize,
 }
 
-
 /// Why a completion came back empty: a counter per reason in the eval, a
 /// log line in the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

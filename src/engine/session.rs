@@ -88,18 +88,21 @@ pub struct Request {
     /// stops between (smaller) prefill chunks as soon as one arrives, and
     /// leaves what it prefilled in the cache.
     pub idle: bool,
-    /// Other candidates wanted besides the main answer: each starts with a
-    /// different first token (the next most likely ones, at least
-    /// [`MIN_ALTERNATIVE_P`] likely) and goes on greedily under the same
-    /// stop rules. They share the prompt's KV cache, so each costs only
-    /// its own tokens. Fewer come back when few first tokens are likely,
-    /// or when the request is interrupted or out of budget.
+    /// Other candidates wanted besides the main answer. Each branches from
+    /// it where the model was unsure: it shares the main answer's tokens up
+    /// to a step where another token was at least [`MIN_ALTERNATIVE_P`]
+    /// likely, takes that token instead and goes on greedily under the same
+    /// stop rules (the earliest such steps first, the likelier token first
+    /// at a step). They share the KV cache of the prompt and of the shared
+    /// tokens, so each costs about its own tokens. Fewer come back when the
+    /// model was sure throughout, or when the request is interrupted or
+    /// out of budget.
     pub alternatives: usize,
 }
 
-/// An alternative's first token must be at least this likely (after the
-/// token-healing constraint): less likely ones are noise, not suggestions.
-pub const MIN_ALTERNATIVE_P: f32 = 0.01;
+/// An alternative's diverging token must be at least this likely (after
+/// the token-healing constraint): less likely ones are noise.
+pub const MIN_ALTERNATIVE_P: f32 = 0.02;
 
 /// A predicate over the answer so far: true when generating more is wasted.
 #[derive(Clone)]
@@ -157,13 +160,16 @@ pub struct Generation {
     pub alternatives: Vec<Alternative>,
 }
 
-/// A candidate that branches from the main answer at the first token.
+/// A candidate that branches from the main answer.
 #[derive(Debug, Clone)]
 pub struct Alternative {
     pub text: String,
     pub stop: StopReason,
+    /// All its tokens: the main answer's first `at`, then its own.
     pub tokens: Vec<u32>,
-    /// The probability of its first token, where the candidates diverge.
+    /// Where it leaves the main answer (a token index).
+    pub at: usize,
+    /// The probability of its token there.
     pub p: f32,
 }
 
@@ -172,6 +178,9 @@ struct Branch {
     text: String,
     stop: StopReason,
     tokens: Vec<u32>,
+    /// With `Request::alternatives`: at each step, the other tokens allowed
+    /// there at least [`MIN_ALTERNATIVE_P`] likely, likeliest first.
+    others: Vec<Vec<(u32, f32)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -493,23 +502,43 @@ impl Session {
         // Tokens past the tokenizer's vocabulary (padding rows) are never chosen.
         mask_padding(&mut logits, vocab_used);
         let mut rng = StdRng::seed_from_u64(req.sampling.seed);
-        let first_logits = (req.alternatives > 0).then(|| logits.clone());
-        let main = self.decode(req, logits, None, &heal, interrupted, deadline, &mut rng)?;
+        let record = req.alternatives > 0;
+        let main = self.decode(req, logits, &[], None, &heal, record, interrupted, deadline, &mut rng)?;
         let mut alternatives = Vec::new();
-        if let Some(first) = first_logits.filter(|_| main.stop != StopReason::Cancelled) {
-            let taken = main.tokens.first().copied();
-            for (tok, p) in self.first_tokens(&first, &heal, req.alternatives, taken) {
+        if main.stop != StopReason::Cancelled {
+            // The earliest unsure steps first, the likelier token first.
+            let branches = main.others.iter().enumerate().flat_map(|(at, o)| o.iter().map(move |&(t, p)| (at, t, p)));
+            // A token that spells what the main answer goes on with (" range"
+            // or " range(2" where it took " range(") writes the same answer
+            // in other tokens: not an alternative.
+            let tk = self.tokenizer.clone();
+            let ahead = |at: usize| tk.decode_bytes(&main.tokens[at..]);
+            let branches = branches.filter(|&(at, t, _)| !ahead(at).starts_with(tk.bytes_of(t)));
+            for (at, tok, p) in branches.take(req.alternatives) {
                 if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                // Back to the end of the prompt: the branch shares its cache.
-                self.decoder.truncate(ids.len());
-                self.cached.truncate(ids.len());
-                let b = self.decode(req, first.clone(), Some(tok), &heal, interrupted, deadline, &mut rng)?;
+                // The cache must hold the prompt and the shared tokens: keep
+                // what it holds of them, feed the rest (a short batch).
+                let mut want = ids.clone();
+                want.extend_from_slice(&main.tokens[..at]);
+                let keep = common_prefix(&self.cached, &want);
+                self.decoder.truncate(keep);
+                self.cached.truncate(keep);
+                if keep < want.len() {
+                    if let Err(e) = self.decoder.forward(&want[keep..]) {
+                        self.decoder.truncate(keep);
+                        return Err(e.into());
+                    }
+                    self.cached.extend_from_slice(&want[keep..]);
+                }
+                let prior = &main.tokens[..at];
+                let b =
+                    self.decode(req, Vec::new(), prior, Some(tok), &heal, false, interrupted, deadline, &mut rng)?;
                 if b.stop == StopReason::Cancelled {
                     break;
                 }
-                alternatives.push(Alternative { text: b.text, stop: b.stop, tokens: b.tokens, p });
+                alternatives.push(Alternative { text: b.text, stop: b.stop, tokens: b.tokens, at, p });
             }
         }
         Ok(Generation {
@@ -526,42 +555,51 @@ impl Session {
         })
     }
 
-    /// The `n` most likely first tokens other than `taken` that token
-    /// healing allows and that do not end the answer at once, each at least
-    /// [`MIN_ALTERNATIVE_P`] likely, with their probabilities.
-    fn first_tokens(&self, logits: &[f32], heal: &[u8], n: usize, taken: Option<u32>) -> Vec<(u32, f32)> {
-        let tk = &self.tokenizer;
-        let ok = |t: u32| {
-            logits[t as usize].is_finite()
-                && Some(t) != taken
-                && !self.stop_ids.contains(&t)
-                && !tk.is_special(t)
-                && (heal.is_empty() || heal_allows(tk, heal, t))
-        };
-        let allowed: Vec<u32> = (0..logits.len() as u32).filter(|&t| ok(t) || Some(t) == taken).collect();
-        let max = allowed.iter().map(|&t| logits[t as usize]).fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = allowed.iter().map(|&t| (logits[t as usize] - max).exp()).sum();
-        let mut best: Vec<(u32, f32)> = allowed
-            .into_iter()
-            .filter(|&t| Some(t) != taken)
-            .map(|t| (t, (logits[t as usize] - max).exp() / sum))
-            .filter(|&(_, p)| p >= MIN_ALTERNATIVE_P)
-            .collect();
-        best.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        best.truncate(n);
-        best
+    /// The tokens other than `chosen` allowed at a step (`allowed`: token
+    /// healing's rule there) that do not end the answer, each at least
+    /// [`MIN_ALTERNATIVE_P`] likely, likeliest first (at most a few).
+    fn unsure(&self, logits: &[f32], chosen: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> Vec<(u32, f32)> {
+        const MOST: usize = crate::config::MAX_SUGGESTIONS;
+        let ok = |t: u32| logits[t as usize].is_finite() && allowed.is_none_or(|f| f(t));
+        let max =
+            logits.iter().enumerate().filter(|&(t, _)| ok(t as u32)).map(|(_, &l)| l).fold(f32::NEG_INFINITY, f32::max);
+        if !max.is_finite() {
+            return Vec::new();
+        }
+        let mut sum = 0.0f32;
+        let mut top: Vec<(u32, f32)> = Vec::new();
+        for (t, &l) in logits.iter().enumerate() {
+            let t = t as u32;
+            if !ok(t) {
+                continue;
+            }
+            let e = super::cpu::attention::exp(l - max);
+            sum += e;
+            let ends = self.stop_ids.contains(&t) || self.tokenizer.is_special(t);
+            if t != chosen && !ends && (top.len() < MOST || e > top[MOST - 1].1) {
+                top.push((t, e));
+                top.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                top.truncate(MOST);
+            }
+        }
+        top.into_iter().map(|(t, e)| (t, e / sum)).filter(|&(_, p)| p >= MIN_ALTERNATIVE_P).collect()
     }
 
     /// Decodes one answer greedily (or by `req.sampling`) from the logits of
-    /// the last prompt token, starting with `first` when given, until a stop
-    /// rule, the token count, the budget or an interruption ends it.
+    /// the last token in the cache, until a stop rule, the token count, the
+    /// budget or an interruption ends it. `prior`: tokens of the answer
+    /// already in the cache (a branch's shared start); `first`: the token
+    /// to take next instead of choosing one (then `logits` is not read).
+    /// `record`: note the unsure steps ([`Branch::others`]).
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &mut self,
         req: &Request,
         mut logits: Vec<f32>,
+        prior: &[u32],
         first: Option<u32>,
         heal: &[u8],
+        record: bool,
         interrupted: &dyn Fn() -> bool,
         deadline: Option<Instant>,
         rng: &mut StdRng,
@@ -569,13 +607,20 @@ impl Session {
         let limit = self.decoder.max_positions();
         let over = || deadline.is_some_and(|d| Instant::now() >= d);
         let mut out: Vec<u8> = Vec::new();
-        let mut generated = 0usize;
         let mut text = String::new();
         let mut stop = StopReason::MaxTokens;
-        let mut tokens = Vec::new();
+        let mut tokens = prior.to_vec();
+        let mut generated = tokens.len();
+        let mut others = Vec::new();
         let vocab_used = self.tokenizer.vocab_size();
         let mut pending = heal.to_vec();
-        let greedy_on_device = self.argmax_on_device && req.sampling.temperature <= 0.0;
+        for &t in prior {
+            out.extend_from_slice(self.tokenizer.bytes_of(t));
+            let n = self.tokenizer.bytes_of(t).len().min(pending.len());
+            pending.drain(..n);
+        }
+        // Noting the unsure steps needs the logits on the host.
+        let greedy_on_device = self.argmax_on_device && req.sampling.temperature <= 0.0 && !record;
         let mut chosen: Option<u32> = None;
         let mut forced = first;
         while generated < req.max_tokens {
@@ -592,13 +637,20 @@ impl Session {
                     Some(t) => t,
                     None => sample(&logits, &req.sampling, rng, Some(&allowed)),
                 };
+                if record {
+                    others.push(self.unsure(&logits, t, Some(&allowed)));
+                }
                 let n = tk.bytes_of(t).len().min(pending.len());
                 pending.drain(..n);
                 t
             } else if let Some(t) = forced.take() {
                 t
             } else {
-                sample(&logits, &req.sampling, rng, None)
+                let t = sample(&logits, &req.sampling, rng, None);
+                if record {
+                    others.push(self.unsure(&logits, t, None));
+                }
+                t
             };
             generated += 1;
             tokens.push(tok);
@@ -651,7 +703,7 @@ impl Session {
             let body = if out.len() >= heal.len() { &out[heal.len()..] } else { &[][..] };
             text = valid_utf8_prefix(body);
         }
-        Ok(Branch { text, stop, tokens })
+        Ok(Branch { text, stop, tokens, others })
     }
 }
 

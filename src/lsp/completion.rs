@@ -19,7 +19,10 @@ impl Backend {
         let fut = {
             let mut inflight = lock(&self.st.inflight);
             let asked = (pos, candidates);
-            match inflight.get(&uri_s).filter(|(v, a, _)| *v == version && *a == asked).and_then(|(_, _, f)| f.upgrade())
+            match inflight
+                .get(&uri_s)
+                .filter(|(v, a, _)| *v == version && *a == asked)
+                .and_then(|(_, _, f)| f.upgrade())
             {
                 Some(f) => f,
                 None => {
@@ -52,7 +55,8 @@ impl Backend {
     ) -> RpcResult<Option<Suggestion>> {
         let uri_s = uri.as_str().to_string();
         let span = tracing::info_span!("complete", uri = %uri_s, line = pos.line, col = pos.character);
-        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of, arrived, candidates).instrument(span)).catch_unwind();
+        let fut = AssertUnwindSafe(self.suggest_inner(uri_s, pos, as_of, arrived, candidates).instrument(span))
+            .catch_unwind();
         match fut.await {
             Ok(r) => r,
             Err(p) => {
@@ -152,17 +156,14 @@ impl Backend {
             lock(&self.st.stats).end(&uri);
             return Ok(None);
         }
-        let id = p
-            .cfg
-            .stats
-            .then(|| {
-                let mut stats = lock(&self.st.stats);
-                let id = stats.shown(&uri, &snap.language, t0.elapsed(), &out.text, out.typed_ahead);
-                if !out.typed_ahead {
-                    stats.offered(id, &out.alternatives);
-                }
-                id
-            });
+        let id = p.cfg.stats.then(|| {
+            let mut stats = lock(&self.st.stats);
+            let id = stats.shown(&uri, &snap.language, t0.elapsed(), &out.text, out.typed_ahead);
+            if !out.typed_ahead {
+                stats.offered(id, &out.alternatives);
+            }
+            id
+        });
         if !out.typed_ahead {
             let mut texts = vec![out.text.clone()];
             texts.extend(out.alternatives.iter().cloned());

@@ -3,7 +3,6 @@
 //! No lock is held across an `.await`.
 
 use crate::complete::{self, LastSuggestion};
-use tower_lsp_server::ls_types::InlineCompletionTriggerKind;
 use crate::config::{Config, DiagnosticsMode};
 use crate::engine::{Engine, LoadOptions};
 use crate::workspace::documents::{self, DocumentStore, Encoding};
@@ -16,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tower_lsp_server::jsonrpc::{Error as RpcError, Result as RpcResult};
+use tower_lsp_server::ls_types::InlineCompletionTriggerKind;
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 use tracing::Instrument;

@@ -7,8 +7,9 @@
 -- 1. a missing binary: an error through vim.notify, setup returns false; a
 --    missing model: wick/status error, and the editor still edits;
 -- 2. the model loads (wick/status ready);
--- 3. typing shows ghost text (an extmark with virt_text at the cursor) and
---    <Tab> inserts it, and the server records it as accepted in its
+-- 3. typing shows ghost text (an extmark with virt_text at the cursor),
+--    <M-]>/<M-[> cycle through several suggestions, and <Tab> inserts the
+--    one shown, and the server records it as accepted in its
 --    statistics file (under XDG_DATA_HOME, which scripts/e2e-nvim sets);
 -- 4. vim.lsp.completion lists wick's item, selecting it inserts it;
 -- 5. a killed server is restarted, with a warning;
@@ -228,6 +229,28 @@ local function main()
   end, mark[4].virt_text or {}))
   check(virt == ghost:match('^[^\n]*'), ('virt_text %q is the first line of %q'):format(virt, ghost))
   say(('ghost text after %d ms: %q'):format(timings.first_ghost_text_ms, ghost))
+  -- <M-]> asks for several suggestions and shows the second, <M-[> goes
+  -- back to the first, <M-]> again to the second; <Tab> accepts that one.
+  local first = ghost
+  local asked_at = uv.now()
+  keys('<M-]>', true)
+  wait_for('a second suggestion', 60000, function()
+    local g = wick.visible(buf)
+    return g ~= nil and g.invoked and g.index == 2
+  end)
+  timings.next_suggestion_ms = uv.now() - asked_at
+  local g = wick.visible(buf)
+  check(#g.items >= 2 and #g.items <= 3, ('%d suggestions to cycle through'):format(#g.items))
+  check(g.text ~= first, ('the second suggestion %q differs from the first %q'):format(g.text, first))
+  local second = g.text
+  say(('<M-]> after %d ms: %d suggestions, the second %q'):format(timings.next_suggestion_ms, #g.items, second))
+  keys('<M-[>', true)
+  sleep(100)
+  check(wick.visible(buf) and wick.visible(buf).index == 1 and wick.visible(buf).text == first, '<M-[> shows the first again')
+  keys('<M-]>', true)
+  sleep(100)
+  check(wick.visible(buf) and wick.visible(buf).text == second, '<M-]> shows the second again, without asking')
+  ghost = second
   keys('<Tab>', true)
   sleep(200)
   local accepted = line(16)
@@ -248,6 +271,10 @@ local function main()
     end
     return text:find('"outcome":"accepted"', 1, true) ~= nil
   end)
+  local f = assert(io.open(stats_file))
+  local record = f:read('*a')
+  f:close()
+  check(record:find('"candidate":1', 1, true) ~= nil, 'the record says the second suggestion was taken: ' .. record)
   say('the statistics file records the accept')
   check(wick.statusline():match('^wick %d+ms$') ~= nil, 'statusline with latency: ' .. wick.statusline())
 

@@ -27,8 +27,10 @@ local defaults = {
   --- Ghost text: requested this long after the last keystroke in insert mode.
   inline = { enable = true, debounce_ms = 150 },
   --- Insert-mode keys; false turns one off. Without a suggestion, the key
-  --- does what it did before.
-  keymaps = { accept = '<Tab>', accept_line = '<C-l>', dismiss = '<C-]>' },
+  --- does what it did before (next/prev ask for suggestions instead).
+  --- next/prev cycle through the server's suggestions (up to its
+  --- `suggestions` setting), asked for when pressed.
+  keymaps = { accept = '<Tab>', accept_line = '<C-l>', dismiss = '<C-]>', next = '<M-]>', prev = '<M-[>' },
   --- Restart after a crash: delays double from base_ms up to max_ms; after
   --- max_attempts quick crashes in a row, stop and say so.
   restart = { base_ms = 1000, max_ms = 30000, max_attempts = 6, reset_after_ms = 60000 },
@@ -146,7 +148,9 @@ local function byte_col(buf, pos, encoding)
   return ok and col or #line
 end
 
-local function show(buf, item, encoding, row, col)
+--- Shows `item` as ghost text at (row, col). `list`: the answer's items,
+--- which of them this is, and whether they were asked for (cycling).
+local function show(buf, item, encoding, row, col, list)
   local text = type(item.insertText) == 'table' and item.insertText.value or item.insertText
   if type(text) ~= 'string' or text == '' then
     return
@@ -194,13 +198,21 @@ local function show(buf, item, encoding, row, col)
     item_text = text,
     -- The server's id for its statistics (the item's command argument).
     stats_id = vim.tbl_get(item, 'command', 'arguments', 1, 'id'),
+    candidate = vim.tbl_get(item, 'command', 'arguments', 1, 'candidate'),
+    items = list and list.items or { item },
+    index = list and list.index or 1,
+    invoked = list and list.invoked or false,
+    encoding = encoding,
     range = { start_row = start_row, start_col = start_col, end_row = end_row, end_col = end_col },
     tick = vim.api.nvim_buf_get_changedtick(buf),
   }
 end
 
 --- Asks the server for an inline completion at the cursor (insert mode).
-function M.request(buf)
+--- `opts.invoked`: asked for by the user (the server answers with several
+--- to cycle through); `opts.delta`: show the one that many after the first.
+function M.request(buf, opts)
+  opts = opts or {}
   buf = buf or vim.api.nvim_get_current_buf()
   local client = get_client(buf)
   if not (M.state.enabled and client and vim.api.nvim_get_current_buf() == buf) then
@@ -214,7 +226,7 @@ function M.request(buf)
   local cursor = vim.api.nvim_win_get_cursor(win)
   local tick = vim.api.nvim_buf_get_changedtick(buf)
   local params = vim.lsp.util.make_position_params(win, client.offset_encoding)
-  params.context = { triggerKind = 2 } -- Automatic
+  params.context = { triggerKind = opts.invoked and 1 or 2 } -- Invoked or Automatic
   local t0 = uv.hrtime()
   local s = buf_state(buf)
   local ok, id
@@ -226,7 +238,8 @@ function M.request(buf)
       return
     end
     local items = result.items or result
-    local item = items[1]
+    local index = #items > 0 and (opts.delta or 0) % #items + 1 or 1
+    local item = items[index]
     if not item or not vim.api.nvim_buf_is_valid(buf) then
       return
     end
@@ -239,11 +252,28 @@ function M.request(buf)
       return
     end
     M.state.latency_ms = (uv.hrtime() - t0) / 1e6
-    show(buf, item, client.offset_encoding, cursor[1] - 1, cursor[2])
+    show(buf, item, client.offset_encoding, cursor[1] - 1, cursor[2], { items = items, index = index, invoked = opts.invoked })
   end, buf)
   if ok and id then
     s.request = { client = client, id = id }
   end
+end
+
+--- Shows the next (`delta` 1) or previous (-1) suggestion. The first time
+--- at a position it asks the server for several (an invoked request); then
+--- it cycles through them. Without a suggestion showing, it asks for one.
+function M.cycle(buf, delta)
+  buf = buf or vim.api.nvim_get_current_buf()
+  local g = M.visible(buf)
+  if g and g.tick == vim.api.nvim_buf_get_changedtick(buf) and g.invoked then
+    if #g.items > 1 then
+      local index = (g.index - 1 + delta) % #g.items + 1
+      show(buf, g.items[index], g.encoding, g.row, g.col, { items = g.items, index = index, invoked = true })
+    end
+    return true
+  end
+  M.request(buf, { invoked = true, delta = g and delta or 0 })
+  return true
 end
 
 --- Runs `fn` once `ms` after the last call for this buffer and `key`
@@ -290,7 +320,7 @@ function M.accept(buf, opts)
     -- Before the edit, so the server has it before the next suggestion.
     local client = get_client(buf)
     if client then
-      local params = { id = g.stats_id }
+      local params = { id = g.stats_id, candidate = g.candidate }
       if opts and opts.line then
         params.chars = vim.fn.strchars(text)
       end
@@ -328,6 +358,12 @@ local function map_keys(buf)
   end)
   map(keys.accept_line, 'wick: accept the first line of the suggestion', function()
     return M.accept(buf, { line = true })
+  end)
+  map(keys.next, 'wick: the next suggestion', function()
+    return M.cycle(buf, 1)
+  end)
+  map(keys.prev, 'wick: the previous suggestion', function()
+    return M.cycle(buf, -1)
   end)
   map(keys.dismiss, 'wick: dismiss the suggestion', function()
     if M.visible(buf) then
