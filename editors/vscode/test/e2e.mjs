@@ -3,7 +3,9 @@
 // installs everything and sets CODE_SERVER, WICK_BIN, ART and VSIX.
 //
 // 1. the status bar reaches "wick" (model ready);
-// 2. typing in a Python file shows ghost text from the model, Tab accepts it,
+// 2. typing in a Python file shows ghost text from the model, Alt+] and
+//    Alt+[ (VS Code's next/previous) cycle through several suggestions, Tab
+//    accepts the one shown,
 //    and the item's command (wick.didAccept, run through the server) records
 //    it as accepted in the server's statistics file (under XDG_DATA_HOME);
 // 3. Ctrl+Space lists wick's completion item, Enter inserts it;
@@ -220,17 +222,43 @@ try {
     const firstLine = nbsp((await page.locator('.monaco-editor .ghost-text-decoration').allTextContents()).join(''));
     log(`ghost text after ${timings.firstGhostTextMs} ms: ${JSON.stringify(firstLine)}`);
     await page.screenshot({ path: path.join(ART, 'ghost-text.png') });
+    // VS Code's own "show next inline suggestion" (Alt+]) asks the server
+    // again (an invoked request: several suggestions) and shows the next.
+    const firstGhost = firstLine;
+    const nextAt = Date.now();
+    await page.keyboard.press('Alt+BracketRight');
+    const decorations = async () => nbsp((await page.locator('.monaco-editor .ghost-text-decoration').allTextContents()).join(''));
+    await waitFor(
+        async () => {
+            const t = await decorations();
+            return t.trim() !== '' && t !== firstGhost;
+        },
+        60_000,
+        'the next suggestion (Alt+])',
+        decorations,
+    );
+    timings.nextSuggestionMs = Date.now() - nextAt;
+    const secondLine = await decorations();
+    log(`Alt+] after ${timings.nextSuggestionMs} ms: ${JSON.stringify(secondLine)}`);
+    await page.screenshot({ path: path.join(ART, 'next-suggestion.png') });
+    // Alt+[ goes back to the first, Alt+] to the second again.
+    await page.keyboard.press('Alt+BracketLeft');
+    await waitFor(async () => (await decorations()) === firstGhost, 10_000, 'the first suggestion again (Alt+[)', decorations);
+    await page.keyboard.press('Alt+BracketRight');
+    await waitFor(async () => (await decorations()) === secondLine, 10_000, 'the second suggestion again (Alt+])', decorations);
+    const acceptedGhost = secondLine;
     await page.keyboard.press('Tab');
     await save();
     const line = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(TYPED)) ?? '';
     check(line.length > TYPED.length, `Tab inserted the suggestion: ${JSON.stringify(line)}`);
-    check(line.trimEnd() === (TYPED + firstLine).trimEnd(), `the accepted line is the ghost text: ${JSON.stringify(line)}`);
+    check(line.trimEnd() === (TYPED + acceptedGhost).trimEnd(), `the accepted line is the ghost text shown: ${JSON.stringify(line)}`);
     await page.screenshot({ path: path.join(ART, 'accepted.png') });
     log(`accepted: ${JSON.stringify(line)}`);
     const statsPath = path.join(dirs.xdg, 'wick', 'stats.jsonl');
     const statsText = () => (fs.existsSync(statsPath) ? fs.readFileSync(statsPath, 'utf8') : '');
     await waitFor(() => statsText().includes('"outcome":"accepted"'), 10000, `an accepted record in ${statsPath}`, statsText);
-    log('the statistics file records the accept');
+    check(statsText().includes('"candidate":1'), `the record says the second suggestion was taken: ${statsText()}`);
+    log('the statistics file records the accept (the second suggestion)');
     const latency = await statusText();
     check(/^wick \d+ ms$/.test(latency), `status bar shows the last latency: "${latency}"`);
 
