@@ -501,6 +501,14 @@ mod tests {
         assert_eq!(c.diagnostics, DiagnosticsMode::On);
         assert_eq!(c.diagnostics_severity, Severity::Warning);
         assert!(p.message().contains("expected on, off or onSave"), "{}", p.message());
+        // Suggestions: 1 to 3; anything else is reported and leaves it.
+        for bad in [json!(0), json!(4), json!(-1), json!("two"), json!(2.5)] {
+            let p = c.update(&json!({"suggestions": bad}));
+            assert_eq!(p.invalid.len(), 1, "{bad}");
+            assert_eq!(c.suggestions, 3);
+        }
+        assert!(c.update(&json!({"suggestions": 1})).is_empty());
+        assert_eq!(c.suggestions, 1);
     }
 
     #[test]
@@ -530,6 +538,7 @@ mod tests {
                 "prompt" => json!("prefix"),
                 "diagnostics" => json!("onSave"),
                 "diagnosticsSeverity" => json!("hint"),
+                "suggestions" => json!(2),
                 "backend" => json!({"kind": "openai", "url": "http://127.0.0.1:8000"}),
                 _ => sample(ty),
             };

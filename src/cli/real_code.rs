@@ -102,6 +102,9 @@ pub struct Variant {
     pub config: Config,
     pub stages: Stages,
     pub naive: bool,
+    /// Suggestions asked for (`suggestions=N`: what an editor's
+    /// next/previous offers; 1 otherwise, as while typing).
+    pub candidates: usize,
 }
 
 impl Variant {
@@ -110,7 +113,13 @@ impl Variant {
     /// stages `syntaxWindow`, `crossFile`, `syntaxCheck` (true/false).
     pub fn parse(spec: &str) -> Result<Variant> {
         let spec = spec.trim();
-        let mut v = Variant { name: spec.to_string(), config: eval_config(), stages: Stages::default(), naive: false };
+        let mut v = Variant {
+            name: spec.to_string(),
+            config: eval_config(),
+            stages: Stages::default(),
+            naive: false,
+            candidates: 1,
+        };
         if spec == "naive" {
             v.naive = true;
             return Ok(v);
@@ -136,6 +145,9 @@ impl Variant {
                     let problems = v.config.update(&json!({ k: value }));
                     if !problems.is_empty() {
                         bail!("variant '{spec}': {}", problems.message());
+                    }
+                    if k == "suggestions" {
+                        v.candidates = v.config.suggestions;
                     }
                 }
             }
@@ -171,6 +183,10 @@ pub struct Scored {
     pub prompt_tokens: usize,
     /// Planning time (windows, syntax queries, prompt).
     pub context_ms: f64,
+    /// Suggestions offered (with `suggestions=N`), and whether the first
+    /// line of any of them is right.
+    pub offered: usize,
+    pub any_exact: bool,
 }
 
 fn first_line(s: &str) -> &str {
@@ -223,6 +239,8 @@ pub fn score(set: &CaseSet, c: &Case, got: &str, empty: Option<&'static str>, ms
         generated,
         prompt_tokens: 0,
         context_ms: 0.0,
+        offered: usize::from(!got.trim().is_empty()),
+        any_exact: exact,
     }
 }
 
@@ -279,14 +297,20 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
         last: None,
         key: None,
         arrived: 0,
-        candidates: 1,
+        candidates: v.candidates,
     };
     let out = complete::suggest_blocking(engine, &req);
-    let generated = out.generation.as_ref().map_or(0, |g| g.generated_tokens);
+    let generation = out.generation.as_ref();
+    let generated =
+        generation.map_or(0, |g| g.generated_tokens + g.alternatives.iter().map(|a| a.tokens.len()).sum::<usize>());
+    let first = score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated);
+    let want = first_line(set.expected(c)).to_string();
     Scored {
-        prompt_tokens: out.generation.as_ref().map_or(0, |g| g.prompt_tokens),
+        prompt_tokens: generation.map_or(0, |g| g.prompt_tokens),
         context_ms: out.context_ms,
-        ..score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated)
+        offered: first.offered + out.alternatives.len(),
+        any_exact: first.exact || out.alternatives.iter().any(|a| first_line(a) == want),
+        ..first
     }
 }
 
@@ -412,6 +436,16 @@ pub fn report(variant: &str, rs: &[Scored]) -> String {
     for (k, v) in &kinds {
         s.push_str(&line(k, &summarize(v)));
     }
+    if rs.iter().any(|r| r.offered > 1) {
+        let n = rs.len().max(1) as f64;
+        let offered = rs.iter().map(|r| r.offered).sum::<usize>() as f64 / n;
+        let any = rs.iter().filter(|r| r.any_exact).count() as f64 / n;
+        s.push_str(&format!("  suggestions    offered={offered:.2} per case, the right line among them={any:.3}\n"));
+        for (l, v) in &langs {
+            let any = v.iter().filter(|r| r.any_exact).count() as f64 / v.len() as f64;
+            s.push_str(&format!("    {l:<12} among them={any:.3}\n"));
+        }
+    }
     if let Some(block) = kinds.get("block_lines") {
         let n = block.len().max(1) as f64;
         let exact = block.iter().filter(|r| r.lines_exact).count() as f64 / n;
@@ -467,7 +501,7 @@ pub fn run(engine: &Engine, opts: &RealCodeOptions) -> Result<()> {
             let r = run_case(engine, &set, c, v);
             if let Some(f) = out_file.as_mut() {
                 let row = json!({"variant": v.name, "case": r.case, "lang": r.lang, "kind": r.kind, "got": r.got, "want": set.expected(c),
-                    "exact": r.exact, "similarity": r.similarity, "lines_exact": r.lines_exact, "parses": r.parses, "empty": r.empty, "ms": r.ms, "generated": r.generated,
+                    "exact": r.exact, "any_exact": r.any_exact, "offered": r.offered, "similarity": r.similarity, "lines_exact": r.lines_exact, "parses": r.parses, "empty": r.empty, "ms": r.ms, "generated": r.generated,
                     "prompt_tokens": r.prompt_tokens, "context_ms": r.context_ms});
                 writeln!(f, "{row}")?;
                 // Row by row: a run stopped early keeps what it measured.
