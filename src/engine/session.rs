@@ -102,7 +102,7 @@ pub struct Request {
 
 /// An alternative's diverging token must be at least this likely (after
 /// the token-healing constraint): less likely ones are noise.
-pub const MIN_ALTERNATIVE_P: f32 = 0.02;
+pub const MIN_ALTERNATIVE_P: f32 = 0.01;
 
 /// A predicate over the answer so far: true when generating more is wasted.
 #[derive(Clone)]
