@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_actions;
 pub mod bench_lsp;
 pub mod bench_remote;
+pub mod command;
 pub mod complete;
 pub mod doctor;
 pub mod eval;
