@@ -63,7 +63,7 @@ pub fn lsp_offset(text: &str, line: u32, col: u32, enc: Encoding) -> usize {
 pub fn framing(input: &[u8]) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    rt.block_on(crate::lsp::framing::sanitize(input, &mut out));
+    rt.block_on(crate::server::framing::sanitize(input, &mut out));
     let mut rest = &out[..];
     let mut frames = 0;
     while !rest.is_empty() {
@@ -75,7 +75,7 @@ pub fn framing(input: &[u8]) -> Result<(), String> {
             .ok_or_else(|| format!("a header other than one length: {head:?}"))?;
         let body = rest.get(head_end + 4..head_end + 4 + len).ok_or("a body shorter than its length")?;
         let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON: {e}"))?;
-        if !crate::lsp::framing::is_one_message(&v) {
+        if !crate::server::framing::is_one_message(&v) {
             return Err(format!("not one JSON-RPC message: {v}"));
         }
         rest = &rest[head_end + 4 + len..];

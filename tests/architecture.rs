@@ -1,6 +1,6 @@
 //! ARCHITECTURE.md's "must not know" column, checked: each room of `src/`
 //! may name only the rooms listed for it, and protocol types
-//! (`tower_lsp_server`, `ls_types`) appear only under `src/lsp/`.
+//! (`tower_lsp_server`, `ls_types`) appear only under `src/server/`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -57,17 +57,20 @@ fn rooms_name_only_what_they_may_know() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     // What a room must not name (ARCHITECTURE.md, "must not know").
     let forbidden: &[(&str, &[&str])] = &[
-        ("text", &["syntax", "workspace", "complete", "actions", "engine", "models", "lsp", "config", "prompt", "cli"]),
-        ("syntax", &["engine", "models", "lsp", "complete", "actions", "workspace", "config", "cli"]),
-        ("workspace", &["engine", "models", "lsp", "complete", "actions", "config", "prompt", "cli"]),
-        ("prompt", &["engine", "lsp", "workspace", "syntax", "complete", "actions", "cli"]),
-        ("models", &["lsp", "workspace", "syntax", "complete", "actions", "cli"]),
-        ("engine", &["lsp", "workspace", "syntax", "complete", "actions", "cli"]),
-        ("config", &["lsp", "engine", "workspace", "cli"]),
-        ("complete", &["lsp", "workspace", "cli"]),
-        ("actions", &["lsp", "workspace", "cli"]),
-        ("device", &["lsp", "workspace", "complete", "actions", "cli"]),
-        ("lsp", &["cli"]),
+        (
+            "text",
+            &["syntax", "workspace", "complete", "actions", "engine", "models", "server", "config", "prompt", "cli"],
+        ),
+        ("syntax", &["engine", "models", "server", "complete", "actions", "workspace", "config", "cli"]),
+        ("workspace", &["engine", "models", "server", "complete", "actions", "config", "prompt", "cli"]),
+        ("prompt", &["engine", "server", "workspace", "syntax", "complete", "actions", "cli"]),
+        ("models", &["server", "workspace", "syntax", "complete", "actions", "cli"]),
+        ("engine", &["server", "workspace", "syntax", "complete", "actions", "cli"]),
+        ("config", &["server", "engine", "workspace", "cli"]),
+        ("complete", &["server", "workspace", "cli"]),
+        ("actions", &["server", "workspace", "cli"]),
+        ("device", &["server", "workspace", "complete", "actions", "cli"]),
+        ("server", &["cli"]),
         (
             "stats",
             &[
@@ -77,7 +80,7 @@ fn rooms_name_only_what_they_may_know() {
                 "actions",
                 "engine",
                 "models",
-                "lsp",
+                "server",
                 "config",
                 "prompt",
                 "device",
@@ -92,9 +95,9 @@ fn rooms_name_only_what_they_may_know() {
         let text = std::fs::read_to_string(f).unwrap();
         let r = room(&src, f);
         let rel = f.strip_prefix(&src).unwrap().display().to_string();
-        if r != "lsp" && (text.contains("tower_lsp_server") || text.contains("ls_types")) {
-            // main.rs starts the server through `wick::lsp` only.
-            problems.push(format!("{rel}: protocol types outside src/lsp/"));
+        if r != "server" && (text.contains("tower_lsp_server") || text.contains("ls_types")) {
+            // main.rs starts the server through `wick::server` only.
+            problems.push(format!("{rel}: protocol types outside src/server/"));
         }
         if let Some((_, deny)) = forbidden.iter().find(|(room, _)| *room == r) {
             for n in named(&text) {
@@ -109,17 +112,17 @@ fn rooms_name_only_what_they_may_know() {
 
 #[test]
 fn the_checker_sees_grouped_and_plain_paths() {
-    let t = "use crate::{syntax::Lang, engine};\nlet x = crate::lsp::f(); // crate::models\n";
+    let t = "use crate::{syntax::Lang, engine};\nlet x = crate::server::f(); // crate::models\n";
     let n = named(t);
-    assert!(n.contains("syntax") && n.contains("engine") && n.contains("lsp") && !n.contains("models"), "{n:?}");
+    assert!(n.contains("syntax") && n.contains("engine") && n.contains("server") && !n.contains("models"), "{n:?}");
 }
 
 /// ARCHITECTURE.md: "Positions cross the protocol edge once". Outside
-/// `lsp/proto.rs`, the server's code (its tests aside) makes no LSP
+/// `server/proto.rs`, the server's code (its tests aside) makes no LSP
 /// position and converts no offsets itself.
 #[test]
 fn positions_cross_the_protocol_edge_once() {
-    let lsp = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lsp");
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
     let forbidden = [
         "Position::new(",
         "Position {",
@@ -134,7 +137,7 @@ fn positions_cross_the_protocol_edge_once() {
         "documents::pos_of",
     ];
     let mut all = Vec::new();
-    files(&lsp, &mut all);
+    files(&server, &mut all);
     let mut problems = Vec::new();
     for f in all.iter().filter(|f| !f.ends_with("proto.rs")) {
         let text = std::fs::read_to_string(f).unwrap();
@@ -146,7 +149,7 @@ fn positions_cross_the_protocol_edge_once() {
                 continue;
             }
             for pat in forbidden.iter().filter(|p| line.contains(*p)) {
-                problems.push(format!("{}:{}: `{pat}` outside lsp/proto.rs", f.display(), n + 1));
+                problems.push(format!("{}:{}: `{pat}` outside server/proto.rs", f.display(), n + 1));
             }
         }
     }

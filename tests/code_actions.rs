@@ -9,8 +9,8 @@ mod common;
 use common::lsp::{caps_with_progress, Client, LONG};
 use common::tiny_model;
 use serde_json::{json, Value};
-use wick::lsp::client::Client as Conn;
 use wick::prompt::Family;
+use wick::server::client::Client as Conn;
 
 const BROKEN: &str = "import math\n\n\ndef area(r)\n    return math.pi * r ** 2\n\n\ndef todo(x):\n    pass\n";
 

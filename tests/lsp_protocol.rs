@@ -6,8 +6,8 @@ mod common;
 use common::lsp::{caps_with_progress, Client, LONG};
 use common::{scratch_dir, tiny_model};
 use serde_json::{json, Value};
-use wick::lsp::client::Client as Conn;
 use wick::prompt::Family;
+use wick::server::client::Client as Conn;
 
 fn server() -> Conn {
     let model = tiny_model(Family::QwenCoder);

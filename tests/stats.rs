@@ -9,8 +9,8 @@ mod common;
 use common::lsp::{caps_with_progress, Client, LONG};
 use common::{tiny_model, wick_bin};
 use serde_json::{json, Value};
-use wick::lsp::client::Client as Conn;
 use wick::prompt::Family;
+use wick::server::client::Client as Conn;
 use wick::stats::{Outcome, Record};
 
 const DOC: &str = "def f(x):\n    return x\n\ndef g(y):\n    return y\n";

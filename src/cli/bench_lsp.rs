@@ -4,7 +4,7 @@
 //! `--prefetch-wait`, the first keystroke in a file opened that long
 //! before, with `prefetch` on and off.
 
-use crate::lsp::client::{caps_with_progress, Client, LONG};
+use crate::server::client::{caps_with_progress, Client, LONG};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! backend kind (`llama.cpp`: `cache_prompt` and one slot per document;
 //! `openai`: the plain `/v1/completions`, no slot).
 
-use crate::lsp::client::{caps_with_progress, Client, LONG};
+use crate::server::client::{caps_with_progress, Client, LONG};
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::path::Path;

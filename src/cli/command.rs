@@ -315,10 +315,10 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve { stdio: _, log_file: _, model, device } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            rt.block_on(crate::lsp::serve(crate::lsp::ServeOptions { model, device }));
+            rt.block_on(crate::server::serve(crate::server::ServeOptions { model, device }));
             // The stdin reader thread can't be interrupted: leave without
             // waiting for it. Exit code per LSP: 0 after shutdown, else 1.
-            let ok = crate::lsp::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst);
+            let ok = crate::server::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst);
             rt.shutdown_background();
             std::process::exit(if ok { 0 } else { 1 });
         }

@@ -545,7 +545,7 @@ pub struct TypingOptions {
 /// accepted (from the first keystroke whose ghost text is exactly the rest
 /// of the line) and the per-keystroke latency.
 pub fn typing(bin: &Path, opts: &TypingOptions) -> Result<()> {
-    use crate::lsp::client::{caps_with_progress, Client, LONG};
+    use crate::server::client::{caps_with_progress, Client, LONG};
     let set = load(&opts.cases)?;
     let kinds: Vec<String> =
         ["line_start", "after_ident", "after_bracket", "call_args"].iter().map(|s| s.to_string()).collect();
