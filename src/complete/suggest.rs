@@ -200,7 +200,13 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     if let Err(why) = main {
         tracing::info!(reason = why.name(), raw = %g.text.chars().take(200).collect::<String>(), "empty completion");
     }
-    let others = g.alternatives.iter().map(|a| clean(&a.text, &plan, cut_short(a.stop)));
+    // A one-line alternative cut short by its time share is an unfinished
+    // line: not worth offering (several lines keep their finished ones).
+    let others = g
+        .alternatives
+        .iter()
+        .filter(|a| plan.multiline || a.stop != StopReason::Budget)
+        .map(|a| clean(&a.text, &plan, cut_short(a.stop)));
     let (main, alternatives) = rank(main, others, candidates);
     match main {
         Ok(t) => {

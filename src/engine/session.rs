@@ -94,9 +94,10 @@ pub struct Request {
     /// likely, takes that token instead and goes on greedily under the same
     /// stop rules (the earliest such steps first, the likelier token first
     /// at a step). They share the KV cache of the prompt and of the shared
-    /// tokens, so each costs about its own tokens. Fewer come back when the
-    /// model was sure throughout, or when the request is interrupted or
-    /// out of budget.
+    /// tokens, so each costs about its own tokens, and all of them together
+    /// at most 1.5 times the main answer's decoding time (one cut short ends with
+    /// `StopReason::Budget`). Fewer come back when the model was sure
+    /// throughout, or when the request is interrupted or out of budget.
     pub alternatives: usize,
 }
 
@@ -505,6 +506,12 @@ impl Session {
         let record = req.alternatives > 0;
         let main = self.decode(req, logits, &[], None, &heal, record, interrupted, deadline, &mut rng)?;
         let mut alternatives = Vec::new();
+        // The alternatives together take at most half as long again as the
+        // main answer did (a quarter second at least): asking for more costs
+        // about one more answer and a half, even when each would run to
+        // many lines.
+        let spent = decode_start.elapsed().mul_f32(1.5).max(Duration::from_millis(250));
+        let alt_deadline = Some(deadline.map_or(Instant::now() + spent, |d| d.min(Instant::now() + spent)));
         if main.stop != StopReason::Cancelled {
             // The earliest unsure steps first, the likelier token first.
             let branches = main.others.iter().enumerate().flat_map(|(at, o)| o.iter().map(move |&(t, p)| (at, t, p)));
@@ -515,7 +522,7 @@ impl Session {
             let ahead = |at: usize| tk.decode_bytes(&main.tokens[at..]);
             let branches = branches.filter(|&(at, t, _)| !ahead(at).starts_with(tk.bytes_of(t)));
             for (at, tok, p) in branches.take(req.alternatives) {
-                if interrupted() || deadline.is_some_and(|d| Instant::now() >= d) {
+                if interrupted() || alt_deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
                 // The cache must hold the prompt and the shared tokens: keep
@@ -534,7 +541,7 @@ impl Session {
                 }
                 let prior = &main.tokens[..at];
                 let b =
-                    self.decode(req, Vec::new(), prior, Some(tok), &heal, false, interrupted, deadline, &mut rng)?;
+                    self.decode(req, Vec::new(), prior, Some(tok), &heal, false, interrupted, alt_deadline, &mut rng)?;
                 if b.stop == StopReason::Cancelled {
                     break;
                 }
