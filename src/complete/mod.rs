@@ -1135,4 +1135,89 @@ mod tests {
         let (main, rest) = rank(Err(Empty::Overlap), [Err(Empty::Syntax)], 3);
         assert_eq!((main, rest), (Err(Empty::Overlap), vec![]));
     }
+
+    /// What the user sees for what the model wrote: the clean-up, case by
+    /// case (the document with `$0` at the cursor, the model's text, and
+    /// whether generation was cut short), with the syntax check on.
+    #[test]
+    fn snapshot_clean_up() {
+        let cases: &[(&str, &str, &str, bool)] = &[
+            ("python", "x = foo($0)\n", "a, b)\nmore", false),
+            ("python", "def f(x):\n    $0\n\ndef g():\n    pass\n", "return x\n\ndef g():\n", false),
+            ("python", "def f(x):\n    $0\n", "\n    return x + 1\n", false),
+            ("python", "def f(x):\n    $0\n    return y\n", "y = x * 2\n    return y\n", false),
+            ("python", "def f(x):\n    y = x\n    $0\n", "    y += 1\n    return y", false),
+            ("python", "def f(x):\n    $0\n", "y = x + 1\n    z = y *", true),
+            ("python", "print(len(xs$0))\n", ")) + 1", false),
+            ("python", "x = foo($0)\n", ")", false),
+            ("python", "x = $0\n", "   \n", false),
+            ("python", "def f(x):\n    return x$0\n", " + (", false),
+            ("python", "def f(x):\n    return $0 + 1\n", "x + 1", false),
+            ("python", "# a note $0\n", "about it", false),
+            ("rust", "fn f(v: &[u8]) -> usize {\n    v.$0\n}\n", "len()\n}", false),
+            ("rust", "fn f() {\n    let x = vec![1, 2$0];\n}\n", ", 3];", false),
+            ("go", "func f(xs []int) int {\n\treturn len($0)\n}\n", "xs)", false),
+            ("javascript", "const a = [1, 2, 3].map((x) => $0);\n", "x * 2);", false),
+            ("c", "int f(int x) {\n    $0\n}\n", "return x + 1;\n}\n", false),
+        ];
+        let mut out = String::new();
+        for (lang, doc, raw, cut) in cases {
+            let (r, c) = at(doc);
+            let input = Input {
+                rope: &r,
+                cursor: c,
+                lang: Lang::from_language_id(lang),
+                parsed: None,
+                path: "",
+                repo_name: "",
+                others: &[],
+            };
+            let shown = match plan_with(&input, &Config::default(), None, None, Stages::default()) {
+                None => "quiet (comment or string)".to_string(),
+                Some(p) => match clean(raw, &p, *cut) {
+                    Ok(t) => format!("{t:?}"),
+                    Err(e) => format!("empty: {}", e.name()),
+                },
+            };
+            let cut = if *cut { " (cut short)" } else { "" };
+            out.push_str(&format!("{lang} {doc:?} + {raw:?}{cut}\n    -> {shown}\n"));
+        }
+        expect_test::expect![[r##"
+            python "x = foo($0)\n" + "a, b)\nmore"
+                -> "a, b"
+            python "def f(x):\n    $0\n\ndef g():\n    pass\n" + "return x\n\ndef g():\n"
+                -> "return x"
+            python "def f(x):\n    $0\n" + "\n    return x + 1\n"
+                -> "return x + 1"
+            python "def f(x):\n    $0\n    return y\n" + "y = x * 2\n    return y\n"
+                -> "y = x * 2"
+            python "def f(x):\n    y = x\n    $0\n" + "    y += 1\n    return y"
+                -> "y += 1\n    return y"
+            python "def f(x):\n    $0\n" + "y = x + 1\n    z = y *" (cut short)
+                -> "y = x + 1"
+            python "print(len(xs$0))\n" + ")) + 1"
+                -> empty: only-a-closer
+            python "x = foo($0)\n" + ")"
+                -> empty: only-repeats-the-line
+            python "x = $0\n" + "   \n"
+                -> empty: model-wrote-nothing
+            python "def f(x):\n    return x$0\n" + " + ("
+                -> empty: adds-syntax-errors
+            python "def f(x):\n    return $0 + 1\n" + "x + 1"
+                -> "x"
+            python "# a note $0\n" + "about it"
+                -> quiet (comment or string)
+            rust "fn f(v: &[u8]) -> usize {\n    v.$0\n}\n" + "len()\n}"
+                -> "len()"
+            rust "fn f() {\n    let x = vec![1, 2$0];\n}\n" + ", 3];"
+                -> ", 3"
+            go "func f(xs []int) int {\n\treturn len($0)\n}\n" + "xs)"
+                -> "xs"
+            javascript "const a = [1, 2, 3].map((x) => $0);\n" + "x * 2);"
+                -> "x * 2"
+            c "int f(int x) {\n    $0\n}\n" + "return x + 1;\n}\n"
+                -> "return x + 1;"
+        "##]]
+        .assert_eq(&out);
+    }
 }
