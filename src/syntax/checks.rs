@@ -54,6 +54,8 @@ pub fn error_count(lang: Lang, text: &str) -> usize {
 const WINDOW_THRESHOLD_BYTES: usize = 100 * 1024;
 /// Lines of context kept on each side of the cursor in windowed mode.
 const WINDOW_LINES_EACH_SIDE: usize = 100;
+/// Lines before the cursor and after the answer where its errors count.
+const NEAR_LINES: usize = 40;
 /// Total parses (baseline + full + cuts) allowed per call.
 const MAX_PARSES: usize = 12;
 
@@ -114,7 +116,8 @@ fn cut_candidates<'a>(completion: &'a str) -> Vec<&'a str> {
 /// Syntax-gates a completion: returns it unchanged if inserting it between
 /// `prefix` and `suffix` adds no ERROR/MISSING nodes, otherwise its longest
 /// truncation (at a line end, else at a token boundary within the first line)
-/// that adds none, or `None`.
+/// that adds none, or `None`. Errors count within [`NEAR_LINES`] lines
+/// of the cursor and of the answer's end.
 ///
 /// Work is bounded to [`MAX_PARSES`] parses; inputs over 100 KB are judged on
 /// a window of ~200 lines around the cursor. When the text cannot be parsed
@@ -134,13 +137,22 @@ pub fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &st
     let Some(mut parser) = new_parser(lang) else {
         return Some(completion.to_string());
     };
+    // Errors count near the cursor only: the windows are cut from a larger
+    // file, and where they start and end the grammar sees pieces of code
+    // (a function cut in half) whose errors shift with any change in
+    // between. An answer that opens a block (`if (x) {`) whose body and
+    // closer follow would otherwise "add" an error at the window's end.
+    let lo = prefix.len() - tail_lines(prefix, NEAR_LINES).len();
+    let after = head_lines(suffix, NEAR_LINES).len();
     let mut buf = String::with_capacity(prefix.len() + completion.len() + suffix.len());
     let mut errors_with = |middle: &str| -> Option<usize> {
         buf.clear();
         buf.push_str(prefix);
         buf.push_str(middle);
         buf.push_str(suffix);
-        parse_str_with(&mut parser, &buf, ONE_SHOT_PARSE_BUDGET).map(|t| count_errors(&t))
+        let hi = prefix.len() + middle.len() + after;
+        let tree = parse_str_with(&mut parser, &buf, ONE_SHOT_PARSE_BUDGET)?;
+        Some(error_places(&tree).into_iter().filter(|&(b, _)| lo <= b && b < hi).count())
     };
 
     let Some(baseline) = errors_with("") else {

@@ -185,6 +185,22 @@ fn accept_rejects_hopeless() {
 }
 
 #[test]
+fn an_answer_that_opens_a_block_the_suffix_closes_is_whole_in_a_cut_window() {
+    // The windows of a large file: the prefix starts inside one function,
+    // the suffix ends inside another, and the line at the cursor was
+    // `if (m) {` (its body and closer follow).
+    let filler: String = (0..60).map(|i| format!("int g{i}(int a) {{\n    return a + {i};\n}}\n\n")).collect();
+    let prefix = format!("    x += 1;\n    return x;\n}}\n\n{filler}int f(int *m) {{\n    ");
+    let suffix = format!(
+        "\n        g(m);\n    }}\n    return 0;\n}}\n\n{filler}int h(int *m) {{\n    int x = 1;\n    if (x) {{\n"
+    );
+    let got = accept_completion(Lang::C, &prefix, "if (m) {", &suffix);
+    assert_eq!(got.as_deref(), Some("if (m) {"));
+    let got = accept_completion(Lang::Cpp, &prefix, "} else {", &suffix);
+    assert!(got.as_deref() != Some("} else {"), "a stray closer is still refused: {got:?}");
+}
+
+#[test]
 fn accept_tolerates_preexisting_errors() {
     let got = accept_completion(Lang::Python, "def broken(:\n    pass\n\ndef ok():\n    return ", "42", "\n");
     assert_eq!(got.as_deref(), Some("42"));
