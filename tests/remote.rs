@@ -33,6 +33,9 @@ enum Reply {
     Drip(String),
     /// Accepts and never answers.
     Hang,
+    /// Reads the request and closes the connection without an answer (a
+    /// kept-alive connection the server had just timed out).
+    Close,
 }
 
 #[derive(Default)]
@@ -145,6 +148,7 @@ fn serve(conn: TcpStream, log: &Mutex<Log>, answer: &dyn Fn(&Seen) -> Reply) {
                 std::thread::sleep(Duration::from_secs(60));
                 return;
             }
+            Reply::Close => return,
         }
     }
 }
@@ -282,6 +286,49 @@ fn llama_cpp_backend_caches_the_prompt_in_a_slot_per_document() {
         assert!(s.body["id_slot"].as_u64().unwrap() < 4);
     }
     assert_eq!(sent[0].body["n_predict"], 0);
+}
+
+#[test]
+fn a_connection_closed_before_the_answer_is_tried_once_more() {
+    // The first generation request's connection closes unanswered; the
+    // second request (a new connection) is answered. Nothing was generated
+    // the first time, so the engine sends it once more and reports nothing.
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c2 = closed.clone();
+    let fake = Fake::start(move |s| match s.path.as_str() {
+        "/health" => Reply::Json(200, json!({"status": "ok"})),
+        "/props" => Reply::Json(200, json!({"total_slots": 1})),
+        "/completion" if c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) => Reply::Close,
+        "/completion" => Reply::Stream(
+            vec![sse(json!({"content": "x", "stop": false})), sse(json!({"content": "", "stop": true}))],
+            Duration::from_millis(5),
+        ),
+        _ => Reply::Status(404, "", "no"),
+    });
+    let mut o = opts(BackendKind::LlamaCpp, &fake.url);
+    o.model = String::new();
+    o.family = Some(Family::QwenCoder);
+    let e = Engine::remote(o, None);
+    ready(&e);
+    let (g, _) = e.generate_blocking(fim_request("y = ", "")).unwrap();
+    assert_eq!(g.text, "x");
+    assert_eq!(fake.seen("/completion").len(), 2, "sent twice");
+    assert_eq!(problem(&e), None, "a retried close is no problem");
+    // Closed every time: a failure, named, after one retry (not a loop).
+    let always = Fake::start(|s| match s.path.as_str() {
+        "/health" => Reply::Json(200, json!({"status": "ok"})),
+        "/props" => Reply::Json(200, json!({"total_slots": 1})),
+        "/completion" => Reply::Close,
+        _ => Reply::Status(404, "", "no"),
+    });
+    let mut o = opts(BackendKind::LlamaCpp, &always.url);
+    o.model = String::new();
+    o.family = Some(Family::QwenCoder);
+    let e = Engine::remote(o, None);
+    ready(&e);
+    let (kind, msg) = remote_error(e.generate_blocking(fim_request("y = ", "")));
+    assert_eq!(kind, FailKind::Unreachable, "{msg}");
+    assert_eq!(always.seen("/completion").len(), 2, "one retry: {msg}");
 }
 
 #[test]

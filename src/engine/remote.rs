@@ -181,7 +181,13 @@ impl Remote {
     /// model's name does.
     pub fn connect(opts: RemoteOptions, local_model: Option<String>) -> Result<Remote, EngineError> {
         let cfg = |m: String| EngineError::Remote(RemoteError::new(FailKind::Config, m));
-        let mut b = reqwest::Client::builder().use_rustls_tls().connect_timeout(opts.timeout).tcp_nodelay(true);
+        // Idle connections go before common servers close them (llama-server
+        // after 5 s), so a request rarely meets one closed under it.
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(opts.timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(3));
         if let Some(path) = &opts.ca_file {
             let pem = std::fs::read(path).map_err(|e| cfg(format!("backend.caFile {path}: {e}")))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -302,7 +308,15 @@ impl Remote {
         let (path, body) = self.body(req, prompt, stream);
         let url = format!("{}{path}", self.opts.url);
         let send = self.auth(self.client.post(&url)).json(&body).send();
-        let resp = wait(send, interrupted, (Instant::now(), self.opts.timeout, &url)).await?;
+        let mut resp = wait(send, interrupted, (Instant::now(), self.opts.timeout, &url)).await?;
+        if resp.as_ref().is_err_and(closed_unanswered) {
+            // The server closed the connection without an answer: most often
+            // a kept-alive one it had just timed out (llama-server's is 5 s).
+            // Nothing was generated, so once more, on a new connection.
+            tracing::debug!("{url}: the connection closed before an answer; sending once more");
+            let send = self.auth(self.client.post(&url)).json(&body).send();
+            resp = wait(send, interrupted, (Instant::now(), self.opts.timeout, &url)).await?;
+        }
         let resp = resp.map_err(|e| Stop::Failed(classify(&e, &url)))?;
         let resp = check_status(resp, &url, &self.opts.model, interrupted, self.opts.timeout).await?;
         Ok((url, resp))
@@ -780,6 +794,23 @@ fn classify(e: &reqwest::Error, url: &str) -> RemoteError {
         detail.push('…');
     }
     RemoteError::new(kind, format!("{url}: {what}: {detail}"))
+}
+
+/// The request went out and the connection closed before any answer came
+/// (not a timeout, not a refused connection).
+fn closed_unanswered(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() || e.is_status() {
+        return false;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let t = s.to_string().to_ascii_lowercase();
+        if t.contains("connection closed before message completed") || t.contains("connection reset") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// Splits a byte stream into lines, bounded in length.
