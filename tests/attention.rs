@@ -39,8 +39,10 @@ fn run(d: &mut Decoder, ids: &[u32], chunk: usize) -> Vec<Vec<f32>> {
 /// largest (activations are quantized to int8 before each matmul, so a
 /// last-bit difference can flip a rounding: on the real model the two paths
 /// are each ~2% from candle-transformers' own implementation), and the same
-/// greedy token at all but `flips` steps (near-ties).
-fn compare(path: &std::path::Path, ids: &[u32], chunks: &[usize], tol: f32, flips: usize, what: &str) {
+/// greedy token wherever candle's best logit leads the fused path's choice
+/// by more than `tie` of the largest logit (a near-tie can go either way:
+/// on the real model such flips had margins under 0.25%).
+fn compare(path: &std::path::Path, ids: &[u32], chunks: &[usize], tol: f32, tie: f32, what: &str) {
     for &chunk in chunks {
         let a = run(&mut decoder(path, true), ids, chunk);
         let b = run(&mut decoder(path, false), ids, chunk);
@@ -53,10 +55,13 @@ fn compare(path: &std::path::Path, ids: &[u32], chunks: &[usize], tol: f32, flip
             assert!(d <= tol * scale, "{what}, chunks of {chunk}, step {step}: max abs diff {d} vs scale {scale}");
             let am = |v: &[f32]| v.iter().enumerate().max_by(|p, q| p.1.total_cmp(q.1)).unwrap().0;
             if am(x) != am(y) {
-                differ.push(step);
+                differ.push((step, (y[am(y)] - y[am(x)]) / scale));
             }
         }
-        assert!(differ.len() <= flips, "{what}, chunks of {chunk}: greedy tokens differ at steps {differ:?}");
+        assert!(
+            differ.iter().all(|&(_, margin)| margin <= tie),
+            "{what}, chunks of {chunk}: greedy tokens differ beyond near-ties (step, margin / scale): {differ:?}"
+        );
     }
 }
 
@@ -65,7 +70,7 @@ fn fused_attention_matches_candle_on_a_tiny_model() {
     let path = tiny_model(Family::QwenCoder);
     let ids: Vec<u32> = (0..150u32).map(|i| (i * 37 + 11) % 300).collect();
     // A whole prompt at once, chunks not a multiple of the kernel's tiles.
-    compare(&path, &ids, &[150, 64, 17], 0.02, 0, "tiny model");
+    compare(&path, &ids, &[150, 64, 17], 0.02, 0.0, "tiny model");
 }
 
 #[test]
@@ -76,5 +81,5 @@ fn fused_attention_matches_candle_on_the_real_model() {
     let text = include_str!("../src/engine/decoder.rs");
     let ids = tok.encode(&text[..text.len().min(3000)]).unwrap();
     let ids = &ids[..ids.len().min(400)];
-    compare(&path, ids, &[256], 0.06, 3, "real model");
+    compare(&path, ids, &[256], 0.06, 0.01, "real model");
 }

@@ -125,7 +125,7 @@ unsafe fn unit(
     out: SendPtr,
 ) {
     match kind {
-        Simd::Scalar => unit_body::<1, 64>(q, k, v, s, scale, h, i0, i1, out),
+        Simd::Scalar => unit_body::<1, 64, false>(q, k, v, s, scale, h, i0, i1, out),
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => unit_avx2(q, k, v, s, scale, h, i0, i1, out),
         #[cfg(target_arch = "x86_64")]
@@ -147,7 +147,7 @@ unsafe fn unit_avx2(
     i1: usize,
     out: SendPtr,
 ) {
-    unit_body::<1, 64>(q, k, v, s, scale, h, i0, i1, out)
+    unit_body::<2, 32, true>(q, k, v, s, scale, h, i0, i1, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -164,7 +164,7 @@ unsafe fn unit_avx512(
     i1: usize,
     out: SendPtr,
 ) {
-    unit_body::<2, 64>(q, k, v, s, scale, h, i0, i1, out)
+    unit_body::<2, 64, true>(q, k, v, s, scale, h, i0, i1, out)
 }
 
 /// One KV head `h`, queries `i0..i1` of every query head in its group.
@@ -172,10 +172,11 @@ unsafe fn unit_avx512(
 /// A register block is `R` query rows by `W` lanes (keys for the scores,
 /// head dimensions for the values): each key or value row loaded is used by
 /// `R` rows, and the `R x W` accumulators fill about half the vector
-/// registers (AVX-512: 32 of 16 lanes; AVX2: 16 of 8).
+/// registers (AVX-512: 32 of 16 lanes; AVX2: 16 of 8). `FMA`: fused
+/// multiply-adds (the SIMD wrappers, compiled with the feature).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn unit_body<const R: usize, const W: usize>(
+unsafe fn unit_body<const R: usize, const W: usize, const FMA: bool>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -252,7 +253,7 @@ unsafe fn unit_body<const R: usize, const W: usize>(
                     for x in 0..R {
                         let qv = qs[(r0 + x) * dp + c];
                         for j in 0..W {
-                            acc[x][j] += qv * kc[j];
+                            acc[x][j] = madd::<FMA>(qv, kc[j], acc[x][j]);
                         }
                     }
                 }
@@ -268,18 +269,28 @@ unsafe fn unit_body<const R: usize, const W: usize>(
                     sc[x].fill(0.0);
                     continue;
                 }
-                let mut mx = m[r];
-                for &y in &sc[x][..nv[x]] {
-                    mx = mx.max(y);
+                // Keys the row may not see count as -inf: every loop below
+                // then has a fixed length and vectorizes (exp(-inf) is 0).
+                sc[x][nv[x]..].fill(f32::NEG_INFINITY);
+                let mut top = [m[r]; 8];
+                for ys in sc[x].chunks_exact(8) {
+                    for (t, &y) in top.iter_mut().zip(ys) {
+                        *t = if y > *t { y } else { *t };
+                    }
                 }
+                let mx = top.iter().fold(m[r], |a, &b| if b > a { b } else { a });
                 corr[x] = exp(m[r] - mx);
                 m[r] = mx;
                 for y in sc[x].iter_mut() {
                     *y = exp(*y - mx);
                 }
-                sc[x][nv[x]..].fill(0.0);
-                let sum: f32 = sc[x].iter().sum();
-                l[r] = l[r] * corr[x] + sum;
+                let mut part = [0f32; 8];
+                for ys in sc[x].chunks_exact(8) {
+                    for (p, y) in part.iter_mut().zip(ys) {
+                        *p += y;
+                    }
+                }
+                l[r] = l[r] * corr[x] + part.iter().sum::<f32>();
             }
             // o = o * corr + p . v, W columns at a time.
             for c0 in (0..dp).step_by(W) {
@@ -295,7 +306,7 @@ unsafe fn unit_body<const R: usize, const W: usize>(
                     for x in 0..R {
                         let p = sc[x][jj];
                         for j in 0..W {
-                            acc[x][j] += p * vr[j];
+                            acc[x][j] = madd::<FMA>(p, vr[j], acc[x][j]);
                         }
                     }
                 }
@@ -316,6 +327,18 @@ unsafe fn unit_body<const R: usize, const W: usize>(
                 *dst.add(c) = o[r * dp + c] * inv;
             }
         }
+    }
+}
+
+/// `a * b + c`, fused where the caller is compiled with FMA: Rust never
+/// contracts `a * b + c` itself, and without the feature `mul_add` is a
+/// library call.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Q8Matrix {
     pub(super) stride: usize, // bytes per group, multiple of 64
     /// Blocks in the 5-bit packing (`BLK5` bytes) rather than 8-bit (`BLK`).
     pub(super) q5: bool,
+    /// Every value is in -16..=15 (from Q5_0): kernels without VNNI then
+    /// multiply `q + 16` as unsigned bytes, without the sign trick.
+    pub(super) narrow: bool,
     pub(super) data: Vec<Line>,
 }
 
@@ -64,6 +67,7 @@ impl Q8Matrix {
         bytes: &[u8],
         conv: fn(&[u8], &mut [i8; 32]) -> u16,
         q5: bool,
+        narrow: bool,
     ) -> Result<Self, String> {
         if n == 0 || k == 0 || !k.is_multiple_of(QK) {
             return Err(format!("bad shape {n}x{k}: k must be a positive multiple of 32"));
@@ -112,7 +116,7 @@ impl Q8Matrix {
                 }
             }
         }
-        Ok(Q8Matrix { n, k, nb, ngroups, stride, q5, data })
+        Ok(Q8Matrix { n, k, nb, ngroups, stride, q5, narrow, data })
     }
 
     /// `bytes`: GGUF Q8_0 data for an n x k matrix (n rows of k/32 blocks of 34 bytes).
@@ -128,6 +132,7 @@ impl Q8Matrix {
                 }
                 u16::from_le_bytes([blk[0], blk[1]])
             },
+            false,
             false,
         )
     }
@@ -170,6 +175,7 @@ impl Q8Matrix {
                 u16::from_le_bytes([blk[0], blk[1]])
             },
             q5,
+            true,
         )
     }
 

@@ -98,6 +98,8 @@ pub(super) unsafe fn run_kernel(kind: Kind, w: &Q8Matrix, g0: usize, g1: usize, 
                 Kind::Avx512Vnni if direct => super::x86::group_avx512_q5(w.nb, grp, qx, i, &mut out),
                 Kind::Scalar => group_scalar(w.nb, grp, qx, i, &mut out),
                 #[cfg(target_arch = "x86_64")]
+                Kind::Avx2 if w.narrow => super::x86::group_avx2_narrow(w.nb, grp, qx, i, &mut out, m == 1),
+                #[cfg(target_arch = "x86_64")]
                 Kind::Avx2 => super::x86::group_avx2(w.nb, grp, qx, i, &mut out),
                 #[cfg(target_arch = "x86_64")]
                 Kind::AvxVnni => super::x86::group_avxvnni(w.nb, grp, qx, i, &mut out),

@@ -106,6 +106,58 @@ fn matmul_matches_reference_all_kernels() {
     }
 }
 
+/// Random GGUF Q5_0 bytes (every 5-bit value and fifth-bit pattern).
+fn rand_q5(n: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut v = Vec::new();
+    for _ in 0..n * k / 32 {
+        v.extend_from_slice(&f32_to_f16_bits(0.001 + rng.f().abs() * 0.05).to_le_bytes());
+        for _ in 0..20 {
+            v.push(rng.next() as u8);
+        }
+    }
+    v
+}
+
+/// Narrow matrices (from Q5_0, values in -16..=15) have kernels of their own
+/// without VNNI (unsigned bytes, several activation rows at once): every
+/// kernel, both packings, odd and even batch sizes against the reference.
+#[test]
+fn narrow_matmul_matches_reference_all_kernels() {
+    let mut rng = Rng(0x5eed_0005);
+    for &(n, k) in &[(1, 32), (37, 96), (896, 896), (130, 4864)] {
+        let bytes = rand_q5(n, k, &mut rng);
+        for q5 in [false, true] {
+            let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, q5).unwrap();
+            let deq = w.dequantize();
+            for &m in &[1usize, 2, 3, 5, 16] {
+                let mut x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
+                if k >= 64 {
+                    x[32..64].iter_mut().for_each(|v| *v = 0.0);
+                }
+                // Extremes: activations quantized to +-127 next to 5-bit extremes.
+                x[0] = 40.0;
+                x[1] = -40.0;
+                let (yr, mag) = reference(&deq, n, k, &x, m);
+                for kind in available_kernels() {
+                    for nt in [1, 2, 3] {
+                        let mut y = vec![f32::NAN; m * n];
+                        w.matmul_with(&x, m, &mut y, kind, nt);
+                        for idx in 0..m * n {
+                            let err = (y[idx] as f64 - yr[idx]).abs();
+                            assert!(
+                                err <= 1e-4 * mag[idx].max(1e-6),
+                                "{kind:?} q5={q5} nt={nt} ({n},{k}) m={m} idx={idx}: {} vs {}",
+                                y[idx],
+                                yr[idx]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_quantizer_matches_scalar() {
