@@ -2,25 +2,14 @@
 //! recorded answers: no model needed, and the windows are the pipeline's.
 
 use wick::cli::real_code;
-use wick::complete::{clean, plan_with, Input, Stages};
+use wick::complete::{clean, plan_with, Stages};
 use wick::config::{Config, PromptMode};
-use wick::syntax::Lang;
 
 fn cleaned(case: &str, raw: &str) -> Result<String, &'static str> {
     let set = real_code::load(&real_code::default_cases()).unwrap();
     let c = set.cases.iter().find(|c| c.id == case).unwrap_or_else(|| panic!("no case {case}"));
-    let doc = set.document(c);
-    let path = &set.files[c.file].path;
-    let rope = ropey::Rope::from_str(&doc);
-    let input = Input {
-        rope: &rope,
-        cursor: rope.byte_to_char(c.cursor),
-        lang: Lang::from_path(path),
-        parsed: None,
-        path,
-        repo_name: "",
-        others: &[],
-    };
+    let rope = ropey::Rope::from_str(&set.document(c));
+    let input = real_code::input_for(&set, c, &rope, &[]);
     // The default model's layout (plain continuation).
     let cfg = Config { prompt: PromptMode::Prefix, ..Config::default() };
     let plan = plan_with(&input, &cfg, None, None, Stages::default()).expect("a plan");

@@ -239,15 +239,35 @@ fn openai_backend_streams_our_prompt_and_stops_where_we_say() {
     assert!(sent[0].headers.to_ascii_lowercase().contains("authorization: bearer sk-test-123"));
 }
 
+/// A fake llama-server with `slots` slots that answers `/completion` with
+/// `completion`.
+fn llama_fake(slots: u64, completion: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
+    Fake::start(move |s| match s.path.as_str() {
+        "/health" => Reply::Json(200, json!({"status": "ok"})),
+        "/props" => Reply::Json(200, json!({"total_slots": slots})),
+        "/completion" => completion(s),
+        _ => Reply::Status(404, "", "no"),
+    })
+}
+
+/// A ready engine on a llama.cpp backend at `url` (the server's own model).
+fn llama_engine(url: &str) -> Engine {
+    let mut o = opts(BackendKind::LlamaCpp, url);
+    o.model = String::new();
+    o.family = Some(Family::QwenCoder);
+    let e = Engine::remote(o, None);
+    ready(&e);
+    e
+}
+
 #[test]
 fn llama_cpp_backend_caches_the_prompt_in_a_slot_per_document() {
-    let fake = Fake::start(|s| match s.path.as_str() {
-        "/health" => Reply::Json(200, json!({"status": "ok"})),
-        "/props" => Reply::Json(200, json!({"total_slots": 4})),
-        "/completion" if s.body["stream"] == false => {
-            Reply::Json(200, json!({"content": "", "stop": true, "tokens_evaluated": 30, "tokens_cached": 0}))
+    let fake = llama_fake(4, |s| {
+        if s.body["stream"] == false {
+            // A prefetch: the prompt only.
+            return Reply::Json(200, json!({"content": "", "stop": true, "tokens_evaluated": 30, "tokens_cached": 0}));
         }
-        "/completion" => Reply::Stream(
+        Reply::Stream(
             vec![
                 sse(json!({"content": "x", "stop": false})),
                 sse(json!({"content": " * 2", "stop": false})),
@@ -256,14 +276,9 @@ fn llama_cpp_backend_caches_the_prompt_in_a_slot_per_document() {
                 ),
             ],
             Duration::from_millis(5),
-        ),
-        _ => Reply::Status(404, "", "no"),
+        )
     });
-    let mut o = opts(BackendKind::LlamaCpp, &fake.url);
-    o.model = String::new();
-    o.family = Some(Family::QwenCoder);
-    let e = Engine::remote(o, None);
-    ready(&e);
+    let e = llama_engine(&fake.url);
     assert_eq!(problem(&e), None);
     // A prefetch prefills the slot without generating.
     let mut warm = fim_request("y = ", "");
@@ -295,37 +310,23 @@ fn a_connection_closed_before_the_answer_is_tried_once_more() {
     // the first time, so the engine sends it once more and reports nothing.
     let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let c2 = closed.clone();
-    let fake = Fake::start(move |s| match s.path.as_str() {
-        "/health" => Reply::Json(200, json!({"status": "ok"})),
-        "/props" => Reply::Json(200, json!({"total_slots": 1})),
-        "/completion" if c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) => Reply::Close,
-        "/completion" => Reply::Stream(
+    let fake = llama_fake(1, move |_| {
+        if c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
+            return Reply::Close;
+        }
+        Reply::Stream(
             vec![sse(json!({"content": "x", "stop": false})), sse(json!({"content": "", "stop": true}))],
             Duration::from_millis(5),
-        ),
-        _ => Reply::Status(404, "", "no"),
+        )
     });
-    let mut o = opts(BackendKind::LlamaCpp, &fake.url);
-    o.model = String::new();
-    o.family = Some(Family::QwenCoder);
-    let e = Engine::remote(o, None);
-    ready(&e);
+    let e = llama_engine(&fake.url);
     let (g, _) = e.generate_blocking(fim_request("y = ", "")).unwrap();
     assert_eq!(g.text, "x");
     assert_eq!(fake.seen("/completion").len(), 2, "sent twice");
     assert_eq!(problem(&e), None, "a retried close is no problem");
     // Closed every time: a failure, named, after one retry (not a loop).
-    let always = Fake::start(|s| match s.path.as_str() {
-        "/health" => Reply::Json(200, json!({"status": "ok"})),
-        "/props" => Reply::Json(200, json!({"total_slots": 1})),
-        "/completion" => Reply::Close,
-        _ => Reply::Status(404, "", "no"),
-    });
-    let mut o = opts(BackendKind::LlamaCpp, &always.url);
-    o.model = String::new();
-    o.family = Some(Family::QwenCoder);
-    let e = Engine::remote(o, None);
-    ready(&e);
+    let always = llama_fake(1, |_| Reply::Close);
+    let e = llama_engine(&always.url);
     let (kind, msg) = remote_error(e.generate_blocking(fim_request("y = ", "")));
     assert_eq!(kind, FailKind::Unreachable, "{msg}");
     assert_eq!(always.seen("/completion").len(), 2, "one retry: {msg}");

@@ -283,15 +283,7 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
     let rope = ropey::Rope::from_str(&doc);
     let others = if v.stages.cross_file { imported_definitions(set, path, &doc) } else { Vec::new() };
     let req = SuggestRequest {
-        input: Input {
-            rope: &rope,
-            cursor: rope.byte_to_char(c.cursor),
-            lang: Lang::from_path(path),
-            parsed: None,
-            path,
-            repo_name: "",
-            others: &others,
-        },
+        input: input_for(set, c, &rope, &others),
         config: &v.config,
         stages: v.stages,
         last: None,
@@ -311,6 +303,26 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
         offered: first.offered + out.alternatives.len(),
         any_exact: first.exact || out.alternatives.iter().any(|a| first_line(a) == want),
         ..first
+    }
+}
+
+/// The pipeline's input for case `c`: `rope` holds the case's document
+/// (`set.document(c)`), `others` the other files' definitions.
+pub fn input_for<'a>(
+    set: &'a CaseSet,
+    c: &Case,
+    rope: &'a ropey::Rope,
+    others: &'a [complete::OtherFile],
+) -> Input<'a> {
+    let path = &set.files[c.file].path;
+    Input {
+        rope,
+        cursor: rope.byte_to_char(c.cursor),
+        lang: Lang::from_path(path),
+        parsed: None,
+        path,
+        repo_name: "",
+        others,
     }
 }
 

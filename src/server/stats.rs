@@ -217,7 +217,8 @@ mod tests {
         (Tracker { writer: Some(tx), ..Tracker::default() }, rx)
     }
 
-    fn written(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<(Outcome, Option<u32>, bool)> {
+    /// The records written since the last call.
+    fn records(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<crate::stats::Record> {
         let text: String = rx
             .try_iter()
             .filter_map(|m| match m {
@@ -225,7 +226,11 @@ mod tests {
                 Msg::Flush(_) => None,
             })
             .collect();
-        crate::stats::parse(&text).into_iter().map(|r| (r.outcome, r.accepted_chars, r.typed_ahead)).collect()
+        crate::stats::parse(&text)
+    }
+
+    fn written(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<(Outcome, Option<u32>, bool)> {
+        records(rx).into_iter().map(|r| (r.outcome, r.accepted_chars, r.typed_ahead)).collect()
     }
 
     #[test]
@@ -275,16 +280,6 @@ mod tests {
     fn the_record_says_how_many_were_offered_and_which_was_taken() {
         let (mut t, rx) = tracker();
         let ms = Duration::from_millis(20);
-        let records = |rx: &std::sync::mpsc::Receiver<Msg>| -> Vec<crate::stats::Record> {
-            let text: String = rx
-                .try_iter()
-                .filter_map(|m| match m {
-                    Msg::Line(l) => Some(l),
-                    Msg::Flush(_) => None,
-                })
-                .collect();
-            crate::stats::parse(&text)
-        };
         let a = t.shown("u", "python", ms, "range(10)", false);
         t.offered(a, &["len(xs)".into(), "n".into()]);
         // The second alternative, all of it: its length counts.
