@@ -71,6 +71,28 @@ fn f16_conversion_exact() {
     }
 }
 
+/// `w` (dequantized: `deq`) times `x` (m rows) with every kernel and 1-3
+/// threads, against the f64 reference of the quantized math.
+fn every_kernel_matches_reference(w: &Q8Matrix, deq: &[f32], x: &[f32], m: usize, what: &str) {
+    let (n, k) = (w.rows(), w.cols());
+    let (yr, mag) = reference(deq, n, k, x, m);
+    for kind in available_kernels() {
+        for nt in [1, 2, 3] {
+            let mut y = vec![f32::NAN; m * n];
+            w.matmul_with(x, m, &mut y, kind, nt);
+            for idx in 0..m * n {
+                let err = (y[idx] as f64 - yr[idx]).abs();
+                assert!(
+                    err <= 1e-4 * mag[idx].max(1e-6),
+                    "{what} {kind:?} nt={nt} ({n},{k}) m={m} idx={idx}: {} vs {}",
+                    y[idx],
+                    yr[idx]
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_matches_reference_all_kernels() {
     let mut rng = Rng(0x9e3779b97f4a7c15);
@@ -86,22 +108,7 @@ fn matmul_matches_reference_all_kernels() {
             if k >= 64 {
                 x[32..64].iter_mut().for_each(|v| *v = 0.0); // an all-zero block
             }
-            let (yr, mag) = reference(&deq, n, k, &x, m);
-            for kind in available_kernels() {
-                for nt in [1, 2, 3] {
-                    let mut y = vec![f32::NAN; m * n];
-                    w.matmul_with(&x, m, &mut y, kind, nt);
-                    for idx in 0..m * n {
-                        let err = (y[idx] as f64 - yr[idx]).abs();
-                        assert!(
-                            err <= 1e-4 * mag[idx].max(1e-6),
-                            "{kind:?} nt={nt} ({n},{k}) m={m} idx={idx}: {} vs {}",
-                            y[idx],
-                            yr[idx]
-                        );
-                    }
-                }
-            }
+            every_kernel_matches_reference(&w, &deq, &x, m, "Q8_0");
         }
     }
 }
@@ -137,22 +144,7 @@ fn narrow_matmul_matches_reference_all_kernels() {
                 // Extremes: activations quantized to +-127 next to 5-bit extremes.
                 x[0] = 40.0;
                 x[1] = -40.0;
-                let (yr, mag) = reference(&deq, n, k, &x, m);
-                for kind in available_kernels() {
-                    for nt in [1, 2, 3] {
-                        let mut y = vec![f32::NAN; m * n];
-                        w.matmul_with(&x, m, &mut y, kind, nt);
-                        for idx in 0..m * n {
-                            let err = (y[idx] as f64 - yr[idx]).abs();
-                            assert!(
-                                err <= 1e-4 * mag[idx].max(1e-6),
-                                "{kind:?} q5={q5} nt={nt} ({n},{k}) m={m} idx={idx}: {} vs {}",
-                                y[idx],
-                                yr[idx]
-                            );
-                        }
-                    }
-                }
+                every_kernel_matches_reference(&w, &deq, &x, m, &format!("Q5_0, q5={q5}"));
             }
         }
     }
