@@ -8,6 +8,11 @@
 //! is removed by starting each block's accumulator at -128 * sum(x_block). No horizontal sums.
 //! Activations are quantized per 32-block (d = max|x|/127, q = round-half-even(x/d)).
 //!
+//! Q5_0 weights keep 5 bits in the same groups (`q8::Pack`): four 64-byte lines of nibbles
+//! per block, then the fifth bits, as one 64-bit mask per chunk (`Q5Masks`, AVX-512) or as
+//! 64 bytes whose byte `lane` bit `t` belongs to chunk `t` (`Q5Planes`, AVX2). Decode reads
+//! them in place; a batch unpacks each group to the 8-bit layout first.
+//!
 //! `q8.rs` holds the layout, the repacking and `matmul`; `select.rs` picks a
 //! kernel for the CPU (and has the scalar one); `x86.rs` the SIMD kernels;
 //! `pool.rs` the persistent thread pool they run on; `attention.rs` the

@@ -6,9 +6,23 @@ use super::select::*;
 pub(super) const QK: usize = 32;
 pub(super) const G: usize = 16; // rows per group
 pub(super) const BLK: usize = G * QK; // weight bytes per group-block
-/// Weight bytes per group-block of the 5-bit packing: 4 lines of nibbles,
-/// then 8 masks of the fifth bit (see [`Q8Matrix::from_q5_0`]).
+/// Weight bytes per group-block of the 5-bit packings: 4 lines of nibbles,
+/// then 64 bytes of fifth bits (see [`Q8Matrix::from_q5_0`]).
 pub(super) const BLK5: usize = 4 * 64 + 8 * 8;
+
+/// How a matrix's weight blocks are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pack {
+    /// 8 bits a weight, `q ^ 0x80` (`BLK` bytes a block).
+    Q8,
+    /// 5 bits a weight, the fifth bits as one 64-bit mask per chunk: the
+    /// AVX-512 kernel reads it in place (`BLK5` bytes a block).
+    Q5Masks,
+    /// 5 bits a weight, the fifth bits as bit planes (byte `lane` holds the
+    /// fifth bit of chunk `t` in bit `t`): the AVX2 kernel reads it in
+    /// place, two operations a chunk (`BLK5` bytes a block).
+    Q5Planes,
+}
 
 /// Software prefetch distance (bytes) for the streamed weights.
 #[cfg(target_arch = "x86_64")]
@@ -31,8 +45,7 @@ pub struct Q8Matrix {
     pub(super) nb: usize,
     pub(super) ngroups: usize,
     pub(super) stride: usize, // bytes per group, multiple of 64
-    /// Blocks in the 5-bit packing (`BLK5` bytes) rather than 8-bit (`BLK`).
-    pub(super) q5: bool,
+    pub(super) pack: Pack,
     /// Every value is in -16..=15 (from Q5_0): kernels without VNNI then
     /// multiply `q + 16` as unsigned bytes, without the sign trick.
     pub(super) narrow: bool,
@@ -59,6 +72,15 @@ pub(super) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// The fifth bit (0 or 1) of weight byte `(t, lane)` in a 5-bit block `w`.
+#[inline]
+fn fifth_bit(pack: Pack, w: &[u8], t: usize, lane: usize) -> u8 {
+    match pack {
+        Pack::Q5Planes => (w[256 + lane] >> t) & 1,
+        _ => (w[256 + t * 8 + lane / 8] >> (lane % 8)) & 1,
+    }
+}
+
 impl Q8Matrix {
     pub(super) fn build(
         n: usize,
@@ -66,7 +88,7 @@ impl Q8Matrix {
         bpb: usize,
         bytes: &[u8],
         conv: fn(&[u8], &mut [i8; 32]) -> u16,
-        q5: bool,
+        pack: Pack,
         narrow: bool,
     ) -> Result<Self, String> {
         if n == 0 || k == 0 || !k.is_multiple_of(QK) {
@@ -78,7 +100,7 @@ impl Q8Matrix {
         }
         let ngroups = n.div_ceil(G);
         let wofs = (nb * G * 2).div_ceil(64) * 64; // weights start 64-aligned
-        let stride = wofs + nb * if q5 { BLK5 } else { BLK };
+        let stride = wofs + nb * if pack == Pack::Q8 { BLK } else { BLK5 };
         let mut data = vec![Line([0u8; 64]); ngroups * stride / 64];
         // SAFETY: `data` is a plain byte buffer of ngroups*stride bytes; we view it as bytes.
         let out = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, ngroups * stride) };
@@ -97,13 +119,18 @@ impl Q8Matrix {
                         0
                     };
                     sc[(b * G + j) * 2..(b * G + j) * 2 + 2].copy_from_slice(&d.to_le_bytes());
-                    if q5 {
+                    if pack != Pack::Q8 {
                         let blk = &mut ws[b * BLK5..(b + 1) * BLK5];
                         for t in 0..8 {
                             for c in 0..4 {
                                 let (lane, u) = (j * 4 + c, (q[t * 4 + c] as i32 + 16) as u8);
                                 blk[(t % 4) * 64 + lane] |= (u & 0x0f) << (4 * (t / 4));
-                                blk[256 + t * 8 + lane / 8] |= ((u >> 4) & 1) << (lane % 8);
+                                let fifth = (u >> 4) & 1;
+                                if pack == Pack::Q5Masks {
+                                    blk[256 + t * 8 + lane / 8] |= fifth << (lane % 8);
+                                } else {
+                                    blk[256 + lane] |= fifth << t;
+                                }
                             }
                         }
                     } else {
@@ -116,7 +143,7 @@ impl Q8Matrix {
                 }
             }
         }
-        Ok(Q8Matrix { n, k, nb, ngroups, stride, q5, narrow, data })
+        Ok(Q8Matrix { n, k, nb, ngroups, stride, pack, narrow, data })
     }
 
     /// `bytes`: GGUF Q8_0 data for an n x k matrix (n rows of k/32 blocks of 34 bytes).
@@ -132,32 +159,37 @@ impl Q8Matrix {
                 }
                 u16::from_le_bytes([blk[0], blk[1]])
             },
-            false,
+            Pack::Q8,
             false,
         )
     }
 
     /// `bytes`: GGUF Q5_0 data (22-byte blocks). Kept at 5 bits a weight
-    /// where the kernel in use reads that packing at full speed (AVX-512),
-    /// else converted exactly to Q8_0 values.
+    /// where the kernel in use reads a 5-bit packing in place (AVX-512 the
+    /// masks, AVX2 the planes), else converted exactly to Q8_0 values;
+    /// `WICK_Q5_REPACK=1` forces the conversion (for comparison).
     ///
-    /// The 5-bit packing holds the same values as `u = q + 16` (0..31): line
-    /// `t` (0..4) of a block holds, in the byte that the 8-bit layout's
-    /// chunk `t` uses for a weight, its low nibble, and in the high nibble
-    /// that of chunk `t + 4`; mask `t` (0..8, 64 bits) has bit `4j + c` set
-    /// when weight `4t + c` of row `j` has its fifth bit. A dot product over
-    /// `u` then needs `-16 * sum(x)` added: the activations' 8-bit
-    /// correction divided by 8, exactly.
+    /// The 5-bit packings hold the same values as `u = q + 16` (0..31):
+    /// line `t` (0..4) of a block holds, in the byte that the 8-bit
+    /// layout's chunk `t` uses for a weight, its low nibble, and in the high
+    /// nibble that of chunk `t + 4`. The fifth bits follow: as masks, mask
+    /// `t` (0..8, 64 bits) has bit `4j + c` set when weight `4t + c` of row
+    /// `j` has its fifth bit; as planes, byte `4j + c` has bit `t` set. A
+    /// dot product over `u` then needs `-16 * sum(x)` added: the
+    /// activations' 8-bit correction divided by 8, exactly.
     pub fn from_q5_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
-        Self::from_q5_0_packed(
-            n,
-            k,
-            bytes,
-            kernel() == Kind::Avx512Vnni && std::env::var_os("WICK_Q5_REPACK").is_none(),
-        )
+        let pack = match kernel() {
+            _ if std::env::var_os("WICK_Q5_REPACK").is_some() => Pack::Q8,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512Vnni => Pack::Q5Masks,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => Pack::Q5Planes,
+            _ => Pack::Q8,
+        };
+        Self::from_q5_0_packed(n, k, bytes, pack)
     }
 
-    pub(super) fn from_q5_0_packed(n: usize, k: usize, bytes: &[u8], q5: bool) -> Result<Self, String> {
+    pub(super) fn from_q5_0_packed(n: usize, k: usize, bytes: &[u8], pack: Pack) -> Result<Self, String> {
         Self::build(
             n,
             k,
@@ -174,17 +206,17 @@ impl Q8Matrix {
                 }
                 u16::from_le_bytes([blk[0], blk[1]])
             },
-            q5,
+            pack,
             true,
         )
     }
 
     /// Weight bytes per group-block.
     pub(super) fn blk(&self) -> usize {
-        if self.q5 {
-            BLK5
-        } else {
+        if self.pack == Pack::Q8 {
             BLK
+        } else {
+            BLK5
         }
     }
 
@@ -192,17 +224,17 @@ impl Q8Matrix {
     #[inline]
     pub(super) fn byte8(&self, grp: &[u8], b: usize, t: usize, lane: usize) -> u8 {
         let w = &grp[wofs(self.nb) + b * self.blk()..];
-        if self.q5 {
-            let lo = (w[(t % 4) * 64 + lane] >> (4 * (t / 4))) & 0x0f;
-            let hi = (w[256 + t * 8 + lane / 8] >> (lane % 8)) & 1;
-            (((lo | (hi << 4)) as i32 - 16) as u8) ^ 0x80
-        } else {
-            w[t * 64 + lane]
+        match self.pack {
+            Pack::Q8 => w[t * 64 + lane],
+            Pack::Q5Masks | Pack::Q5Planes => {
+                let lo = (w[(t % 4) * 64 + lane] >> (4 * (t / 4))) & 0x0f;
+                (lo | (fifth_bit(self.pack, w, t, lane) << 4)).wrapping_sub(16) ^ 0x80
+            }
         }
     }
 
     /// Writes the 8-bit layout of group `g` (scales and blocks) into `dst`
-    /// (`wofs(nb) + nb * BLK` bytes): the 5-bit packing unpacked once for a
+    /// (`wofs(nb) + nb * BLK` bytes): a 5-bit packing unpacked once for a
     /// batch of rows.
     pub(super) fn unpack_group(&self, g: usize, dst: &mut [u8]) {
         let grp = &self.bytes()[g * self.stride..(g + 1) * self.stride];
@@ -212,10 +244,9 @@ impl Q8Matrix {
             let w = &grp[wo + b * BLK5..wo + (b + 1) * BLK5];
             let out = &mut dst[wo + b * BLK..wo + (b + 1) * BLK];
             for t in 0..8 {
-                let mask = u64::from_le_bytes(w[256 + t * 8..256 + t * 8 + 8].try_into().unwrap());
                 let line = &w[(t % 4) * 64..(t % 4) * 64 + 64];
                 for lane in 0..64 {
-                    let u = ((line[lane] >> (4 * (t / 4))) & 0x0f) | ((((mask >> lane) & 1) as u8) << 4);
+                    let u = ((line[lane] >> (4 * (t / 4))) & 0x0f) | (fifth_bit(self.pack, w, t, lane) << 4);
                     out[t * 64 + lane] = u.wrapping_sub(16) ^ 0x80;
                 }
             }

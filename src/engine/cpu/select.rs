@@ -74,28 +74,67 @@ pub fn kernel_name() -> &'static str {
 /// Computes groups g0..g1 for all m inputs. Safety: y must be valid for m*n writes, and the
 /// CPU must support `kind`'s features (guaranteed since kinds come from `available_kernels`).
 pub(super) unsafe fn run_kernel(kind: Kind, w: &Q8Matrix, g0: usize, g1: usize, qx: &QX, m: usize, y: *mut f32) {
-    let mut out = [0f32; G];
-    // The 5-bit packing: read as it is for one row (decode, where reading
-    // fewer bytes is the point), unpacked once per group for a batch.
-    #[cfg(target_arch = "x86_64")]
-    let direct = w.q5 && m == 1 && kind == Kind::Avx512Vnni;
-    #[cfg(not(target_arch = "x86_64"))]
-    let direct = false;
-    let mut unpacked = Vec::new();
-    if w.q5 && !direct {
-        unpacked = vec![Line([0u8; 64]); (wofs(w.nb) + w.nb * BLK).div_ceil(64)];
+    // A 5-bit packing is read as it is for one row by the kernel made for
+    // it (decode, where reading fewer bytes is the point), else unpacked
+    // once per group into this thread's buffer and read by the 8-bit kernels.
+    if w.pack == Pack::Q8 || in_place(w.pack, kind, m) {
+        return run_groups(kind, w, g0..g1, qx, m, y, |g| w.bytes().as_ptr().add(g * w.stride));
     }
-    for g in g0..g1 {
-        let mut grp = w.bytes().as_ptr().add(g * w.stride);
-        if !unpacked.is_empty() {
-            let dst = std::slice::from_raw_parts_mut(unpacked.as_mut_ptr() as *mut u8, unpacked.len() * 64);
+    thread_local! {
+        static UNPACKED: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    UNPACKED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let len = (wofs(w.nb) + w.nb * BLK).div_ceil(64);
+        buf.clear();
+        buf.resize(len, Line([0u8; 64]));
+        let dst = std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, len * 64);
+        run_groups(kind, w, g0..g1, qx, m, y, |g| {
+            #[cfg(target_arch = "x86_64")]
+            if w.pack == Pack::Q5Planes && kind != Kind::Scalar {
+                // SAFETY: non-scalar kinds imply AVX2; `dst` holds a whole 8-bit group.
+                super::x86::unpack_planes_avx2(w.nb, w.bytes().as_ptr().add(g * w.stride), dst.as_mut_ptr());
+                return dst.as_ptr();
+            }
             w.unpack_group(g, dst);
-            grp = dst.as_ptr();
-        }
+            dst.as_ptr()
+        })
+    })
+}
+
+/// Whether `kind` has a kernel that reads the 5-bit `pack` in place for `m` rows.
+fn in_place(pack: Pack, kind: Kind, m: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let yes = m == 1 && matches!((pack, kind), (Pack::Q5Masks, Kind::Avx512Vnni) | (Pack::Q5Planes, Kind::Avx2));
+    #[cfg(not(target_arch = "x86_64"))]
+    let yes = {
+        let _ = (pack, kind, m);
+        false
+    };
+    yes
+}
+
+/// Runs `groups` over all m inputs, `group(g)` giving each group's bytes
+/// (in the 8-bit layout unless read in place). Safety: as `run_kernel`.
+unsafe fn run_groups(
+    kind: Kind,
+    w: &Q8Matrix,
+    groups: std::ops::Range<usize>,
+    qx: &QX,
+    m: usize,
+    y: *mut f32,
+    mut group: impl FnMut(usize) -> *const u8,
+) {
+    let direct = in_place(w.pack, kind, m);
+    let mut out = [0f32; G];
+    for g in groups {
+        let grp = group(g);
         for i in 0..m {
             match kind {
                 #[cfg(target_arch = "x86_64")]
                 Kind::Avx512Vnni if direct => super::x86::group_avx512_q5(w.nb, grp, qx, i, &mut out),
+                #[cfg(target_arch = "x86_64")]
+                Kind::Avx2 if direct => super::x86::group_avx2_q5(w.nb, grp, qx, i, &mut out),
                 Kind::Scalar => group_scalar(w.nb, grp, qx, i, &mut out),
                 #[cfg(target_arch = "x86_64")]
                 Kind::Avx2 if w.narrow => super::x86::group_avx2_narrow(w.nb, grp, qx, i, &mut out, m == 1),

@@ -113,6 +113,8 @@ fn matmul_matches_reference_all_kernels() {
     }
 }
 
+const PACKS: [Pack; 3] = [Pack::Q8, Pack::Q5Masks, Pack::Q5Planes];
+
 /// Random GGUF Q5_0 bytes (every 5-bit value and fifth-bit pattern).
 fn rand_q5(n: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
     let mut v = Vec::new();
@@ -133,8 +135,8 @@ fn narrow_matmul_matches_reference_all_kernels() {
     let mut rng = Rng(0x5eed_0005);
     for &(n, k) in &[(1, 32), (37, 96), (896, 896), (130, 4864)] {
         let bytes = rand_q5(n, k, &mut rng);
-        for q5 in [false, true] {
-            let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, q5).unwrap();
+        for pack in PACKS {
+            let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, pack).unwrap();
             let deq = w.dequantize();
             for &m in &[1usize, 2, 3, 5, 16] {
                 let mut x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
@@ -144,7 +146,7 @@ fn narrow_matmul_matches_reference_all_kernels() {
                 // Extremes: activations quantized to +-127 next to 5-bit extremes.
                 x[0] = 40.0;
                 x[1] = -40.0;
-                every_kernel_matches_reference(&w, &deq, &x, m, &format!("Q5_0, q5={q5}"));
+                every_kernel_matches_reference(&w, &deq, &x, m, &format!("Q5_0, {pack:?}"));
             }
         }
     }
@@ -199,24 +201,25 @@ fn q5_0_exact() {
         }
         expect.extend_from_slice(&vals);
     }
-    for q5 in [false, true] {
-        let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, q5).unwrap();
-        assert_eq!(w.dequantize(), expect, "5-bit packing: {q5}");
+    for pack in PACKS {
+        let w = Q8Matrix::from_q5_0_packed(n, k, &bytes, pack).unwrap();
+        assert_eq!(w.dequantize(), expect, "{pack:?}");
     }
-    // Both packings give the same products, bit for bit, with every kernel,
-    // for one row (read in place) and a batch (unpacked per group).
-    let (p8, p5) = (
-        Q8Matrix::from_q5_0_packed(n, k, &bytes, false).unwrap(),
-        Q8Matrix::from_q5_0_packed(n, k, &bytes, true).unwrap(),
-    );
-    for m in [1usize, 7] {
-        let x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
-        for kind in available_kernels() {
-            let (mut y8, mut y5) = (vec![0f32; m * n], vec![0f32; m * n]);
-            p8.matmul_with(&x, m, &mut y8, kind, 2);
-            p5.matmul_with(&x, m, &mut y5, kind, 2);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y8), bits(&y5), "{kind:?}, {m} rows");
+    // Every packing gives the same products, bit for bit, with every kernel,
+    // for one row (read in place where a kernel can) and a batch (unpacked
+    // per group).
+    let p8 = Q8Matrix::from_q5_0_packed(n, k, &bytes, Pack::Q8).unwrap();
+    for pack in [Pack::Q5Masks, Pack::Q5Planes] {
+        let p5 = Q8Matrix::from_q5_0_packed(n, k, &bytes, pack).unwrap();
+        for m in [1usize, 7] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.f() * 3.0).collect();
+            for kind in available_kernels() {
+                let (mut y8, mut y5) = (vec![0f32; m * n], vec![0f32; m * n]);
+                p8.matmul_with(&x, m, &mut y8, kind, 2);
+                p5.matmul_with(&x, m, &mut y5, kind, 2);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y8), bits(&y5), "{pack:?}, {kind:?}, {m} rows");
+            }
         }
     }
     assert!(Q8Matrix::from_q5_0(n, k, &bytes[1..]).is_err());

@@ -1,6 +1,6 @@
 //! The x86-64 kernels: AVX-512 VNNI, AVX-VNNI and AVX2 group dot products, the AVX2 quantizer.
 
-use super::q8::{BLK, BLK5, G, QK, QX};
+use super::q8::{wofs, BLK, BLK5, G, PF_DIST, QK, QX};
 use std::arch::x86_64::*;
 
 #[inline(always)]
@@ -44,7 +44,7 @@ pub(super) unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; 32]) -> (f32, i
 #[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
 pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
     let sc = grp as *const __m256i;
-    let ws = grp.add(super::q8::wofs(nb));
+    let ws = grp.add(wofs(nb));
     let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
     let mut sum0 = _mm512_setzero_ps();
     let mut sum1 = _mm512_setzero_ps();
@@ -56,7 +56,7 @@ pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, 
         let mut a1 = _mm512_set1_epi32(*corr.add(b + 1));
         for t in 0..17 {
             // prefetch never faults, even past the end of the buffer
-            _mm_prefetch::<_MM_HINT_T0>(w0.add(super::q8::PF_DIST + t * 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w0.add(PF_DIST + t * 64) as *const i8);
         }
         for t in 0..8 {
             let v0 = _mm512_loadu_si512(w0.add(t * 64) as *const _);
@@ -89,7 +89,7 @@ pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, 
 #[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
 pub(super) unsafe fn group_avx512_q5(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
     let sc = grp as *const __m256i;
-    let ws = grp.add(super::q8::wofs(nb));
+    let ws = grp.add(wofs(nb));
     let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
     let low = _mm512_set1_epi8(0x0f);
     let fifth = _mm512_set1_epi8(0x10);
@@ -98,7 +98,7 @@ pub(super) unsafe fn group_avx512_q5(nb: usize, grp: *const u8, qx: &QX, i: usiz
     for b in 0..nb {
         let w = ws.add(b * BLK5);
         for t in 0..6 {
-            _mm_prefetch::<_MM_HINT_T0>(w.add(super::q8::PF_DIST + t * 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w.add(PF_DIST + t * 64) as *const i8);
         }
         let masks = w.add(256) as *const u64;
         let mut a0 = _mm512_set1_epi32(*corr.add(b) / 8);
@@ -135,14 +135,14 @@ unsafe fn group256<F: Fn(__m256i, __m256i, __m256i) -> __m256i>(
     dot: F,
 ) {
     let sc = grp as *const __m128i;
-    let ws = grp.add(super::q8::wofs(nb));
+    let ws = grp.add(wofs(nb));
     let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
     let mut sum0 = _mm256_setzero_ps();
     let mut sum1 = _mm256_setzero_ps();
     for b in 0..nb {
         let w0 = ws.add(b * BLK);
         for t in 0..9 {
-            _mm_prefetch::<_MM_HINT_T0>(w0.add(super::q8::PF_DIST + t * 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w0.add(PF_DIST + t * 64) as *const i8);
         }
         let c = if init { _mm256_set1_epi32(*corr.add(b)) } else { _mm256_setzero_si256() };
         let (mut a0, mut a1) = (c, c);
@@ -196,7 +196,7 @@ pub(super) unsafe fn group_avx2_narrow(
     prefetch: bool,
 ) {
     let sc = grp as *const __m128i;
-    let ws = grp.add(super::q8::wofs(nb));
+    let ws = grp.add(wofs(nb));
     let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
     // Stored bytes are q ^ 0x80 = q + 128; minus 112 gives q + 16.
     let shift = _mm256_set1_epi8(112);
@@ -206,7 +206,7 @@ pub(super) unsafe fn group_avx2_narrow(
         let w0 = ws.add(b * BLK);
         if prefetch {
             for t in 0..9 {
-                _mm_prefetch::<_MM_HINT_T0>(w0.add(super::q8::PF_DIST + t * 64) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(w0.add(PF_DIST + t * 64) as *const i8);
             }
         }
         let c = _mm256_set1_epi32(*corr.add(b) >> 3);
@@ -232,4 +232,88 @@ pub(super) unsafe fn group_avx2_narrow(
     }
     _mm256_storeu_ps(out.as_mut_ptr(), sum[0]);
     _mm256_storeu_ps(out.as_mut_ptr().add(8), sum[1]);
+}
+
+/// The fifth bits of chunks 0..8 of a 32-lane half block, moved to bit 4
+/// of each byte (other bits garbage) from its planes `p`: bit `t` of a byte
+/// is chunk `t`'s. Left moves are byte adds (no carry across bytes, and
+/// adds issue on more ports than shifts on Zen 2).
+#[inline(always)]
+unsafe fn fifths(p: __m256i) -> [__m256i; 8] {
+    let p2 = _mm256_add_epi8(p, p);
+    let p4 = _mm256_add_epi8(p2, p2);
+    let p8 = _mm256_add_epi8(p4, p4);
+    let p16 = _mm256_add_epi8(p8, p8);
+    [p16, p8, p4, p2, p, _mm256_srli_epi16::<1>(p), _mm256_srli_epi16::<2>(p), _mm256_srli_epi16::<3>(p)]
+}
+
+/// `u = q + 16` (0..=31) of chunks `t` and `t + 4` of a half block: nibble
+/// line `v` and the moved fifth bits.
+#[inline(always)]
+unsafe fn unpack_pair(v: __m256i, f: &[__m256i; 8], t: usize) -> (__m256i, __m256i) {
+    let (low, fifth) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x10));
+    let lo = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_and_si256(f[t], fifth));
+    let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(v), low), _mm256_and_si256(f[t + 4], fifth));
+    (lo, hi)
+}
+
+/// `group_avx2_narrow` on the 5-bit planes packing (`Pack::Q5Planes`),
+/// read in place: 5/8 of the weight bytes for decode, where memory is the
+/// limit. Same integer dots and the same float order as
+/// `group_avx2_narrow` on the unpacked group, so the same bits.
+#[target_feature(enable = "avx2,f16c,fma")]
+pub(super) unsafe fn group_avx2_q5(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
+    let sc = grp as *const __m128i;
+    let ws = grp.add(wofs(nb));
+    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let ones = _mm256_set1_epi16(1);
+    let mut sum = [_mm256_setzero_ps(); 2];
+    for b in 0..nb {
+        let w = ws.add(b * BLK5);
+        for t in 0..5 {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(PF_DIST + t * 64) as *const i8);
+        }
+        let x: [__m256i; 8] = core::array::from_fn(|t| _mm256_set1_epi32(xb(qx, i, b, t)));
+        let d = _mm256_set1_ps(*dx.add(b));
+        for (h, acc) in sum.iter_mut().enumerate() {
+            let f = fifths(_mm256_loadu_si256(w.add(256 + h * 32) as *const _));
+            // Chunks 0..4 and 4..8 summed apart: four maddubs of at most
+            // 2 x 31 x 127 each stay inside i16.
+            let mut a16 = [_mm256_setzero_si256(); 2];
+            for t in 0..4 {
+                let (lo, hi) = unpack_pair(_mm256_loadu_si256(w.add(t * 64 + h * 32) as *const _), &f, t);
+                a16[0] = _mm256_add_epi16(a16[0], _mm256_maddubs_epi16(lo, x[t]));
+                a16[1] = _mm256_add_epi16(a16[1], _mm256_maddubs_epi16(hi, x[t + 4]));
+            }
+            let a = _mm256_add_epi32(_mm256_madd_epi16(a16[0], ones), _mm256_madd_epi16(a16[1], ones));
+            let a = _mm256_add_epi32(a, _mm256_set1_epi32(*corr.add(b) >> 3));
+            let s = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(sc.add(2 * b + h))), d);
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, *acc);
+        }
+    }
+    _mm256_storeu_ps(out.as_mut_ptr(), sum[0]);
+    _mm256_storeu_ps(out.as_mut_ptr().add(8), sum[1]);
+}
+
+/// Writes the 8-bit layout (`q ^ 0x80`, scales copied) of one group in the
+/// planes packing: what `Q8Matrix::unpack_group` does, vectorized, for a
+/// batch of rows. Safety: `src` is a whole planes group of `nb` blocks,
+/// `dst` has room for `wofs(nb) + nb * BLK` bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn unpack_planes_avx2(nb: usize, src: *const u8, dst: *mut u8) {
+    let wo = wofs(nb);
+    std::ptr::copy_nonoverlapping(src, dst, wo);
+    // u - 16 + 128 = u + 112
+    let bias = _mm256_set1_epi8(112);
+    for b in 0..nb {
+        let (w, o) = (src.add(wo + b * BLK5), dst.add(wo + b * BLK));
+        for h in 0..2 {
+            let f = fifths(_mm256_loadu_si256(w.add(256 + h * 32) as *const _));
+            for t in 0..4 {
+                let (lo, hi) = unpack_pair(_mm256_loadu_si256(w.add(t * 64 + h * 32) as *const _), &f, t);
+                _mm256_storeu_si256(o.add(t * 64 + h * 32) as *mut _, _mm256_add_epi8(lo, bias));
+                _mm256_storeu_si256(o.add((t + 4) * 64 + h * 32) as *mut _, _mm256_add_epi8(hi, bias));
+            }
+        }
+    }
 }
