@@ -158,7 +158,8 @@ pub fn analysis(text: &str, lang: Lang, a: usize, b: usize) -> Result<(), String
     let _ = analysis.known_edit(text, start, end);
     let _ = crate::syntax::empty_body_at(&p, text, a);
     let req = crate::actions::FixRequest { text, lang: Some(lang), language_id: "x", start, end, message: "m" };
-    for plan in [crate::actions::plan_fix(&req, Some(&p)), crate::actions::plan_fix(&req, None)].into_iter().flatten() {
+    let kept = Some((&p, &analysis));
+    for plan in [crate::actions::plan_fix(&req, kept), crate::actions::plan_fix(&req, None)].into_iter().flatten() {
         if !(text.is_char_boundary(plan.start) && text.is_char_boundary(plan.end) && plan.start <= plan.end) {
             return Err(format!("fix region {}..{} is not whole characters", plan.start, plan.end));
         }
@@ -184,9 +185,7 @@ pub fn prompts(text: &str, lang: Lang, cursor: usize, out: &str, fim: bool, trun
     };
     let mut cfg = Config::default();
     cfg.update(&serde_json::json!({"prompt": if fim { "fim" } else { "prefix" }}));
-    if let Some(plan) =
-        complete::plan_with(&input, &cfg, Some(crate::prompt::Family::QwenCoder), None, Stages::default())
-    {
+    if let Some(plan) = complete::plan(&input, &cfg, Some(crate::prompt::Family::QwenCoder), None, Stages::default()) {
         let _ = complete::clean(out, &plan, truncated);
         let _ = complete::postprocess(out, &plan);
     }

@@ -2,7 +2,7 @@
 //! recorded answers: no model needed, and the windows are the pipeline's.
 
 use wick::cli::real_code;
-use wick::complete::{clean, plan_with, Stages};
+use wick::complete::{clean, plan, Stages};
 use wick::config::{Config, PromptMode};
 
 fn cleaned(case: &str, raw: &str) -> Result<String, &'static str> {
@@ -12,7 +12,7 @@ fn cleaned(case: &str, raw: &str) -> Result<String, &'static str> {
     let input = real_code::input_for(&set, c, &rope, &[]);
     // The default model's layout (plain continuation).
     let cfg = Config { prompt: PromptMode::Prefix, ..Config::default() };
-    let plan = plan_with(&input, &cfg, None, None, Stages::default()).expect("a plan");
+    let plan = plan(&input, &cfg, None, None, Stages::default()).expect("a plan");
     clean(raw, &plan, false).map_err(|e| e.name())
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::lsp::{caps_with_progress, Client, LONG};
 use serde_json::json;
-use wick::complete::{plan_with, Input, OtherFile, Stages};
+use wick::complete::{plan, Input, OtherFile, Stages};
 use wick::config::Config;
 use wick::prompt::{Family, Piece};
 use wick::syntax::Lang;
@@ -26,9 +26,9 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
         repo_name: "retry",
         others: &others,
     };
-    let plan = plan_with(&input, &Config::default(), Some(Family::QwenCoder), None, Stages::default()).unwrap();
-    assert_eq!(plan.cross_file, vec!["src/config.rs:RetryPolicy".to_string()]);
-    let p = &plan.request.prompt.pieces;
+    let with = plan(&input, &Config::default(), Some(Family::QwenCoder), None, Stages::default()).unwrap();
+    assert_eq!(with.cross_file, vec!["src/config.rs:RetryPolicy".to_string()]);
+    let p = &with.request.prompt.pieces;
     // Repository layout: <|repo_name|>, the other file, then the current one.
     assert_eq!(p[0], Piece::Special("<|repo_name|>"));
     assert_eq!(p[2], Piece::Special("<|file_sep|>"));
@@ -41,7 +41,7 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
     assert_eq!(p[4], Piece::Special("<|file_sep|>"));
     assert_eq!(p[6], Piece::Special("<|fim_prefix|>"));
     // Without the stage, nothing from the other file.
-    let plan = plan_with(
+    let without = plan(
         &input,
         &Config::default(),
         Some(Family::QwenCoder),
@@ -49,8 +49,8 @@ fn the_builder_brings_in_the_struct_from_the_other_file() {
         Stages { cross_file: false, ..Stages::default() },
     )
     .unwrap();
-    assert!(plan.cross_file.is_empty());
-    assert_eq!(plan.request.prompt.pieces[0], Piece::Special("<|fim_prefix|>"));
+    assert!(without.cross_file.is_empty());
+    assert_eq!(without.request.prompt.pieces[0], Piece::Special("<|fim_prefix|>"));
 }
 
 #[test]

@@ -409,7 +409,8 @@ fn engine_thread_serves_supersedes_and_reports_not_ready() {
         message: "expected ':'",
     };
     let opts = wick::actions::run::ActionOptions { cancel: token, ..Default::default() };
-    let r = wick::actions::run::fix(&engine, &fix, parsed.as_ref(), &opts);
+    let analysis = parsed.as_ref().map(|p| wick::syntax::Analysis::new(p, text));
+    let r = wick::actions::run::fix(&engine, &fix, parsed.as_ref().zip(analysis.as_ref()), &opts);
     assert!(matches!(&r, Err(wick::actions::FixError::Engine(m)) if m.contains("cancel")), "{r:?}");
 
     // An engine whose model is still loading answers at once.

@@ -90,15 +90,10 @@ fn errors_within(errs: &[syntax::SyntaxError], s: usize, e: usize) -> usize {
     errs.iter().filter(|x| x.start < e.max(s + 1) && x.end >= s && x.start >= s).count()
 }
 
-/// Chooses the region for a fix.
-pub fn plan_fix(req: &FixRequest, parsed: Option<&Parsed>) -> Result<FixPlan, FixError> {
-    let analysis = parsed.map(|p| syntax::Analysis::new(p, req.text));
-    plan_fix_with(req, parsed.zip(analysis.as_ref()))
-}
-
-/// [`plan_fix`] with the text's parse and its [`syntax::Analysis`], as a
-/// server keeps them per document version.
-pub fn plan_fix_with(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysis)>) -> Result<FixPlan, FixError> {
+/// Chooses the region for a fix, with the text's parse and its
+/// [`syntax::Analysis`] where the language has a grammar (a server keeps
+/// both per document version).
+pub fn plan_fix(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysis)>) -> Result<FixPlan, FixError> {
     let text = req.text;
     if req.start > text.len() || req.end > text.len() || req.start > req.end {
         return Err(FixError::OutOfRange);
@@ -106,7 +101,7 @@ pub fn plan_fix_with(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysi
     let (s, e) = (floor_char(text, req.start), floor_char(text, req.end));
     let (start, end) = match parsed {
         Some((p, a)) => {
-            syntax::fix_region_with(p, text, s, e, MAX_REGION_BYTES, a).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?
+            syntax::fix_region(p, text, s, e, MAX_REGION_BYTES, a).ok_or(FixError::TooLarge(MAX_REGION_BYTES))?
         }
         None => {
             let r = (line_start(text, s), line_end(text, e.saturating_sub(usize::from(e > s))));

@@ -60,11 +60,12 @@ fn sampling(opts: &ActionOptions, attempt: usize) -> Sampling {
     }
 }
 
-/// Asks the model to fix the diagnostic in `req`, verifying every answer.
+/// Asks the model to fix the diagnostic in `req`, verifying every answer;
+/// `parsed`: the text's parse and analysis, as for [`plan_fix`].
 pub fn fix(
     engine: &Engine,
     req: &FixRequest,
-    parsed: Option<&Parsed>,
+    parsed: Option<(&Parsed, &syntax::Analysis)>,
     opts: &ActionOptions,
 ) -> Result<Fixed, FixError> {
     let plan = plan_fix(req, parsed)?;

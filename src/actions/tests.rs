@@ -5,6 +5,11 @@ fn req<'a>(text: &'a str, lang: Lang, needle: &str, message: &'a str) -> FixRequ
     FixRequest { text, lang: Some(lang), language_id: "python", start, end: start + needle.len(), message }
 }
 
+/// [`plan_fix`] with a fresh analysis of the request's text.
+fn planned(r: &FixRequest, p: &Parsed) -> Result<FixPlan, FixError> {
+    plan_fix(r, Some((p, &syntax::Analysis::new(p, r.text))))
+}
+
 fn parsed(lang: Lang, text: &str) -> Parsed {
     Parsed::parse(lang, text).unwrap()
 }
@@ -25,7 +30,7 @@ fn plans_the_broken_lines_and_verifies_a_real_fix() {
         end: e.end,
         message: &e.message,
     };
-    let plan = plan_fix(&r, Some(&p)).unwrap();
+    let plan = planned(&r, &p).unwrap();
     assert!(plan.is_syntax);
     let region = &MISSING_COLON[plan.start..plan.end];
     assert_eq!(region, "def area(r)\n    return math.pi * r ** 2\n");
@@ -44,7 +49,7 @@ fn a_fix_that_breaks_other_code_is_rejected() {
     let text = "def f(x)\n    return x\n\ny = [1, 2]\n";
     let p = parsed(Lang::Python, text);
     let r = req(text, Lang::Python, "(x)", "expected ':'");
-    let plan = plan_fix(&r, Some(&p)).unwrap();
+    let plan = planned(&r, &p).unwrap();
     let region = &text[plan.start..plan.end];
     // Fixing the colon but opening a bracket that swallows the rest.
     let bad = region.replacen("def f(x)", "def f(x):", 1).replacen("return x", "return (x", 1);
@@ -56,7 +61,7 @@ fn foreign_diagnostics_need_a_change_and_no_new_errors() {
     let text = "def f(x):\n    return y\n";
     let p = parsed(Lang::Python, text);
     let r = req(text, Lang::Python, "y", "\"y\" is not defined");
-    let plan = plan_fix(&r, Some(&p)).unwrap();
+    let plan = planned(&r, &p).unwrap();
     assert!(!plan.is_syntax);
     assert_eq!(&text[plan.start..plan.end], text);
     assert_eq!(verify(&r, &plan, "def f(x):\n    return x\n"), Ok(()));
@@ -68,11 +73,11 @@ fn out_of_range_and_too_large() {
     let text = "x = 1\n";
     let p = parsed(Lang::Python, text);
     let r = FixRequest { text, lang: Some(Lang::Python), language_id: "python", start: 3, end: 99, message: "m" };
-    assert_eq!(plan_fix(&r, Some(&p)), Err(FixError::OutOfRange));
+    assert_eq!(planned(&r, &p), Err(FixError::OutOfRange));
     let big = format!("x = [{}\n", "1, ".repeat(1000));
     let p = parsed(Lang::Python, &big);
     let r = FixRequest { text: &big, lang: Some(Lang::Python), language_id: "python", start: 5, end: 6, message: "m" };
-    assert!(matches!(plan_fix(&r, Some(&p)), Err(FixError::TooLarge(_))));
+    assert!(matches!(planned(&r, &p), Err(FixError::TooLarge(_))));
 }
 
 #[test]
@@ -166,7 +171,7 @@ fn ranges_next_to_multibyte_characters_plan_without_panicking() {
         for end in start..=text.len() {
             let r =
                 FixRequest { text, lang: Some(Lang::Python), language_id: "python", start, end, message: "spelling" };
-            for plan in [plan_fix(&r, Some(&p)), plan_fix(&r, None)].into_iter().flatten() {
+            for plan in [planned(&r, &p), plan_fix(&r, None)].into_iter().flatten() {
                 assert!(
                     text.is_char_boundary(plan.start) && text.is_char_boundary(plan.end),
                     "{start}..{end}: {plan:?}"
@@ -175,4 +180,47 @@ fn ranges_next_to_multibyte_characters_plan_without_panicking() {
             }
         }
     }
+}
+
+/// The fix corpus (tests/fixes), data-driven: for each broken snippet, the
+/// region the fix rewrites and the prompt the model gets are snapshotted
+/// in `tests/fixes/expected/<name>.prompt.txt` (`UPDATE_EXPECT=1`
+/// rewrites them). What the model answers is `tests/fix_corpus.rs`.
+#[test]
+fn corpus_fix_plans_and_prompts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixes");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "diag"))
+        .collect();
+    paths.sort();
+    for path in &paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let (start, end, message) = crate::cli::eval::corpus_diagnostic(path, &text).unwrap().expect(&name);
+        let lang = Lang::from_path(&name).expect(&name);
+        let r = FixRequest {
+            text: &text,
+            lang: Some(lang),
+            language_id: lang.language_id(),
+            start,
+            end,
+            message: &message,
+        };
+        let plan = planned(&r, &parsed(lang, &text)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let lines = |b: usize| text[..b].matches('\n').count() + 1;
+        let (prompt, stop) = fix_prompt(FixMode::Chat, &r, &plan, Some(Family::QwenCoder), None);
+        let shown = format!(
+            "lines {}-{} (syntax error: {}; errors {} in the text, {} in the region), stop {stop:?}\n{}\n",
+            lines(plan.start),
+            lines(plan.end.saturating_sub(1).max(plan.start)),
+            plan.is_syntax,
+            plan.errors_total,
+            plan.errors_in_region,
+            prompt.shown()
+        );
+        expect_test::expect_file![dir.join("expected").join(format!("{name}.prompt.txt"))].assert_eq(&shown);
+    }
+    assert!(paths.len() >= 20, "{}", paths.len());
 }

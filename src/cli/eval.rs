@@ -362,9 +362,10 @@ pub fn fixes(
         let lang = crate::syntax::Lang::from_path(&name);
         let parsed = lang.and_then(|l| crate::syntax::Parsed::parse(l, &text));
         let language_id = lang.map_or("", crate::syntax::Lang::language_id);
+        let analysis = parsed.as_ref().map(|p| crate::syntax::Analysis::new(p, &text));
         let req = crate::actions::FixRequest { text: &text, lang, language_id, start, end, message: &message };
         let t = Instant::now();
-        let r = crate::actions::run::fix(engine, &req, parsed.as_ref(), opts);
+        let r = crate::actions::run::fix(engine, &req, parsed.as_ref().zip(analysis.as_ref()), opts);
         let res = FixResult {
             file: name,
             message,

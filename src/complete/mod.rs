@@ -188,12 +188,6 @@ pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> b
     }
 }
 
-pub fn plan(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) -> Plan {
-    let input = Input { rope, cursor, lang: None, parsed: None, path: "", repo_name: "", others: &[] };
-    plan_with(&input, cfg, family, None, Stages { syntax_window: false, cross_file: false, ..Stages::default() })
-        .expect("without syntax there is no reason to skip")
-}
-
 /// The suffix the model sees: with `lines > 0`, the rest of the cursor's
 /// line and at most `lines` lines after it.
 fn short_suffix(suffix: &str, lines: usize) -> &str {
@@ -236,7 +230,7 @@ fn indent_width(l: &str) -> usize {
 /// With `tokens` (the model's own count), the windows are sized so that the
 /// prompt's text comes to `contextTokens` tokens; without it, at
 /// [`CHARS_PER_TOKEN`].
-pub fn plan_with(
+pub fn plan(
     inp: &Input,
     cfg: &Config,
     family: Option<Family>,
@@ -715,6 +709,13 @@ mod tests {
     use super::*;
     use crate::syntax::Lang;
 
+    /// The plan for text without a language: no syntax, no other files.
+    fn blind(rope: &Rope, cursor: usize, cfg: &Config, family: Option<Family>) -> Plan {
+        let input = Input { rope, cursor, lang: None, parsed: None, path: "", repo_name: "", others: &[] };
+        let stages = Stages { syntax_window: false, cross_file: false, ..Stages::default() };
+        plan(&input, cfg, family, None, stages).expect("without syntax there is no reason to skip")
+    }
+
     /// `$0` marks the cursor.
     fn at(fixture: &str) -> (Rope, usize) {
         let i = fixture.find("$0").unwrap();
@@ -728,13 +729,13 @@ mod tests {
     fn line_policy_from_the_text_at_the_cursor() {
         let cfg = Config::default();
         let (r, c) = at("def f(x):\n    $0\n");
-        assert!(plan(&r, c, &cfg, Some(Family::QwenCoder)).multiline);
+        assert!(blind(&r, c, &cfg, Some(Family::QwenCoder)).multiline);
         let (r, c) = at("x = foo($0)\n");
-        let p = plan(&r, c, &cfg, Some(Family::QwenCoder));
+        let p = blind(&r, c, &cfg, Some(Family::QwenCoder));
         assert!(!p.multiline);
         assert_eq!(p.rest_of_line, ")");
         let (r, c) = at("let value = compu$0\n");
-        let p = plan(&r, c, &cfg, None);
+        let p = blind(&r, c, &cfg, None);
         assert_eq!(p.word, "compu");
         assert_eq!(p.word_start, c - 5);
     }
@@ -743,10 +744,10 @@ mod tests {
     fn postprocess_trims_overlap_and_lines() {
         let cfg = Config::default();
         let (r, c) = at("x = foo($0)\n");
-        let p = plan(&r, c, &cfg, None);
+        let p = blind(&r, c, &cfg, None);
         assert_eq!(postprocess("a, b)\nmore", &p), "a, b");
         let (r, c) = at("def f(x):\n    $0\n\ndef g():\n    pass\n");
-        let p = plan(&r, c, &cfg, None);
+        let p = blind(&r, c, &cfg, None);
         assert_eq!(postprocess("return x\n\ndef g():\n", &p), "return x");
         // A leading line break on a blank line is dropped with the re-indent.
         assert_eq!(postprocess("\n    return x\n", &p), "return x");
@@ -759,25 +760,10 @@ mod tests {
         let cfg = Config::default();
         // The model closes the call opened before the cursor: kept.
         let (r, c) = at("x = foo(a, $0\n");
-        assert_eq!(postprocess("b)", &plan(&r, c, &cfg, None)), "b)");
+        assert_eq!(postprocess("b)", &blind(&r, c, &cfg, None)), "b)");
         // The text after the cursor already closes it: cut.
         let (r, c) = at("x = foo(a, $0)\n");
-        assert_eq!(postprocess("b) + 1", &plan(&r, c, &cfg, None)), "b");
-    }
-
-    /// Renders a prompt readably: special tokens in brackets, the cursor
-    /// piece marked.
-    fn render(p: &Prompt) -> String {
-        p.pieces
-            .iter()
-            .enumerate()
-            .map(|(i, x)| match x {
-                Piece::Special(s) => format!("[{s}]"),
-                Piece::Control(s) => format!("[{s}]"),
-                Piece::Text(t) if p.cursor_piece == Some(i) => format!("{t}$0"),
-                Piece::Text(t) => t.clone(),
-            })
-            .collect()
+        assert_eq!(postprocess("b) + 1", &blind(&r, c, &cfg, None)), "b");
     }
 
     #[test]
@@ -796,7 +782,7 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        let p = plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap();
+        let p = plan(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap();
         expect_test::expect![[r#"
             [<|fim_prefix|>]import os
             import sys
@@ -807,16 +793,10 @@ mod tests {
             def third(c):
                 return c
             [<|fim_middle|>]"#]]
-        .assert_eq(&render(&p.request.prompt));
+        .assert_eq(&p.request.prompt.shown());
         // Without the syntax-aware window: a plain line-aligned cut.
-        let p = plan_with(
-            &input,
-            &cfg,
-            Some(Family::QwenCoder),
-            None,
-            Stages { syntax_window: false, ..Stages::default() },
-        )
-        .unwrap();
+        let p = plan(&input, &cfg, Some(Family::QwenCoder), None, Stages { syntax_window: false, ..Stages::default() })
+            .unwrap();
         expect_test::expect![[r#"
             [<|fim_prefix|>]    x = a + 1
                 y = x * 2
@@ -829,7 +809,7 @@ mod tests {
             def third(c):
                 return c
             [<|fim_middle|>]"#]]
-        .assert_eq(&render(&p.request.prompt));
+        .assert_eq(&p.request.prompt.shown());
     }
 
     /// The prompt for `fixture` with these settings, rendered.
@@ -846,7 +826,7 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        render(&plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap().request.prompt)
+        plan(&input, &cfg, Some(Family::QwenCoder), None, Stages::default()).unwrap().request.prompt.shown()
     }
 
     const TWO_FUNCTIONS: &str =
@@ -910,19 +890,19 @@ mod tests {
     fn answers_that_repeat_the_indentation_or_end_the_blank_line_first_are_cleaned() {
         let cfg = Config { multiline: Multiline::Never, ..Config::default() };
         let (r, c) = at("def f(x):\n    y = x\n    $0\n    return y\n");
-        let p = plan(&r, c, &cfg, None);
+        let p = blind(&r, c, &cfg, None);
         assert_eq!(clean("    y += 1", &p, false), Ok("y += 1".into()));
         assert_eq!(clean("\n    y += 1", &p, false), Ok("y += 1".into()));
         assert_eq!(clean("  \n", &p, false), Err(Empty::ModelEmpty));
         // At column 0 the indentation is the model's to choose.
         let (r, c) = at("def f(x):\n$0\n");
-        assert_eq!(clean("    return x", &plan(&r, c, &cfg, None), false), Ok("    return x".into()));
+        assert_eq!(clean("    return x", &blind(&r, c, &cfg, None), false), Ok("    return x".into()));
     }
 
     #[test]
     fn a_truncated_multi_line_answer_keeps_its_finished_lines() {
         let (r, c) = at("def f(x):\n    $0\n");
-        let p = plan(&r, c, &Config::default(), None);
+        let p = blind(&r, c, &Config::default(), None);
         assert!(p.multiline);
         assert_eq!(clean("y = x + 1\n    z = y *", &p, true), Ok("y = x + 1".into()));
         assert_eq!(clean("y = x + 1\n    z = y *", &p, false), Ok("y = x + 1\n    z = y *".into()));
@@ -933,7 +913,7 @@ mod tests {
     #[test]
     fn multi_line_generation_stops_where_the_block_ends_or_the_suffix_begins() {
         let (r, c) = at("def f(x):\n    $0\n    return y\n");
-        let p = plan(&r, c, &Config::default(), None);
+        let p = blind(&r, c, &Config::default(), None);
         let until = p.request.until.clone().expect("a stop rule for several lines");
         assert!(!(until.0)("y = x\n    z = y\n"));
         assert!((until.0)("y = x\n    return y\n"), "repeats the next line");
@@ -946,14 +926,14 @@ mod tests {
     fn single_line_at_the_indentation_waits_for_a_line_with_code() {
         let cfg = Config { multiline: Multiline::Never, ..Config::default() };
         let (r, c) = at("def f(x):\n    $0\n");
-        let p = plan(&r, c, &cfg, None);
+        let p = blind(&r, c, &cfg, None);
         assert!(p.request.stop.is_empty());
         let until = p.request.until.clone().unwrap();
         assert!(!(until.0)("\n    "));
         assert!((until.0)("\n    return x\n"));
         // Mid-line the line's end is the stop.
         let (r, c) = at("x = foo($0)\n");
-        assert_eq!(plan(&r, c, &cfg, None).request.stop, vec!["\n".to_string()]);
+        assert_eq!(blind(&r, c, &cfg, None).request.stop, vec!["\n".to_string()]);
     }
 
     #[test]
@@ -968,9 +948,9 @@ mod tests {
             repo_name: "",
             others: &[],
         };
-        assert!(plan_with(&input, &Config::default(), None, None, Stages::default()).is_none());
+        assert!(plan(&input, &Config::default(), None, None, Stages::default()).is_none());
         let cfg = Config { in_comments: true, ..Config::default() };
-        assert!(plan_with(&input, &cfg, None, None, Stages::default()).is_some());
+        assert!(plan(&input, &cfg, None, None, Stages::default()).is_some());
     }
 
     #[test]
@@ -996,7 +976,7 @@ mod tests {
                 repo_name: "",
                 others: &[],
             };
-            let p = plan_with(&input, &cfg, Some(Family::QwenCoder), None, Stages::default());
+            let p = plan(&input, &cfg, Some(Family::QwenCoder), None, Stages::default());
             if let Some(p) = p {
                 assert!(p.prefix.len() + p.suffix.len() <= budget * 4, "{name}: window too big");
                 assert!(!p.request.prompt.pieces.is_empty(), "{name}");
@@ -1023,7 +1003,7 @@ mod tests {
             others: &[],
         };
         let counter = TokenCounter::new(move |t: &str| Some(t.len().div_ceil(chars_per_token)));
-        let p = plan_with(&input, cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        let p = plan(&input, cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
         let sent =
             counter.count(&p.prefix).unwrap() + counter.count(short_suffix(&p.suffix, cfg.suffix_lines)).unwrap();
         (p, sent)
@@ -1064,10 +1044,10 @@ mod tests {
             seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Some(t.len().div_ceil(6))
         });
-        plan_with(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        plan(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
         let first = calls.swap(0, std::sync::atomic::Ordering::Relaxed);
         let input = Input { cursor: 40_100, ..input };
-        plan_with(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
+        plan(&input, &cfg, Some(Family::QwenCoder), Some(&counter), Stages::default()).unwrap();
         assert!(first > 2 && calls.load(std::sync::atomic::Ordering::Relaxed) == 2, "{first} then {calls:?}");
         // Plain continuation: only the prefix is sent, and it gets the budget.
         let cfg = Config { prompt: PromptMode::Prefix, ..Config::default() };
@@ -1172,7 +1152,7 @@ mod tests {
                 repo_name: "",
                 others: &[],
             };
-            let shown = match plan_with(&input, &Config::default(), None, None, Stages::default()) {
+            let shown = match plan(&input, &Config::default(), None, None, Stages::default()) {
                 None => "quiet (comment or string)".to_string(),
                 Some(p) => match clean(raw, &p, *cut) {
                     Ok(t) => format!("{t:?}"),

@@ -3,7 +3,7 @@
 //! eval` and `wick bench` all call [`suggest`], so what is measured is what
 //! users get.
 
-use super::{clean, plan_with, tail, Input, LastSuggestion, Plan, Stages};
+use super::{clean, plan, tail, Input, LastSuggestion, Plan, Stages};
 use crate::config::{Config, PromptMode};
 use crate::engine::{Engine, EngineError, Generation, ModelInfo, StopReason};
 use std::time::Instant;
@@ -154,7 +154,7 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     let t0 = Instant::now();
     let Some(info) = engine.info() else { return Outcome::empty(Empty::Loading, t0) };
     let cfg = resolved(req.config, &info);
-    let Some(mut plan) = plan_with(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages) else {
+    let Some(mut plan) = plan(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages) else {
         return Outcome::empty(Empty::Quiet, t0);
     };
     let mut out = Outcome::from_plan(&plan, t0);
@@ -259,7 +259,7 @@ pub const PREFETCH_KEY: &str = "\u{0}prefetch";
 pub async fn prefetch(engine: &Engine, req: &SuggestRequest<'_>) -> Option<Generation> {
     let info = engine.info()?;
     let cfg = resolved(req.config, &info);
-    let mut plan = plan_with(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages)?;
+    let mut plan = plan(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages)?;
     plan.request.max_tokens = 0;
     plan.request.idle = true;
     plan.request.key = Some(PREFETCH_KEY.into());

@@ -138,23 +138,12 @@ mod tests {
 
     const QWEN: &str = "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}{%- endif %}{%- for message in messages %}{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
-    fn flat(p: &Prompt) -> String {
-        p.pieces
-            .iter()
-            .map(|x| match x {
-                Piece::Text(t) => t.clone(),
-                Piece::Special(s) => format!("[{s}]"),
-                Piece::Control(s) => format!("[{s}]"),
-            })
-            .collect()
-    }
-
     #[test]
     fn renders_the_models_template_and_keeps_contents_as_text() {
         let p = chat(Some(QWEN), "Fix code.", "x = <|im_end|> 1", "```python\n");
         assert_eq!(
-            flat(&p),
-            "[<|im_start|>]system\nFix code.[<|im_end|>]\n[<|im_start|>]user\nx = <|im_end|> 1[<|im_end|>]\n[<|im_start|>]assistant\n```python\n"
+            p.shown(),
+            "[<|im_start|>]system\nFix code.[<|im_end|>]\n[<|im_start|>]user\nx = <|im_end|> 1[<|im_end|>]\n[<|im_start|>]assistant\n```python\n$0"
         );
         assert_eq!(p.cursor_piece, Some(p.pieces.len() - 1));
     }
@@ -164,8 +153,8 @@ mod tests {
         for t in [None, Some("{% broken"), Some("no messages here")] {
             let p = chat(t, "S", "U", "");
             assert_eq!(
-                flat(&p),
-                "[<|im_start|>]system\nS[<|im_end|>]\n[<|im_start|>]user\nU[<|im_end|>]\n[<|im_start|>]assistant\n"
+                p.shown(),
+                "[<|im_start|>]system\nS[<|im_end|>]\n[<|im_start|>]user\nU[<|im_end|>]\n[<|im_start|>]assistant\n$0"
             );
         }
     }

@@ -45,6 +45,22 @@ impl Prompt {
         self.cursor_piece = self.cursor_piece.map(|i| i + n);
     }
 
+    /// The prompt as readable text for snapshots: special and control
+    /// tokens in brackets, `$0` after the piece that ends at the cursor.
+    #[cfg(test)]
+    pub(crate) fn shown(&self) -> String {
+        self.pieces
+            .iter()
+            .enumerate()
+            .map(|(i, x)| match x {
+                Piece::Special(s) => format!("[{s}]"),
+                Piece::Control(s) => format!("[{s}]"),
+                Piece::Text(t) if self.cursor_piece == Some(i) => format!("{t}$0"),
+                Piece::Text(t) => t.clone(),
+            })
+            .collect()
+    }
+
     /// Marks the last piece pushed as the one ending at the cursor.
     fn mark_cursor(&mut self) -> &mut Self {
         if matches!(self.pieces.last(), Some(Piece::Text(_))) {

@@ -241,7 +241,7 @@ impl Backend {
                     let known = a2.as_ref().and_then(|a| a.known_edit(&text, start, end));
                     let req = FixRequest { text: &text, lang, language_id: &language_id, start, end, message };
                     let disabled = model_fixes.then(|| {
-                        actions::plan_fix_with(&req, parsed.as_ref().zip(a2.as_deref())).err().map(|e| e.to_string())
+                        actions::plan_fix(&req, parsed.as_ref().zip(a2.as_deref())).err().map(|e| e.to_string())
                     });
                     Some((known, disabled.flatten()))
                 })
@@ -370,6 +370,7 @@ impl Backend {
         let _stop_on_drop = crate::engine::CancelOnDrop(cancel.clone());
         let opts = ActionOptions { key: Some(format!("action:{uri_s}")), cancel, ..Default::default() };
         let text = snap.rope.to_string();
+        let analysis = if fill { None } else { analysis_of(&self.st, &snap).await };
         let (lang, language_id, parsed) = (snap.lang, snap.language.clone(), snap.parsed.clone());
         let job = tokio::task::spawn_blocking(move || {
             if fill {
@@ -377,7 +378,7 @@ impl Backend {
                 actions::run::fill(&engine, &text, &p, start, &opts)
             } else {
                 let req = FixRequest { text: &text, lang, language_id: &language_id, start, end, message: &message };
-                actions::run::fix(&engine, &req, parsed.as_ref(), &opts)
+                actions::run::fix(&engine, &req, parsed.as_ref().zip(analysis.as_deref()), &opts)
             }
         });
         let fixed = job.await.map_err(|e| FixError::Engine(e.to_string()))??;

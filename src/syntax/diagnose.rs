@@ -611,14 +611,9 @@ const SPRAWL_LINES: usize = 12;
 /// the syntax errors at it (for a MISSING token, the node that lacks it;
 /// for an ERROR node, the node around it), widened to whole lines. Byte
 /// offsets of whole lines: the end is after the last line's '\n'. None when
-/// the region would exceed `max_bytes`.
-pub fn fix_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
-    let repairs = repairs_with(p, text, &mut RepairMemo::new(p));
-    fix_region_in(p, text, start, end, max_bytes, &repairs)
-}
-
-/// [`fix_region`] with the repairs of an [`Analysis`] of the same text.
-pub fn fix_region_with(
+/// the region would exceed `max_bytes`. `a` is the [`Analysis`] of the
+/// same text (its repairs).
+pub fn fix_region(
     p: &Parsed,
     text: &str,
     start: usize,
@@ -626,17 +621,7 @@ pub fn fix_region_with(
     max_bytes: usize,
     a: &Analysis,
 ) -> Option<(usize, usize)> {
-    fix_region_in(p, text, start, end, max_bytes, &a.repairs)
-}
-
-fn fix_region_in(
-    p: &Parsed,
-    text: &str,
-    start: usize,
-    end: usize,
-    max_bytes: usize,
-    repairs: &[Repair],
-) -> Option<(usize, usize)> {
+    let repairs = &a.repairs;
     let start = start.min(text.len());
     let end = end.clamp(start, text.len());
     // The diagnostic's own lines are the least a fix may touch.

@@ -23,8 +23,8 @@ pub use context::{
     CursorKind, Definition,
 };
 pub use diagnose::{
-    empty_body_at, fix_region, fix_region_with, syntax_errors, widen_region, Analysis, EmptyBody, KnownEdit,
-    SyntaxError, ANALYSIS_MAX_ERRORS,
+    empty_body_at, fix_region, syntax_errors, widen_region, Analysis, EmptyBody, KnownEdit, SyntaxError,
+    ANALYSIS_MAX_ERRORS,
 };
 pub use lang::Lang;
 pub use parse::{
