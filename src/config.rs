@@ -189,7 +189,7 @@ impl Default for Config {
 }
 
 /// The most suggestions one answer offers (the `suggestions` setting).
-pub const MAX_SUGGESTIONS: usize = 3;
+pub(crate) const MAX_SUGGESTIONS: usize = 3;
 
 /// Every key the server understands, with its JSON type, for validation and
 /// for the editors' settings (kept in sync by a test).
@@ -381,7 +381,7 @@ impl Config {
         Ok(())
     }
 
-    pub fn language_enabled(&self, language: &str) -> bool {
+    pub(crate) fn language_enabled(&self, language: &str) -> bool {
         self.languages.is_empty() || self.languages.iter().any(|l| l == language || l == "*")
     }
 }

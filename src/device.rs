@@ -12,7 +12,7 @@ pub fn parse(spec: &str) -> Result<Device> {
 
 /// For the server: the device, or the CPU with a one-line warning that says
 /// why the device asked for cannot be used. Completions keep working.
-pub fn open_or_cpu(spec: &str) -> (Device, Option<String>) {
+pub(crate) fn open_or_cpu(spec: &str) -> (Device, Option<String>) {
     match open(spec) {
         Ok(d) => (d, None),
         Err(e) => (Device::Cpu, Some(format!("{e}; running on the CPU instead"))),
@@ -43,7 +43,7 @@ fn open(spec: &str) -> Result<Device> {
 
 /// Loading defaults per device: f32 on the CPU with Q5_0 repacked; on GPUs
 /// f16 activations and dense f16 weights for cuBLAS.
-pub fn load_options(device: &Device) -> LoadOptions {
+pub(crate) fn load_options(device: &Device) -> LoadOptions {
     if device.is_cuda() {
         LoadOptions { repack: false, dense_prefill: false, dtype: DType::F16, dense_weights: true }
     } else {

@@ -18,14 +18,14 @@ pub mod text;
 pub mod workspace;
 
 /// Sends `tracing` output to stderr (stdout belongs to the protocol).
-pub fn logging_to_stderr() {
+pub(crate) fn logging_to_stderr() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WICK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Sends `tracing` output to a file (for `wick serve --log-file`).
-pub fn logging_to_file(path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn logging_to_file(path: &std::path::Path) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WICK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

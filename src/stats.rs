@@ -75,7 +75,7 @@ pub fn parse(text: &str) -> Vec<Record> {
 
 /// One language's figures over a window of time.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LangSummary {
+pub(crate) struct LangSummary {
     pub shown: usize,
     pub accepted: usize,
     pub partial: usize,
@@ -96,7 +96,7 @@ impl LangSummary {
 }
 
 /// Per language (and `all`), the records with `t` in `(now - secs, now]`.
-pub fn summarize(records: &[Record], now: u64, secs: u64) -> BTreeMap<String, LangSummary> {
+pub(crate) fn summarize(records: &[Record], now: u64, secs: u64) -> BTreeMap<String, LangSummary> {
     let mut groups: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.t <= now && r.t + secs > now) {
         groups.entry(r.lang.clone()).or_default().push(r);
@@ -121,7 +121,7 @@ fn summary_of(rs: &[&Record]) -> LangSummary {
 }
 
 /// Nearest-rank percentile of sorted values (0 for none).
-pub fn percentile(sorted: &[u32], p: u32) -> u32 {
+pub(crate) fn percentile(sorted: &[u32], p: u32) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
@@ -129,8 +129,8 @@ pub fn percentile(sorted: &[u32], p: u32) -> u32 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-pub const DAY: u64 = 24 * 3600;
-pub const WEEK: u64 = 7 * DAY;
+pub(crate) const DAY: u64 = 24 * 3600;
+pub(crate) const WEEK: u64 = 7 * DAY;
 
 /// The plain-text report of `wick stats`: the last day and the last week.
 pub fn report(records: &[Record], now: u64) -> String {

@@ -4,7 +4,7 @@
 //! diagnostic, a model's output, a fuzzer) cannot panic.
 
 /// Largest char boundary `<= i`, clamped to the text.
-pub fn floor_char(text: &str, i: usize) -> usize {
+pub(crate) fn floor_char(text: &str, i: usize) -> usize {
     let mut i = i.min(text.len());
     while !text.is_char_boundary(i) {
         i -= 1;
@@ -12,23 +12,14 @@ pub fn floor_char(text: &str, i: usize) -> usize {
     i
 }
 
-/// Smallest char boundary `>= i`, clamped to the text.
-pub fn ceil_char(text: &str, i: usize) -> usize {
-    let mut i = i.min(text.len());
-    while !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
-}
-
 /// Start of the line holding byte `b`.
-pub fn line_start(text: &str, b: usize) -> usize {
+pub(crate) fn line_start(text: &str, b: usize) -> usize {
     let b = floor_char(text, b);
     text[..b].rfind('\n').map_or(0, |i| i + 1)
 }
 
 /// End of the line holding byte `b`, after its '\n' (or the text's end).
-pub fn line_end(text: &str, b: usize) -> usize {
+pub(crate) fn line_end(text: &str, b: usize) -> usize {
     let b = floor_char(text, b);
     text[b..].find('\n').map_or(text.len(), |i| b + i + 1)
 }
@@ -43,7 +34,7 @@ mod tests {
         for b in 0..=t.len() + 3 {
             let (s, e) = (line_start(t, b), line_end(t, b));
             assert!(t.is_char_boundary(s) && t.is_char_boundary(e) && s <= e, "{b}: {s}..{e}");
-            assert!(t.is_char_boundary(floor_char(t, b)) && t.is_char_boundary(ceil_char(t, b)));
+            assert!(t.is_char_boundary(floor_char(t, b)));
         }
         assert_eq!((line_start(t, 2), line_end(t, 2)), (0, 4));
         assert_eq!((line_start(t, 5), line_end(t, 5)), (4, 9));

@@ -192,3 +192,80 @@ fn language_knowledge_lives_in_one_file_per_language() {
     }
     assert!(problems.is_empty(), "language knowledge outside src/syntax/lang/:\n{}", problems.join("\n"));
 }
+
+/// ARCHITECTURE.md: "items are `pub(crate)` unless another crate needs
+/// them", so the compiler reports dead code. Every `pub` item under `src/`
+/// must be named by another crate of the package (the tests, `main.rs`,
+/// the fuzz targets), or appear in the signature (or public fields) of a
+/// `pub` item that is; the rest are `pub(crate)` or private. Names are
+/// matched as words, so this errs on the side of `pub`.
+#[test]
+fn pub_items_are_used_outside_the_library() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let words = |text: &str| -> BTreeSet<String> {
+        text.split(|c: char| !c.is_alphanumeric() && c != '_').filter(|w| !w.is_empty()).map(String::from).collect()
+    };
+    let mut outside = Vec::new();
+    files(&root.join("tests"), &mut outside);
+    files(&root.join("fuzz"), &mut outside);
+    outside.push(root.join("src/main.rs"));
+    let mut named = BTreeSet::new();
+    for f in &outside {
+        named.extend(words(&std::fs::read_to_string(f).unwrap()));
+    }
+    // Every `pub` item: where it is, its name, and the names its signature
+    // (a function's up to its body, a type's public fields) shows.
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    let kinds = ["fn ", "async fn ", "unsafe fn ", "struct ", "enum ", "const ", "static ", "type ", "trait ", "mod "];
+    let mut items = Vec::new();
+    for f in all.iter().filter(|f| !f.ends_with("src/main.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let Some(rest) = line.trim_start().strip_prefix("pub ") else { continue };
+            let Some(kind) = kinds.iter().find(|k| rest.starts_with(**k)) else { continue };
+            let name: String = rest[kind.len()..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let mut shown = String::new();
+            if *kind == "struct " || *kind == "enum " {
+                for l in &lines[n..] {
+                    let t = l.trim_start();
+                    if *kind == "enum " || t.starts_with("pub ") || l.len() == line.len() {
+                        shown.push_str(l);
+                    }
+                    if l.starts_with(&format!("{indent}}}")) || (l.len() == line.len() && l.ends_with(';')) {
+                        break;
+                    }
+                }
+            } else if *kind != "mod " {
+                for l in &lines[n..] {
+                    shown.push_str(l.split('{').next().unwrap_or(""));
+                    if l.contains('{') || l.trim_end().ends_with(';') {
+                        break;
+                    }
+                }
+            }
+            items.push((format!("{}:{}", f.display(), n + 1), format!("pub {kind}{name}"), name, words(&shown)));
+        }
+    }
+    // What other crates name, and what a used item's signature shows.
+    let mut used: BTreeSet<String> = named;
+    loop {
+        let before = used.len();
+        for (_, _, name, shown) in &items {
+            if used.contains(name) {
+                used.extend(shown.iter().cloned());
+            }
+        }
+        if used.len() == before {
+            break;
+        }
+    }
+    let problems: Vec<String> = items
+        .iter()
+        .filter(|(_, _, name, _)| !used.contains(name))
+        .map(|(at, item, _, _)| format!("{at}: `{item}` is named by no other crate"))
+        .collect();
+    assert!(problems.is_empty(), "make these pub(crate) (or private):\n{}", problems.join("\n"));
+}

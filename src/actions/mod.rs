@@ -14,7 +14,7 @@ use crate::syntax::{self, Lang, Parsed};
 
 /// Largest region a fix may rewrite, in bytes (about 600 tokens); a larger
 /// one gets a clear "too large" answer instead of a prompt that would not fit.
-pub const MAX_REGION_BYTES: usize = 2400;
+pub(crate) const MAX_REGION_BYTES: usize = 2400;
 /// Lines of context shown around the region.
 const CONTEXT_LINES_BEFORE: usize = 30;
 const CONTEXT_LINES_AFTER: usize = 12;
@@ -93,7 +93,7 @@ fn errors_within(errs: &[syntax::SyntaxError], s: usize, e: usize) -> usize {
 /// Chooses the region for a fix, with the text's parse and its
 /// [`syntax::Analysis`] where the language has a grammar (a server keeps
 /// both per document version).
-pub fn plan_fix(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysis)>) -> Result<FixPlan, FixError> {
+pub(crate) fn plan_fix(req: &FixRequest, parsed: Option<(&Parsed, &syntax::Analysis)>) -> Result<FixPlan, FixError> {
     let text = req.text;
     if req.start > text.len() || req.end > text.len() || req.start > req.end {
         return Err(FixError::OutOfRange);
@@ -154,11 +154,11 @@ fn fence_lang(language_id: &str) -> &str {
     }
 }
 
-pub const FIX_SYSTEM: &str =
+pub(crate) const FIX_SYSTEM: &str =
     "You are an expert programmer. You fix errors in code, changing as little as possible. You reply with code only.";
 
 /// The prompt for a fix, and the text that ends the answer.
-pub fn fix_prompt(
+pub(crate) fn fix_prompt(
     mode: FixMode,
     req: &FixRequest,
     plan: &FixPlan,
@@ -206,7 +206,7 @@ fn code_lines(s: &str) -> Vec<(usize, usize, &str)> {
 /// The model's answer without the context it echoed: lines at its start
 /// that repeat the end of the context shown before the region, and lines
 /// at its end that repeat the start of the context after it.
-pub fn strip_context<'a>(answer: &'a str, before: &str, after: &str) -> &'a str {
+pub(crate) fn strip_context<'a>(answer: &'a str, before: &str, after: &str) -> &'a str {
     let a = code_lines(answer);
     let b = code_lines(before);
     let c = code_lines(after);
@@ -237,7 +237,7 @@ pub fn strip_context<'a>(answer: &'a str, before: &str, after: &str) -> &'a str 
 /// Turns the model's answer into the region's replacement: the context it
 /// echoed cut off, the region's line ending, and the region's indentation
 /// (its first line keeps its place; the rest move with it).
-pub fn shape_answer(region: &str, answer: &str) -> String {
+pub(crate) fn shape_answer(region: &str, answer: &str) -> String {
     let answer = answer.trim_end_matches(['\n', '\r', ' ', '\t']);
     let answer = answer.trim_start_matches('\n');
     let first_indent = |s: &str| s.lines().find(|l| !l.trim().is_empty()).map(indent_of).unwrap_or("").to_string();
@@ -284,7 +284,7 @@ fn lcs(a: &[char], b: &[char]) -> usize {
 /// diagnostic, the text must change, no syntax error may be added, and most
 /// of the region's code must survive (deleting the broken code is no fix).
 /// Returns the reason for a rejection.
-pub fn verify(req: &FixRequest, plan: &FixPlan, replacement: &str) -> Result<(), String> {
+pub(crate) fn verify(req: &FixRequest, plan: &FixPlan, replacement: &str) -> Result<(), String> {
     let region = &req.text[plan.start..plan.end];
     if replacement == region {
         return Err("the answer left the code unchanged".into());
@@ -333,7 +333,7 @@ pub struct LineEdit {
 
 /// The smallest whole-line edit that turns the region into `replacement`:
 /// lines the two share at the start and the end are left alone.
-pub fn minimal_edit(text: &str, start: usize, end: usize, replacement: &str) -> Option<LineEdit> {
+pub(crate) fn minimal_edit(text: &str, start: usize, end: usize, replacement: &str) -> Option<LineEdit> {
     let old: Vec<&str> = text[start..end].split_inclusive('\n').collect();
     let new: Vec<&str> = replacement.split_inclusive('\n').collect();
     let mut head = 0;
@@ -361,7 +361,7 @@ pub fn minimal_edit(text: &str, start: usize, end: usize, replacement: &str) -> 
 
 /// The indentation one level adds in this text (its first indented line's),
 /// else four spaces (a tab for Go).
-pub fn indent_unit(text: &str, lang: Option<Lang>) -> String {
+pub(crate) fn indent_unit(text: &str, lang: Option<Lang>) -> String {
     for l in text.lines().take(2000) {
         let ind = indent_of(l);
         if !ind.is_empty() && !l.trim().is_empty() {
@@ -374,7 +374,7 @@ pub fn indent_unit(text: &str, lang: Option<Lang>) -> String {
 /// The prompt pieces for filling an empty body: the text before and after
 /// the body's new contents, where the model writes.
 #[derive(Debug, Clone)]
-pub struct FillPlan {
+pub(crate) struct FillPlan {
     pub body: syntax::EmptyBody,
     pub prefix: String,
     pub suffix: String,
@@ -382,7 +382,7 @@ pub struct FillPlan {
     pub indent: String,
 }
 
-pub fn plan_fill(text: &str, parsed: &Parsed, byte: usize) -> Option<FillPlan> {
+pub(crate) fn plan_fill(text: &str, parsed: &Parsed, byte: usize) -> Option<FillPlan> {
     let body = syntax::empty_body_at(parsed, text, byte)?;
     let unit = indent_unit(text, Some(parsed.lang));
     let indent = format!("{}{unit}", body.indent);
@@ -399,7 +399,7 @@ pub fn plan_fill(text: &str, parsed: &Parsed, byte: usize) -> Option<FillPlan> {
 /// first line indented again (the prompt already ends in the body's
 /// indentation) loses that repeat, and so do the lines after it when they
 /// all carry it.
-pub fn cut_body(answer: &str, plan: &FillPlan) -> String {
+pub(crate) fn cut_body(answer: &str, plan: &FillPlan) -> String {
     let (end, _) = body_end(answer, plan);
     let body = answer[..end].trim_end();
     let first_end = body.find('\n').unwrap_or(body.len());
@@ -425,7 +425,7 @@ pub fn cut_body(answer: &str, plan: &FillPlan) -> String {
 
 /// Where a generated body leaves the function (a byte offset of `answer`),
 /// and whether it has: then generating more is wasted.
-pub fn body_end(answer: &str, plan: &FillPlan) -> (usize, bool) {
+pub(crate) fn body_end(answer: &str, plan: &FillPlan) -> (usize, bool) {
     if plan.body.braces {
         let mut depth: i64 = 0;
         let mut in_str: Option<char> = None;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub name: String,
     pub load_s: f64,
     pub prefill_tok_s: f64,
@@ -20,7 +20,7 @@ pub struct Figures {
 }
 
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub model: String,
     pub device: String,
     pub prompt_tokens: usize,
@@ -37,7 +37,7 @@ pub struct Report {
 /// runs it: a cold prompt in prefill chunks, then keystrokes that each add
 /// a couple of tokens to the cached prompt and decode a short answer.
 #[derive(Debug, Clone, Default)]
-pub struct LatencyOptions {
+pub(crate) struct LatencyOptions {
     pub prompt_tokens: usize,
     pub answer_tokens: usize,
     pub keystrokes: usize,
@@ -47,7 +47,7 @@ pub struct LatencyOptions {
 }
 
 impl LatencyOptions {
-    pub fn standard() -> Self {
+    pub(crate) fn standard() -> Self {
         LatencyOptions {
             prompt_tokens: 1500,
             answer_tokens: 24,
@@ -59,7 +59,7 @@ impl LatencyOptions {
 }
 
 #[derive(Debug, Clone)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub opts: LatencyOptions,
     /// Cold prompt plus answer, ms (median of 3).
     pub completion_ms: f64,
@@ -330,13 +330,13 @@ fn status_kib(key: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub fn rss_mib() -> f64 {
+pub(crate) fn rss_mib() -> f64 {
     status_kib("VmRSS:") / 1024.0
 }
 
 /// Samples resident memory every few milliseconds on a thread: the peak of
 /// one phase, whether or not the kernel's counter can be reset.
-pub struct PeakSampler {
+pub(crate) struct PeakSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<f64>>,
 }
@@ -364,7 +364,7 @@ impl PeakSampler {
 
 /// One device configuration compared with the CPU's f32 path.
 #[derive(Debug, Clone)]
-pub struct CheckRow {
+pub(crate) struct CheckRow {
     pub name: String,
     /// Largest |device - cpu| over every compared position's logits.
     pub max_abs: f32,
@@ -383,7 +383,7 @@ pub struct CheckRow {
 /// chunks (the second one attends to cached positions), then `steps` single
 /// tokens fed from the reference's greedy choice, comparing the logits of
 /// every step.
-pub fn check_device(
+pub(crate) fn check_device(
     path: &Path,
     device: &Device,
     configs: &[(String, LoadOptions)],
@@ -444,7 +444,7 @@ pub fn check_device(
     Ok(rows)
 }
 
-pub fn print_check(device: &Device, rows: &[CheckRow]) {
+pub(crate) fn print_check(device: &Device, rows: &[CheckRow]) {
     eprintln!("logits on {:?} vs the CPU in f32 with f32 weights", device.location());
     eprintln!("{:<28} {:>12} {:>10} {:>14} {:>10}", "config", "max abs diff", "rel L2", "argmax agree", "on device");
     for r in rows {

@@ -13,7 +13,7 @@ use crate::syntax::{Analysis, Lang, Parsed};
 /// A Python file of about `bytes` bytes with three syntax errors of the
 /// kinds the repair search names (a missing ':', a misspelled keyword,
 /// an operand missing), spread through it.
-pub fn sample_python(bytes: usize) -> String {
+pub(crate) fn sample_python(bytes: usize) -> String {
     let mut out = String::new();
     let mut i = 0;
     while out.len() < bytes {
@@ -28,7 +28,7 @@ pub fn sample_python(bytes: usize) -> String {
     out
 }
 
-pub struct ListingReport {
+pub(crate) struct ListingReport {
     pub bytes: usize,
     pub diagnostics: usize,
     /// Each error's line (1-based) and message.

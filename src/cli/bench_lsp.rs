@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
-pub struct LspBenchOptions {
+pub(crate) struct LspBenchOptions {
     pub model: Option<String>,
     /// Device for the server (`--device`); its own setting otherwise.
     pub device: Option<String>,

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub struct RemoteBenchOptions {
+pub(crate) struct RemoteBenchOptions {
     pub url: String,
     /// Backend kinds to compare (`llama.cpp`, `openai`, `ollama`).
     pub kinds: Vec<String>,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// One finding: a label, what was found, and whether it is a problem.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub label: &'static str,
     pub text: String,
     pub problem: bool,
@@ -26,7 +26,7 @@ impl Finding {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Editor {
+pub(crate) enum Editor {
     Vscode,
     Nvim,
 }
@@ -42,14 +42,14 @@ impl std::str::FromStr for Editor {
     }
 }
 
-pub struct DoctorOptions {
+pub(crate) struct DoctorOptions {
     pub model: Option<String>,
     pub device: String,
     pub editor: Option<Editor>,
 }
 
 /// Everything `wick doctor` checks, in order.
-pub fn findings(opts: &DoctorOptions) -> Vec<Finding> {
+pub(crate) fn findings(opts: &DoctorOptions) -> Vec<Finding> {
     let mut out = Vec::new();
     let exe = std::env::current_exe().ok();
     out.push(Finding::ok(
@@ -104,7 +104,7 @@ pub fn findings(opts: &DoctorOptions) -> Vec<Finding> {
 }
 
 /// The findings as text, one per line; problems marked.
-pub fn render(findings: &[Finding]) -> String {
+pub(crate) fn render(findings: &[Finding]) -> String {
     let width = findings.iter().map(|f| f.label.len()).max().unwrap_or(0);
     let mut s = String::new();
     for f in findings {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
-pub struct Task {
+pub(crate) struct Task {
     pub task_id: String,
     pub prefix: String,
     pub suffix: String,
@@ -21,7 +21,7 @@ pub struct Task {
 }
 
 #[derive(Debug, Clone)]
-pub struct EvalOptions {
+pub(crate) struct EvalOptions {
     /// Through the server's own context builder and post-processing.
     pub server_path: bool,
     pub stages: crate::complete::Stages,
@@ -35,7 +35,7 @@ pub struct EvalOptions {
 }
 
 /// `../shared/eval/humaneval-infilling` next to the repository, or $WICK_EVAL_DIR.
-pub fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WICK_EVAL_DIR") {
         return PathBuf::from(d);
     }
@@ -51,7 +51,7 @@ pub fn default_data_dir() -> PathBuf {
     here.join("../shared/eval/humaneval-infilling")
 }
 
-pub fn load_tasks(dir: &Path, file: &str) -> Result<Vec<Task>> {
+pub(crate) fn load_tasks(dir: &Path, file: &str) -> Result<Vec<Task>> {
     let path = dir.join(file);
     let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut s = String::new();
@@ -84,7 +84,7 @@ fn set_file(set: &str) -> Result<(&'static str, bool)> {
     })
 }
 
-pub fn build_prompt(family: Option<Family>, t: &Task, opts: &EvalOptions) -> prompt::Prompt {
+pub(crate) fn build_prompt(family: Option<Family>, t: &Task, opts: &EvalOptions) -> prompt::Prompt {
     match family {
         _ if opts.chat_mode => prompt::chat_fill(&t.prefix, &t.suffix),
         Some(f) if !opts.prefix_mode => f.fim(&t.prefix, &t.suffix, opts.order),
@@ -94,14 +94,14 @@ pub fn build_prompt(family: Option<Family>, t: &Task, opts: &EvalOptions) -> pro
 
 /// Spreads `limit` picks evenly over the set, so a small limit still covers
 /// many problems instead of the first few.
-pub fn pick<T: Clone>(all: &[T], limit: Option<usize>) -> Vec<T> {
+pub(crate) fn pick<T: Clone>(all: &[T], limit: Option<usize>) -> Vec<T> {
     match limit {
         Some(n) if n < all.len() => (0..n).map(|i| all[i * all.len() / n].clone()).collect(),
         _ => all.to_vec(),
     }
 }
 
-pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> Result<()> {
+pub(crate) fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> Result<()> {
     let (file, single) = set_file(set)?;
     let tasks = pick(&load_tasks(dir, file)?, opts.limit);
     let family = engine.info().and_then(|i| i.family);
@@ -189,7 +189,7 @@ pub fn humaneval(engine: &Engine, set: &str, dir: &Path, opts: &EvalOptions) -> 
 
 /// How much of the prompt's KV cache survives each keystroke while the user
 /// types a line, per FIM order: tokenization only, no model run.
-pub fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
+pub(crate) fn kv_reuse(model: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
     let file = GgufFile::open(model)?;
     let tok = Tokenizer::from_gguf(&file.content)?;
     let family = Family::detect(|t| tok.token_id(t).is_some()).context("the model has no known FIM format")?;
@@ -269,7 +269,7 @@ fn server_path_completion(engine: &Engine, t: &Task, single: bool, opts: &EvalOp
 /// Runs a problem's tests on prefix + completion + suffix in a Python
 /// subprocess: isolated mode, an empty temporary directory, CPU time and
 /// memory limits, and a wall-clock timeout.
-pub fn run_tests(t: &Task, completion: &str) -> bool {
+pub(crate) fn run_tests(t: &Task, completion: &str) -> bool {
     let mut middle = completion.to_string();
     if !middle.ends_with('\n') {
         middle.push('\n');
@@ -321,7 +321,7 @@ pub struct FixResult {
 /// The diagnostic a corpus file is about: `NAME.diag` beside it (JSON
 /// `{line, message, source}`, standing for another server's diagnostic on
 /// that 1-based line), else the first syntax error tree-sitter finds.
-pub fn corpus_diagnostic(path: &Path, text: &str) -> Result<Option<(usize, usize, String)>> {
+pub(crate) fn corpus_diagnostic(path: &Path, text: &str) -> Result<Option<(usize, usize, String)>> {
     let side = PathBuf::from(format!("{}.diag", path.display()));
     if side.exists() {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&side)?)?;
@@ -409,4 +409,55 @@ pub fn fixes(
         )?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{fix_prompt, plan_fix, FixMode, FixRequest};
+    use crate::prompt::Family;
+    use crate::syntax::{Analysis, Lang, Parsed};
+    /// The fix corpus (tests/fixes), data-driven: for each broken snippet, the
+    /// region the fix rewrites and the prompt the model gets are snapshotted
+    /// in `tests/fixes/expected/<name>.prompt.txt` (`UPDATE_EXPECT=1`
+    /// rewrites them). What the model answers is `tests/fix_corpus.rs`.
+    #[test]
+    fn corpus_fix_plans_and_prompts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixes");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "diag"))
+            .collect();
+        paths.sort();
+        for path in &paths {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(path).unwrap();
+            let (start, end, message) = corpus_diagnostic(path, &text).unwrap().expect(&name);
+            let lang = Lang::from_path(&name).expect(&name);
+            let r = FixRequest {
+                text: &text,
+                lang: Some(lang),
+                language_id: lang.language_id(),
+                start,
+                end,
+                message: &message,
+            };
+            let p = Parsed::parse(lang, &text).expect(&name);
+            let plan = plan_fix(&r, Some((&p, &Analysis::new(&p, &text)))).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let lines = |b: usize| text[..b].matches('\n').count() + 1;
+            let (prompt, stop) = fix_prompt(FixMode::Chat, &r, &plan, Some(Family::QwenCoder), None);
+            let shown = format!(
+                "lines {}-{} (syntax error: {}; errors {} in the text, {} in the region), stop {stop:?}\n{}\n",
+                lines(plan.start),
+                lines(plan.end.saturating_sub(1).max(plan.start)),
+                plan.is_syntax,
+                plan.errors_total,
+                plan.errors_in_region,
+                prompt.shown()
+            );
+            expect_test::expect_file![dir.join("expected").join(format!("{name}.prompt.txt"))].assert_eq(&shown);
+        }
+        assert!(paths.len() >= 20, "{}", paths.len());
+    }
 }

@@ -1,10 +1,10 @@
 //! The commands behind the command line: evaluations, benchmarks, `wick complete`, `wick doctor`, `wick stats`.
 //! Each calls the same pipeline the server does (`complete::suggest`).
 
-pub mod bench;
-pub mod bench_actions;
-pub mod bench_lsp;
-pub mod bench_remote;
+pub(crate) mod bench;
+pub(crate) mod bench_actions;
+pub(crate) mod bench_lsp;
+pub(crate) mod bench_remote;
 pub mod command;
 pub mod complete;
 pub mod doctor;

@@ -347,7 +347,7 @@ fn imported_definitions(set: &CaseSet, path: &str, doc: &str) -> Vec<complete::O
             Some(complete::OtherFile {
                 path: imp.rel,
                 lang: l,
-                defs: std::sync::Arc::new(complete::definitions_of(&f.text, l)),
+                defs: std::sync::Arc::new(complete::definitions_of(&f, l)),
             })
         })
         .collect()
@@ -390,7 +390,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 /// Aggregates of a group of results.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub n: usize,
     pub exact: f64,
     pub similarity: f64,
@@ -400,7 +400,7 @@ pub struct Summary {
     pub p90_ms: f64,
 }
 
-pub fn summarize(rs: &[&Scored]) -> Summary {
+pub(crate) fn summarize(rs: &[&Scored]) -> Summary {
     let n = rs.len();
     if n == 0 {
         return Summary::default();

@@ -5,9 +5,9 @@
 
 mod suggest;
 
-pub use suggest::{
-    auto_prompt, prefetch, rank, resolved, suggest, suggest_blocking, Empty, Outcome, SuggestRequest, PREFETCH_KEY,
-};
+pub(crate) use suggest::suggest;
+pub use suggest::Empty;
+pub use suggest::{prefetch, resolved, suggest_blocking, Outcome, SuggestRequest};
 
 use crate::config::{Config, Multiline, PromptMode};
 use crate::engine::{Request, Sampling, StopWhen, TokenCounter};
@@ -56,7 +56,7 @@ impl OtherFile {
 }
 
 /// The definitions of a file, as cross-file context uses them.
-pub fn definitions_of(text: &str, lang: Option<Lang>) -> Vec<syntax::Definition> {
+pub(crate) fn definitions_of(text: &str, lang: Option<Lang>) -> Vec<syntax::Definition> {
     match lang {
         Some(l) if text.len() <= SYNTAX_MAX_BYTES => {
             Parsed::parse(l, text).map(|p| p.definitions(text)).unwrap_or_default()
@@ -172,7 +172,7 @@ fn fit_windows(
 
 /// Whether to ask for several lines: an empty line right after a line that
 /// opens a block gets a body; otherwise the rest of the line.
-pub fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> bool {
+pub(crate) fn wants_multiline(prefix: &str, rest_of_line: &str, policy: Multiline) -> bool {
     match policy {
         Multiline::Always => true,
         Multiline::Never => false,
@@ -359,7 +359,7 @@ pub fn plan(
 /// Prefix and suffix windows that grow to whole syntax nodes: a definition
 /// cut by the budget is left out whole rather than shown from its middle,
 /// and the file's import header is kept when the window starts below it.
-pub fn syntax_windows(p: &Parsed, text: &str, cur: usize, budget_chars: usize) -> (String, String) {
+pub(crate) fn syntax_windows(p: &Parsed, text: &str, cur: usize, budget_chars: usize) -> (String, String) {
     let pre = budget_chars * 3 / 4;
     let suf = budget_chars - pre;
     let cur = floor_char(text, cur.min(text.len()));
@@ -603,7 +603,7 @@ pub fn clean(text: &str, plan: &Plan, truncated: bool) -> Result<String, Empty> 
 }
 
 /// [`clean`], with an empty string for an empty answer (tests, typed-ahead).
-pub fn postprocess(text: &str, plan: &Plan) -> String {
+pub(crate) fn postprocess(text: &str, plan: &Plan) -> String {
     clean(text, plan, false).unwrap_or_default()
 }
 
@@ -668,7 +668,7 @@ pub struct LastSuggestion {
 
 const TAIL: usize = 256;
 
-pub fn tail(rope: &Rope, cursor: usize) -> String {
+pub(crate) fn tail(rope: &Rope, cursor: usize) -> String {
     let start = cursor.saturating_sub(TAIL + 128);
     rope.slice(start..cursor.min(rope.len_chars())).to_string()
 }
@@ -687,7 +687,7 @@ impl LastSuggestion {
 
     /// If the user has typed the start of one of the suggestions since (the
     /// first one that fits), the rest of it.
-    pub fn remainder(&self, current_tail: &str, current_suffix_head: &str) -> Option<String> {
+    pub(crate) fn remainder(&self, current_tail: &str, current_suffix_head: &str) -> Option<String> {
         if current_suffix_head != self.suffix_head {
             return None;
         }
@@ -706,6 +706,7 @@ impl LastSuggestion {
 
 #[cfg(test)]
 mod tests {
+    use super::suggest::rank;
     use super::*;
     use crate::syntax::Lang;
 

@@ -129,7 +129,7 @@ impl Outcome {
 /// than they fill the middle; larger ones fill the middle better.
 /// A remote engine that does not report its model's size fills the middle
 /// (a team server runs larger models).
-pub fn auto_prompt(info: &ModelInfo) -> PromptMode {
+pub(crate) fn auto_prompt(info: &ModelInfo) -> PromptMode {
     let size_unknown = info.remote && info.hidden == 0;
     if info.family.is_none() || (info.hidden < 1024 && !size_unknown) {
         PromptMode::Prefix
@@ -150,7 +150,7 @@ pub fn resolved(cfg: &Config, info: &ModelInfo) -> Config {
 /// One completion at the cursor: the plan, then the rest of the last
 /// suggestion if the user typed its start, else the model; then the clean-up.
 /// Never fails: an empty answer carries its reason.
-pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
+pub(crate) async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
     let t0 = Instant::now();
     let Some(info) = engine.info() else { return Outcome::empty(Empty::Loading, t0) };
     let cfg = resolved(req.config, &info);
@@ -225,7 +225,7 @@ pub async fn suggest(engine: &Engine, req: &SuggestRequest<'_>) -> Outcome {
 /// cleaned alternatives (in the engine's order, most likely first token
 /// first): at most `n` in all, distinct, the main one first. When the main
 /// answer came out empty, the first usable alternative takes its place.
-pub fn rank(
+pub(crate) fn rank(
     main: Result<String, Empty>,
     alternatives: impl IntoIterator<Item = Result<String, Empty>>,
     n: usize,
@@ -249,7 +249,7 @@ pub fn rank(
 
 /// The key prefetches run under: a newer one supersedes an older one,
 /// whichever document it was for.
-pub const PREFETCH_KEY: &str = "\u{0}prefetch";
+pub(crate) const PREFETCH_KEY: &str = "\u{0}prefetch";
 
 /// Warms the engine's KV cache for a completion at the cursor: plans as
 /// [`suggest`] does, then prefills that prompt at idle priority without

@@ -98,7 +98,7 @@ enum GateUp {
 
 /// Every layer's KV cache for one sequence, set aside while the decoder
 /// works on another.
-pub struct CacheSlot {
+pub(crate) struct CacheSlot {
     layers: Vec<KvCache>,
     pos: usize,
 }
@@ -347,7 +347,7 @@ impl Decoder {
     }
 
     /// Positions the RoPE tables cover: the longest sequence we run.
-    pub fn max_positions(&self) -> usize {
+    pub(crate) fn max_positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
     }
 
@@ -364,13 +364,13 @@ impl Decoder {
     }
 
     /// An empty KV cache to hold another sequence (see [`Decoder::swap_slot`]).
-    pub fn empty_slot(&self) -> CacheSlot {
+    pub(crate) fn empty_slot(&self) -> CacheSlot {
         CacheSlot { layers: self.layers.iter().map(|_| KvCache::empty()).collect(), pos: 0 }
     }
 
     /// Exchanges the decoder's KV cache with `slot`: the decoder continues
     /// the slot's sequence, and the slot keeps the one it had. No copies.
-    pub fn swap_slot(&mut self, slot: &mut CacheSlot) {
+    pub(crate) fn swap_slot(&mut self, slot: &mut CacheSlot) {
         for (l, c) in self.layers.iter_mut().zip(&mut slot.layers) {
             std::mem::swap(&mut l.cache, c);
         }
@@ -387,14 +387,14 @@ impl Decoder {
     /// As `forward`, for greedy decoding: the argmax over the first `vocab`
     /// logits, computed where the logits are, so a GPU sends back 4 bytes
     /// instead of the whole row.
-    pub fn forward_argmax(&mut self, tokens: &[u32], vocab: usize) -> Result<u32, DecoderError> {
+    pub(crate) fn forward_argmax(&mut self, tokens: &[u32], vocab: usize) -> Result<u32, DecoderError> {
         let logits = self.forward_tensor(tokens)?;
         let n = vocab.min(logits.dim(0)?);
         Ok(logits.narrow(0, 0, n)?.argmax(0)?.to_scalar::<u32>()?)
     }
 
     /// As `forward`, returning the logits tensor [vocab] on the device.
-    pub fn forward_tensor(&mut self, tokens: &[u32]) -> Result<Tensor, DecoderError> {
+    pub(crate) fn forward_tensor(&mut self, tokens: &[u32]) -> Result<Tensor, DecoderError> {
         let t = tokens.len();
         if t == 0 {
             return Err(DecoderError::Candle(candle_core::Error::Msg("empty input".into())));
@@ -576,7 +576,7 @@ fn rope_tables(head_dim: usize, base: f32, positions: usize, dev: &Device, dt: D
 /// with 200, `wick bench`, default model). A value the user set is kept.
 /// Call it first thing in `main`, before any thread starts (changing the
 /// environment is safe only then) and before that pool starts.
-pub fn quiet_candle_workers() {
+pub(crate) fn quiet_candle_workers() {
     const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(VAR).is_none() {
         std::env::set_var(VAR, "200");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// From this many rows on, a CPU matmul without a fast quantized kernel
 /// dequantizes the weight and runs the f32 GEMM: the dequantization is paid
 /// once per call, the GEMM is much faster than per-row dot products.
-pub const GEMM_MIN_ROWS: usize = 16;
+pub(crate) const GEMM_MIN_ROWS: usize = 16;
 
 /// `GEMM_MIN_ROWS`, overridable with WICK_GEMM_MIN_ROWS (for measurements).
 fn gemm_min_rows() -> usize {
@@ -36,7 +36,7 @@ enum Weight {
     Dense(Tensor),
 }
 
-pub struct Linear {
+pub(crate) struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
     /// f32 copy of the weight for prefill, when the caller chose to keep one.
@@ -52,7 +52,7 @@ impl Linear {
 
     /// From raw GGUF bytes. On the CPU (with `fast`), Q8_0 and Q5_0 weights
     /// go to our kernels; everything else to candle's.
-    pub fn from_raw(
+    pub(crate) fn from_raw(
         dtype: GgmlDType,
         dims: &[usize],
         raw: &[u8],
@@ -78,7 +78,7 @@ impl Linear {
 
     /// A dense layer: the weight dequantized once, on its device, to `dtype`
     /// (f16 on GPUs goes through candle's CUDA dequantization kernels).
-    pub fn dense_from_raw(
+    pub(crate) fn dense_from_raw(
         dtype: GgmlDType,
         dims: &[usize],
         raw: &[u8],
@@ -101,7 +101,7 @@ impl Linear {
     /// Stacks dense layers along their outputs, so one GEMM computes all of
     /// them (q/k/v, gate/up); a layer without a bias gets zeros. `None`
     /// unless every part is dense.
-    pub fn stack(parts: &[Linear]) -> Result<Option<Self>> {
+    pub(crate) fn stack(parts: &[Linear]) -> Result<Option<Self>> {
         let mut ws = Vec::with_capacity(parts.len());
         for p in parts {
             match &p.weight {
@@ -146,7 +146,7 @@ impl Linear {
     }
 
     /// Keeps an f32 copy of the weight for prefill (costs 4 bytes a weight).
-    pub fn keep_dense(&mut self) -> Result<()> {
+    pub(crate) fn keep_dense(&mut self) -> Result<()> {
         let cpu = match &self.weight {
             Weight::Candle { weight, .. } => weight.device().is_cpu(),
             Weight::Q8(_) => true,
@@ -214,7 +214,7 @@ impl Linear {
 /// Repacks Q5_0 blocks as Q8_0 blocks under the same scale. Exact: a Q5_0
 /// value is an integer in [-16, 15], which fits in an i8, and Q8_0 has SIMD
 /// vector-dot kernels where Q5_0 has none.
-pub fn q5_0_to_q8_0(src: &[u8]) -> Vec<u8> {
+pub(crate) fn q5_0_to_q8_0(src: &[u8]) -> Vec<u8> {
     const IN: usize = 22;
     const OUT: usize = 34;
     let blocks = src.len() / IN;
@@ -238,7 +238,7 @@ pub fn q5_0_to_q8_0(src: &[u8]) -> Vec<u8> {
 
 /// Builds a QTensor from raw GGUF bytes, repacking types without a fast
 /// kernel on the CPU.
-pub fn qtensor_from_raw(
+pub(crate) fn qtensor_from_raw(
     dtype: GgmlDType,
     dims: &[usize],
     raw: &[u8],

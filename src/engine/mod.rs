@@ -4,17 +4,16 @@
 
 pub mod cpu;
 pub mod decoder;
-pub mod linear;
+pub(crate) mod linear;
 pub mod remote;
 pub mod sampling;
 pub mod session;
 
-pub use decoder::{quiet_candle_workers, Decoder, LoadOptions};
+pub(crate) use decoder::quiet_candle_workers;
+pub use decoder::{Decoder, LoadOptions};
 pub use sampling::Sampling;
-pub use session::{
-    Alternative, EngineError, Generation, ModelInfo, Request, Session, StopReason, StopWhen, TokenCounter,
-    MIN_ALTERNATIVE_P,
-};
+pub use session::{EngineError, Generation, Request, Session, StopReason, MIN_ALTERNATIVE_P};
+pub use session::{ModelInfo, StopWhen, TokenCounter};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -75,13 +74,13 @@ impl CancelToken {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Cancels its request when dropped (an abandoned future stops generation).
-pub struct CancelOnDrop(pub CancelToken);
+pub(crate) struct CancelOnDrop(pub CancelToken);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -212,11 +211,11 @@ impl Engine {
         self.shared.id
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.shared.state.load(Ordering::SeqCst) == READY
     }
 
-    pub fn load_error(&self) -> Option<String> {
+    pub(crate) fn load_error(&self) -> Option<String> {
         self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -297,7 +296,7 @@ impl Engine {
     }
 
     /// Keys with a request counter (those with requests not yet done).
-    pub fn tracked_keys(&self) -> usize {
+    pub(crate) fn tracked_keys(&self) -> usize {
         self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
@@ -393,7 +392,7 @@ fn forget_key(sh: &Shared, job: &Job, queue: &VecDeque<Job>) {
 /// candle's rayon pool where it has not started yet. Clamped to 1 and to
 /// the threads the machine has (more only make the workers fight for cores);
 /// returns the count used.
-pub fn set_threads(n: usize) -> usize {
+pub(crate) fn set_threads(n: usize) -> usize {
     let used = clamp_threads(n);
     if used != n {
         tracing::warn!("{n} threads asked for; this machine has {}: using {used}", machine_threads());
@@ -410,7 +409,7 @@ fn machine_threads() -> usize {
 }
 
 /// A thread count the machine can run: at least 1, at most its threads.
-pub fn clamp_threads(n: usize) -> usize {
+pub(crate) fn clamp_threads(n: usize) -> usize {
     n.clamp(1, machine_threads())
 }
 

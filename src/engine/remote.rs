@@ -954,7 +954,7 @@ fn same_model(served: &str, wanted: &str) -> bool {
 
 /// The FIM family a served model's name says (`Qwen/Qwen2.5-Coder-7B`,
 /// `qwen2.5-coder:1.5b-base`, `bigcode/starcoder2-15b` ...).
-pub fn family_from_name(name: &str) -> Option<Family> {
+pub(crate) fn family_from_name(name: &str) -> Option<Family> {
     let n = name.to_ascii_lowercase();
     if n.contains("qwen") && n.contains("coder") {
         Some(Family::QwenCoder)
@@ -993,7 +993,7 @@ fn special_strings() -> &'static [String] {
 /// which parses special tokens in prompts (they all do) cannot read code
 /// that mentions `<|fim_prefix|>` as a control token. Returns the text and
 /// how many strings were broken up.
-pub fn render(prompt: &Prompt) -> (String, usize) {
+pub(crate) fn render(prompt: &Prompt) -> (String, usize) {
     let mut out = String::new();
     let mut broken = 0;
     for p in &prompt.pieces {

@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 
 /// Prompt tokens processed per forward pass during prefill on the CPU:
 /// bounds the attention scratch memory and how long a cancellation waits.
-pub const PREFILL_CHUNK: usize = 256;
+pub(crate) const PREFILL_CHUNK: usize = 256;
 
 /// The same on GPUs, where a chunk takes milliseconds and each one pays
 /// ~500 kernel launches: bigger chunks, fewer launches.
-pub const GPU_PREFILL_CHUNK: usize = 1024;
+pub(crate) const GPU_PREFILL_CHUNK: usize = 1024;
 
 /// Idle work (prefetch) prefills in chunks this many times smaller, so that
 /// a real request, which interrupts it between chunks, waits less.
-pub const IDLE_CHUNK_DIVISOR: usize = 4;
+pub(crate) const IDLE_CHUNK_DIVISOR: usize = 4;
 
-pub fn prefill_chunk(device: &Device) -> usize {
+pub(crate) fn prefill_chunk(device: &Device) -> usize {
     if device.is_cpu() {
         PREFILL_CHUNK
     } else {
@@ -224,7 +224,7 @@ impl TokenCounter {
         TokenCounter { count: Arc::new(count), last_ratio: Arc::new(std::sync::atomic::AtomicUsize::new(0)) }
     }
 
-    pub fn of_tokenizer(t: Arc<Tokenizer>) -> TokenCounter {
+    pub(crate) fn of_tokenizer(t: Arc<Tokenizer>) -> TokenCounter {
         TokenCounter::new(move |text| t.encode(text).ok().map(|ids| ids.len()))
     }
 
@@ -238,7 +238,7 @@ impl TokenCounter {
     }
 
     /// Bytes per token of the last long text counted (None before one).
-    pub fn bytes_per_token(&self) -> Option<f64> {
+    pub(crate) fn bytes_per_token(&self) -> Option<f64> {
         let r = self.last_ratio.load(Ordering::Relaxed);
         (r > 0).then(|| r as f64 / 100.0)
     }
@@ -278,7 +278,7 @@ struct Spare {
 }
 
 /// KV caches kept besides the active one, by default.
-pub const SPARE_SLOTS: usize = 2;
+pub(crate) const SPARE_SLOTS: usize = 2;
 /// A cache is set aside rather than overwritten when a prompt would discard
 /// at least this many of its tokens, and most of them.
 const SLOT_KEEP_MIN_TOKENS: usize = 64;
@@ -404,7 +404,7 @@ impl Session {
 
     /// How many KV caches are kept besides the active one (0: one cache,
     /// overwritten by every other prompt; benchmarks compare).
-    pub fn set_spare_slots(&mut self, n: usize) {
+    pub(crate) fn set_spare_slots(&mut self, n: usize) {
         self.spare_slots = n;
         self.reset();
     }
@@ -445,7 +445,11 @@ impl Session {
     /// Generates, checking `interrupted` between prefill chunks and between
     /// tokens. Prefill work already done stays in the KV cache, so an
     /// interrupted request still speeds up the next one.
-    pub fn generate_with(&mut self, req: &Request, interrupted: &dyn Fn() -> bool) -> Result<Generation, EngineError> {
+    pub(crate) fn generate_with(
+        &mut self,
+        req: &Request,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Generation, EngineError> {
         let start = Instant::now();
         // Token healing: the text at the cursor may end mid-token; back off
         // that token and require the first generated one to start with it.

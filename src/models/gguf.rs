@@ -36,7 +36,7 @@ pub struct GgufFile {
 
 /// Raw tensor types our decoder accepts. Everything else is rejected with the
 /// tensor's name before any weight is read.
-pub fn supported_dtype(dtype: GgmlDType) -> bool {
+pub(crate) fn supported_dtype(dtype: GgmlDType) -> bool {
     use GgmlDType::*;
     matches!(dtype, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
 }
@@ -134,11 +134,11 @@ impl GgufFile {
         }
     }
 
-    pub fn metadata(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn metadata(&self, key: &str) -> Option<&Value> {
         self.content.metadata.get(key)
     }
 
-    pub fn meta_u32(&self, key: &str) -> Result<u32, GgufError> {
+    pub(crate) fn meta_u32(&self, key: &str) -> Result<u32, GgufError> {
         let v = self
             .metadata(key)
             .ok_or_else(|| GgufError::Invalid { path: self.path.clone(), msg: format!("missing metadata '{key}'") })?;
@@ -164,7 +164,7 @@ impl GgufFile {
         })
     }
 
-    pub fn meta_f32(&self, key: &str) -> Option<f32> {
+    pub(crate) fn meta_f32(&self, key: &str) -> Option<f32> {
         match self.metadata(key)? {
             Value::F32(x) => Some(*x),
             Value::F64(x) => Some(*x as f32),
@@ -173,20 +173,20 @@ impl GgufFile {
     }
 
     /// The tensors' names, in no particular order.
-    pub fn tensor_names(&self) -> Vec<String> {
+    pub(crate) fn tensor_names(&self) -> Vec<String> {
         self.content.tensor_infos.keys().cloned().collect()
     }
 
-    pub fn has_tensor(&self, name: &str) -> bool {
+    pub(crate) fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }
 
-    pub fn tensor_dims(&self, name: &str) -> Option<Vec<usize>> {
+    pub(crate) fn tensor_dims(&self, name: &str) -> Option<Vec<usize>> {
         self.content.tensor_infos.get(name).map(|i| i.shape.dims().to_vec())
     }
 
     /// The raw bytes of one tensor, as stored (still quantized).
-    pub fn tensor_bytes(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), GgufError> {
+    pub(crate) fn tensor_bytes(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), GgufError> {
         let info = self
             .content
             .tensor_infos

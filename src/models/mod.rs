@@ -9,10 +9,10 @@ pub mod tokenizer;
 use std::path::{Path, PathBuf};
 
 /// The default model's file name in wick's cache, as `models/fetch` writes it.
-pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
-pub const LARGE_MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+pub(crate) const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub(crate) const LARGE_MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 /// The command that puts the default model in the cache.
-pub const FETCH_COMMAND: &str = "models/fetch";
+pub(crate) const FETCH_COMMAND: &str = "models/fetch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -27,7 +27,7 @@ pub enum ResolveError {
 }
 
 /// wick's model cache: $WICK_MODEL_DIR, else ~/.cache/wick/models.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WICK_MODEL_DIR") {
         return PathBuf::from(d);
     }
@@ -83,7 +83,7 @@ pub mod hub {
     }
 
     /// The hub cache root: $HF_HUB_CACHE, $HF_HOME/hub, or ~/.cache/huggingface/hub.
-    pub fn cache_root() -> PathBuf {
+    pub(crate) fn cache_root() -> PathBuf {
         if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
             return PathBuf::from(p);
         }
@@ -146,7 +146,7 @@ pub mod hub {
 }
 
 /// `wick inspect`: what a GGUF file holds, for humans.
-pub fn inspect(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn inspect(path: &Path) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     use std::io::Write;
     let file = gguf::GgufFile::open(path)?;

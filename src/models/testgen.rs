@@ -56,7 +56,7 @@ impl ModelSpec {
     }
 
     /// Qwen2.5-Coder-0.5B's shapes and quantization types, random weights.
-    pub fn qwen05b_shapes() -> Self {
+    pub(crate) fn qwen05b_shapes() -> Self {
         ModelSpec {
             arch: "qwen2",
             family: Family::QwenCoder,
@@ -110,13 +110,13 @@ public static void main(String[] args) {
 }
 "#;
 
-pub struct Splitmix(u64);
+pub(crate) struct Splitmix(u64);
 
 impl Splitmix {
     pub fn new(seed: u64) -> Self {
         Splitmix(seed)
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -124,7 +124,7 @@ impl Splitmix {
         z ^ (z >> 31)
     }
     /// Uniform in [-1, 1).
-    pub fn unit(&mut self) -> f32 {
+    pub(crate) fn unit(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }

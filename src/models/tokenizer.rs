@@ -86,7 +86,7 @@ impl Tokenizer {
         })
     }
 
-    pub fn vocab_size(&self) -> usize {
+    pub(crate) fn vocab_size(&self) -> usize {
         self.token_bytes.len()
     }
 
@@ -164,6 +164,6 @@ fn byte_decoder() -> HashMap<char, u8> {
 }
 
 /// GPT-2's byte-to-unicode table (for building vocabularies in tests).
-pub fn byte_encoder() -> HashMap<u8, char> {
+pub(crate) fn byte_encoder() -> HashMap<u8, char> {
     byte_decoder().into_iter().map(|(c, b)| (b, c)).collect()
 }

@@ -14,7 +14,7 @@ const USER_MARK: &str = "\u{F8F0}wick-user\u{F8F1}";
 
 #[derive(Debug, thiserror::Error)]
 #[error("chat template: {0}")]
-pub struct ChatError(String);
+pub(crate) struct ChatError(String);
 
 /// A two-message chat (system, user) ready for the assistant's answer,
 /// whose first words are `answer_prefix` (text the model continues).

@@ -37,7 +37,7 @@ impl Prompt {
     }
 
     /// Puts `other` in front of this prompt (extra context).
-    pub fn prepend(&mut self, other: Prompt) {
+    pub(crate) fn prepend(&mut self, other: Prompt) {
         let n = other.pieces.len();
         let mut pieces = other.pieces;
         pieces.append(&mut self.pieces);
@@ -236,7 +236,7 @@ impl Family {
 
 /// A ChatML (Qwen instruct) request to fill the hole: for comparing the
 /// instruct model's chat mode with FIM. The answer is the missing code.
-pub fn chat_fill(prefix: &str, suffix: &str) -> Prompt {
+pub(crate) fn chat_fill(prefix: &str, suffix: &str) -> Prompt {
     let mut p = Prompt::default();
     p.special("<|im_start|>")
         .text("system\nYou are a code completion engine. Reply with only the code that replaces <HOLE>, no explanation, no code fences.")

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// Quiet time after an edit before the document's syntax errors are published.
-pub const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
+pub(crate) const DIAGNOSTICS_DEBOUNCE_MS: u64 = 300;
 /// Quiet time after an edit before errors on the line being typed are shown
 /// (`WICK_TYPING_PAUSE_MS` overrides it, for tests).
-pub const TYPING_PAUSE_MS: u64 = 1500;
+pub(crate) const TYPING_PAUSE_MS: u64 = 1500;
 
 fn typing_pause() -> Duration {
     static PAUSE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();

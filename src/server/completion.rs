@@ -86,7 +86,7 @@ impl Backend {
             tracing::debug!(uri, "no completion: the model is still loading");
             return None;
         }
-        let root = lock(&self.st.root).clone();
+        let root = self.st.folders.get().and_then(|f| f.root.clone());
         // Reading and parsing imported files is file I/O: off this thread.
         let others = {
             let (b, s, r) = (self.handle(), snap.clone(), root.clone());
@@ -239,7 +239,7 @@ impl Backend {
         if snap.rope.len_bytes() > crate::syntax::MAX_PARSE_BYTES {
             return out;
         }
-        let mut ws = lock(&self.st.workspace).clone();
+        let mut ws = self.st.folders.get().map(|f| f.workspace.clone()).unwrap_or_default();
         if ws.roots().is_empty() {
             // No workspace folder: the file's own directory.
             ws = crate::workspace::Workspace::new(current.parent().map(|p| p.to_path_buf()));
@@ -253,7 +253,7 @@ impl Backend {
             // Read and parsed again only when the file changes.
             let l = crate::syntax::Lang::from_path(&imp.path.to_string_lossy());
             let key = format!("file://{}", imp.path.display());
-            let read = || ws.read(&imp.path, MAX_FILE).map(|f| complete::definitions_of(&f.text, l));
+            let read = || ws.read(&imp.path, MAX_FILE).map(|f| complete::definitions_of(&f, l));
             if let Some(defs) = self.definitions(&key, &imp.stamp, read) {
                 out.push(complete::OtherFile { path: imp.rel, lang: l, defs });
             }

@@ -9,15 +9,15 @@
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// Bodies larger than this are discarded unread (a hostile length).
-pub const MAX_BODY: usize = 64 << 20;
+pub(crate) const MAX_BODY: usize = 64 << 20;
 
 /// Longest header line kept; longer ones are skipped piece by piece.
 const MAX_HEADER_LINE: u64 = 8 << 10;
 
 /// The method the server answers with a parse error.
-pub const INVALID_METHOD: &str = "wick/invalidMessage";
+pub(crate) const INVALID_METHOD: &str = "wick/invalidMessage";
 
-pub async fn sanitize<R, W>(input: R, mut out: W)
+pub(crate) async fn sanitize<R, W>(input: R, mut out: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -97,7 +97,7 @@ where
 /// decodes: a request or notification (a string method, an optional id
 /// that is a number, a string or null, structured or absent params), or a
 /// response (an id with a result or an error, no method).
-pub fn is_one_message(v: &serde_json::Value) -> bool {
+pub(crate) fn is_one_message(v: &serde_json::Value) -> bool {
     use serde_json::Value;
     let Some(o) = v.as_object() else { return false };
     if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {

@@ -20,7 +20,7 @@ impl Backend {
     /// `gate` is held until that load has finished.
     pub(super) async fn load_latest(&self, gate: tokio::sync::OwnedMutexGuard<()>) {
         let cfg = lock(&self.st.config).clone();
-        let cli = lock(&self.st.cli).clone();
+        let cli = self.st.cli.clone();
         if let Some(remote) = cfg.backend.clone() {
             return self.load_remote(remote, cfg.model.clone(), gate).await;
         }

@@ -50,13 +50,12 @@ struct State {
     last: Mutex<HashMap<String, LastSuggestion>>,
     /// Per document, the latest completion request (`debounceMs`).
     completions: latest::Latest,
-    cli: Mutex<ServeOptions>,
+    /// The command line's options: set when the server starts.
+    cli: ServeOptions,
     /// Identity of the loaded model (path and device), to reload on change.
     loaded: Mutex<Option<(PathBuf, String)>>,
-    /// The workspace root (for relative paths in prompts).
-    root: Mutex<Option<PathBuf>>,
-    /// The workspace folders: the only places files are read from.
-    workspace: Mutex<crate::workspace::Workspace>,
+    /// The workspace folders, as `initialize` named them: set once.
+    folders: std::sync::OnceLock<Folders>,
     /// Per document, the latest diagnostics scheduling (debounce).
     diag_latest: latest::Latest,
     /// Per document: the line being typed, and what was held back there.
@@ -84,6 +83,15 @@ struct State {
     definitions: crate::workspace::PerFile<Vec<crate::syntax::Definition>>,
     /// Shown suggestions until accepted or dismissed (the `stats` setting).
     stats: Mutex<stats::Tracker>,
+}
+
+/// The workspace as `initialize` named it.
+#[derive(Debug, Default)]
+struct Folders {
+    /// The first folder (for relative paths in prompts).
+    root: Option<PathBuf>,
+    /// All of them: the only places files are read from.
+    workspace: crate::workspace::Workspace,
 }
 
 /// The client's capabilities that change what the server does.
@@ -147,7 +155,7 @@ async fn snapshot_of(
     Ok(snap)
 }
 
-pub struct Backend {
+pub(crate) struct Backend {
     client: Client,
     st: Arc<State>,
 }
@@ -220,15 +228,14 @@ fn accept_command(id: Option<u64>, candidate: usize) -> Option<Command> {
 }
 
 /// Set by `shutdown`: the exit code after `exit` is 0 only if it came first.
-pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub(crate) static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub async fn serve(opts: ServeOptions) {
     let stdout = tokio::io::stdout();
     let (reader, writer) = tokio::io::duplex(1 << 20);
     tokio::spawn(framing::sanitize(tokio::io::stdin(), writer));
     let (service, socket) = LspService::build(|client| {
-        let st = Arc::new(State::default());
-        *lock(&st.cli) = opts.clone();
+        let st = Arc::new(State { cli: opts.clone(), ..State::default() });
         Backend { client, st }
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
@@ -244,7 +251,7 @@ pub async fn serve(opts: ServeOptions) {
 
 /// The `wick/status` notification: the model's state for an editor's
 /// status line. `state` is `loading`, `ready` or `error`.
-pub enum StatusNotification {}
+pub(crate) enum StatusNotification {}
 
 impl notification::Notification for StatusNotification {
     type Params = serde_json::Value;
@@ -372,7 +379,7 @@ impl LanguageServer for Backend {
                 Some(f) if !f.is_empty() => f.iter().filter_map(|f| uri_to_path(f.uri.as_str())).collect(),
                 _ => params.root_uri.as_ref().and_then(|u| uri_to_path(u.as_str())).into_iter().collect(),
             };
-            *lock(&self.st.workspace) = crate::workspace::Workspace::new(folders);
+            let workspace = crate::workspace::Workspace::new(folders);
             #[allow(deprecated)]
             let root = params
                 .workspace_folders
@@ -381,7 +388,9 @@ impl LanguageServer for Backend {
                 .map(|f| f.uri.as_str().to_string())
                 .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()))
                 .and_then(|u| uri_to_path(&u));
-            *lock(&self.st.root) = root;
+            if self.st.folders.set(Folders { root, workspace }).is_err() {
+                tracing::warn!("a second initialize: the workspace folders stay as the first one named them");
+            }
             let td = params.capabilities.text_document.as_ref();
             let caps = ClientCaps {
                 encoding: enc,

@@ -124,7 +124,7 @@ impl Tracker {
     }
 
     /// `stats` was turned off: what is showing is never written.
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.shown.clear();
         self.current.clear();
     }

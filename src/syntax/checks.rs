@@ -124,7 +124,7 @@ fn cut_candidates<'a>(completion: &'a str) -> Vec<&'a str> {
 /// at all (limits, timeouts), or the text around the cursor already has
 /// several errors (the grammar does not know this dialect), the completion
 /// is accepted as-is: no evidence against it.
-pub fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &str) -> Option<String> {
+pub(crate) fn accept_completion(lang: Lang, prefix: &str, completion: &str, suffix: &str) -> Option<String> {
     if completion.trim().is_empty() {
         return None;
     }

@@ -1,7 +1,7 @@
 use tree_sitter::{Node, Tree, TreeCursor};
 
 use super::lang::{node_text, DefClass, Lang};
-use super::parse::{parse_str, Parsed};
+use super::parse::Parsed;
 
 // ---------------------------------------------------------------- helpers
 
@@ -46,59 +46,11 @@ fn ancestors(node: Node) -> impl Iterator<Item = Node> {
     std::iter::successors(Some(node), |n| n.parent())
 }
 
-// ---------------------------------------------------------------- scopes
-
-fn is_scope_kind(lang: Lang, kind: &str) -> bool {
-    lang.rules().scope_kinds.contains(&kind)
-}
-
-fn contains_cursor(node: Node, text: &str, offset: usize) -> bool {
-    let (s, e) = (node.start_byte(), node.end_byte());
-    if offset <= s || offset > e {
-        return false;
-    }
-    if offset < e {
-        return true;
-    }
-    !node_text(node, text).ends_with(['}', ';', ')'])
-}
-
-impl Parsed {
-    /// Byte ranges of all enclosing definitions, innermost first.
-    pub fn enclosing_scopes(&self, text: &str, byte_offset: usize) -> Vec<(usize, usize)> {
-        let offset = floor_boundary(text, byte_offset);
-        let mut out: Vec<(usize, usize)> = vec![];
-        for start in nodes_at(&self.tree, offset) {
-            for n in ancestors(start) {
-                if is_scope_kind(self.lang, n.kind()) && contains_cursor(n, text, offset) {
-                    let r = (n.start_byte(), n.end_byte());
-                    if !out.contains(&r) {
-                        out.push(r);
-                    }
-                }
-            }
-        }
-        // Ranges from the two start nodes interleave; nesting order is by size.
-        out.sort_by_key(|&(s, e)| e - s);
-        out
-    }
-}
-
-/// Byte range of the innermost function/method/class/impl-like definition
-/// containing `byte_offset`.
-pub fn enclosing_scope(lang: Lang, text: &str, byte_offset: usize) -> Option<(usize, usize)> {
-    enclosing_scopes(lang, text, byte_offset).into_iter().next()
-}
-
-/// All enclosing definitions' byte ranges, innermost first.
-pub fn enclosing_scopes(lang: Lang, text: &str, byte_offset: usize) -> Vec<(usize, usize)> {
-    Parsed::parse(lang, text).map_or_else(Vec::new, |p| p.enclosing_scopes(text, byte_offset))
-}
-
 // ---------------------------------------------------------------- imports
 
 impl Parsed {
-    pub fn imports(&self, text: &str) -> Vec<String> {
+    /// Module paths/names imported by the file, in source order, deduplicated.
+    pub(crate) fn imports(&self, text: &str) -> Vec<String> {
         let mut out: Vec<String> = vec![];
         let mut add = |s: Option<String>| {
             if let Some(s) = s.filter(|s| !s.is_empty()) {
@@ -111,11 +63,6 @@ impl Parsed {
         walk(&self.tree, |n| (rules.imports)(n, text, &mut add));
         out
     }
-}
-
-/// Module paths/names imported by the file, in source order, deduplicated.
-pub fn imports(lang: Lang, text: &str) -> Vec<String> {
-    Parsed::parse(lang, text).map_or_else(Vec::new, |p| p.imports(text))
 }
 
 // ---------------------------------------------------------------- definitions
@@ -247,7 +194,7 @@ pub fn definitions(lang: Lang, text: &str) -> Vec<Definition> {
 // ---------------------------------------------------------------- identifiers
 
 impl Parsed {
-    pub fn identifiers_near(&self, text: &str, byte_offset: usize, window_bytes: usize) -> Vec<String> {
+    pub(crate) fn identifiers_near(&self, text: &str, byte_offset: usize, window_bytes: usize) -> Vec<String> {
         let offset = byte_offset.min(text.len());
         let lo = offset.saturating_sub(window_bytes);
         let hi = offset.saturating_add(window_bytes).min(text.len());
@@ -276,23 +223,17 @@ impl Parsed {
     }
 }
 
-/// Distinct identifiers within `window_bytes` on either side of the offset,
-/// nearest first (ties: earlier in the file first).
-pub fn identifiers_near(lang: Lang, text: &str, byte_offset: usize, window_bytes: usize) -> Vec<String> {
-    Parsed::parse(lang, text).map_or_else(Vec::new, |p| p.identifiers_near(text, byte_offset, window_bytes))
-}
-
 // ---------------------------------------------------------------- cursor context
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CursorKind {
+pub(crate) enum CursorKind {
     Comment,
     String,
     Code,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CursorContext {
+pub(crate) struct CursorContext {
     pub kind: CursorKind,
     /// The cursor is on a blank line that starts a new, still empty block.
     pub block_just_opened: bool,
@@ -378,27 +319,24 @@ fn token_kind(p: &Parsed, text: &str, offset: usize) -> CursorKind {
 }
 
 impl Parsed {
-    pub fn cursor_context(&self, text: &str, byte_offset: usize) -> CursorContext {
-        cursor_context_impl(self.lang, Some(self), text, byte_offset)
-    }
-}
+    /// Classifies the cursor position: inside a comment/string or code,
+    /// whether a block was just opened, whether the cursor is mid-expression.
+    pub(crate) fn cursor_context(&self, text: &str, byte_offset: usize) -> CursorContext {
+        let (lang, p) = (self.lang, self);
+        let offset = floor_boundary(text, byte_offset);
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let before = &text[line_start..offset];
+        let after = &text[offset..line_end];
+        let blank_line = before.trim().is_empty() && after.trim().is_empty();
 
-fn cursor_context_impl(lang: Lang, parsed: Option<&Parsed>, text: &str, byte_offset: usize) -> CursorContext {
-    let offset = floor_boundary(text, byte_offset);
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let before = &text[line_start..offset];
-    let after = &text[offset..line_end];
-    let blank_line = before.trim().is_empty() && after.trim().is_empty();
+        let kind = token_kind(p, text, offset);
 
-    let kind = parsed.map_or(CursorKind::Code, |p| token_kind(p, text, offset));
-
-    let block_just_opened = blank_line && {
-        let prev = text[..line_start].trim_end();
-        let opener = if lang.indent_blocks() { prev.ends_with(':') } else { prev.ends_with('{') };
-        opener
-            || parsed.is_some_and(|p| {
-                nodes_at(&p.tree, offset).into_iter().any(|start| {
+        let block_just_opened = blank_line && {
+            let prev = text[..line_start].trim_end();
+            let opener = if lang.indent_blocks() { prev.ends_with(':') } else { prev.ends_with('{') };
+            opener
+                || nodes_at(&p.tree, offset).into_iter().any(|start| {
                     ancestors(start)
                         .find(|n| is_block_kind(n.kind()) && n.start_byte() < offset && offset < n.end_byte())
                         .is_some_and(|b| {
@@ -407,29 +345,19 @@ fn cursor_context_impl(lang: Lang, parsed: Option<&Parsed>, text: &str, byte_off
                             only_comments
                         })
                 })
-            })
-    };
+        };
 
-    let last = before.trim_end().chars().last();
-    let dangling_operator = last.is_some_and(|c| {
-        matches!(c, '(' | '[' | ',' | '.' | '=' | '+' | '-' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '!' | '?')
-            || (c == ':' && !lang.indent_blocks())
-    }) && !before.trim_end().ends_with("->")
-        && !before.trim_end().ends_with("=>");
-    let inside_brackets = parsed.is_some_and(|p| {
-        nodes_at(&p.tree, offset).into_iter().any(|start| {
+        let last = before.trim_end().chars().last();
+        let dangling_operator = last.is_some_and(|c| {
+            matches!(c, '(' | '[' | ',' | '.' | '=' | '+' | '-' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '!' | '?')
+                || (c == ':' && !lang.indent_blocks())
+        }) && !before.trim_end().ends_with("->")
+            && !before.trim_end().ends_with("=>");
+        let inside_brackets = nodes_at(&p.tree, offset).into_iter().any(|start| {
             ancestors(start).any(|n| is_bracket_kind(n.kind()) && n.start_byte() < offset && offset < n.end_byte())
-        })
-    });
-    let mid_expression = !after.trim().is_empty() || dangling_operator || inside_brackets;
+        });
+        let mid_expression = !after.trim().is_empty() || dangling_operator || inside_brackets;
 
-    CursorContext { kind, block_just_opened, mid_expression }
-}
-
-/// Classifies the cursor position: inside a comment/string or code, whether
-/// a block was just opened, whether the cursor is mid-expression. Falls back
-/// to line-based heuristics when the text is not parsed.
-pub fn cursor_context(lang: Lang, text: &str, byte_offset: usize) -> CursorContext {
-    let parsed = parse_str(lang, text).map(|tree| Parsed { lang, tree });
-    cursor_context_impl(lang, parsed.as_ref(), text, byte_offset)
+        CursorContext { kind, block_just_opened, mid_expression }
+    }
 }

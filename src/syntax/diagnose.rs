@@ -442,11 +442,11 @@ pub struct Analysis {
 }
 
 /// Errors an [`Analysis`] lists at most.
-pub const ANALYSIS_MAX_ERRORS: usize = 1000;
+pub(crate) const ANALYSIS_MAX_ERRORS: usize = 1000;
 
 /// A known repair: replace `text[start..end]` with `insert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownEdit {
+pub(crate) struct KnownEdit {
     pub start: usize,
     pub end: usize,
     pub insert: &'static str,
@@ -457,7 +457,7 @@ pub struct KnownEdit {
 impl Analysis {
     /// The edit that repairs the error at `[start, end]`, when the search
     /// found one (reparsing proved it removes that error and adds none).
-    pub fn known_edit(&self, text: &str, start: usize, end: usize) -> Option<KnownEdit> {
+    pub(crate) fn known_edit(&self, text: &str, start: usize, end: usize) -> Option<KnownEdit> {
         let e = repair_at(&self.repairs, start, end)?.edit;
         let title = if e.del > 0 {
             format!("Replace {} with '{}'", quote(text.get(e.at..e.at + e.del)?), e.ins)
@@ -613,7 +613,7 @@ const SPRAWL_LINES: usize = 12;
 /// offsets of whole lines: the end is after the last line's '\n'. None when
 /// the region would exceed `max_bytes`. `a` is the [`Analysis`] of the
 /// same text (its repairs).
-pub fn fix_region(
+pub(crate) fn fix_region(
     p: &Parsed,
     text: &str,
     start: usize,
@@ -668,7 +668,7 @@ pub fn fix_region(
 /// A function whose body is empty or a placeholder (`pass`, `...`,
 /// `todo!()`, `unimplemented!()`, a "not implemented" throw or panic).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmptyBody {
+pub(crate) struct EmptyBody {
     /// Bytes to replace: the placeholder, or the inside of empty braces.
     pub start: usize,
     pub end: usize,
@@ -697,7 +697,7 @@ fn is_placeholder(body: &str) -> bool {
 
 /// The innermost function around `byte` whose body is empty or a
 /// placeholder, if any.
-pub fn empty_body_at(p: &Parsed, text: &str, byte: usize) -> Option<EmptyBody> {
+pub(crate) fn empty_body_at(p: &Parsed, text: &str, byte: usize) -> Option<EmptyBody> {
     let byte = byte.min(text.len());
     let mut node = p.tree.root_node().descendant_for_byte_range(byte, byte)?;
     loop {
@@ -751,7 +751,13 @@ fn strip_leading_docstring(lang: Lang, s: &str) -> &str {
 /// (indentation, say) whose fix may need the lines around them. Byte
 /// offsets of whole lines; None when the result exceeds `max_bytes` or
 /// only the root is larger.
-pub fn widen_region(p: &Parsed, text: &str, start: usize, end: usize, max_bytes: usize) -> Option<(usize, usize)> {
+pub(crate) fn widen_region(
+    p: &Parsed,
+    text: &str,
+    start: usize,
+    end: usize,
+    max_bytes: usize,
+) -> Option<(usize, usize)> {
     let mut n = p.tree.root_node().descendant_for_byte_range(start, end.saturating_sub(1).max(start))?;
     loop {
         let parent = n.parent()?;

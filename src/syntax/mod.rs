@@ -17,17 +17,16 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use checks::{accept_completion, error_count};
-pub use context::{
-    cursor_context, definitions, enclosing_scope, enclosing_scopes, identifiers_near, imports, CursorContext,
-    CursorKind, Definition,
-};
-pub use diagnose::{
-    empty_body_at, fix_region, syntax_errors, widen_region, Analysis, EmptyBody, KnownEdit, SyntaxError,
-    ANALYSIS_MAX_ERRORS,
-};
+pub(crate) use checks::accept_completion;
+pub use checks::error_count;
+pub use context::definitions;
+pub(crate) use context::CursorKind;
+pub use context::Definition;
+pub use diagnose::SyntaxError;
+pub(crate) use diagnose::{empty_body_at, fix_region, widen_region, EmptyBody, KnownEdit, ANALYSIS_MAX_ERRORS};
+pub use diagnose::{syntax_errors, Analysis};
 pub use lang::Lang;
-pub use parse::{
-    edit_for_change, ParseJob, Parsed, SyntaxTree, MAX_LINE_BYTES, MAX_PARSE_BYTES, ONE_SHOT_PARSE_BUDGET,
-    TREE_PARSE_BUDGET,
-};
+pub use parse::Parsed;
+#[cfg(test)]
+pub(crate) use parse::MAX_LINE_BYTES;
+pub(crate) use parse::{edit_for_change, ParseJob, SyntaxTree, MAX_PARSE_BYTES};

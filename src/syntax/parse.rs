@@ -8,19 +8,19 @@ use super::lang::Lang;
 /// Files larger than this are never parsed. Tree-sitter trees cost roughly
 /// 10-20x the source size in memory, and files this big are almost always
 /// generated; completion quality does not depend on having their tree.
-pub const MAX_PARSE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_PARSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Files containing a line longer than this are not parsed: such lines are
 /// minified or generated code, where error recovery can get very slow and
 /// syntax information is useless for completion anyway.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Time budget for (re)parsing a document kept in a [`SyntaxTree`].
-pub const TREE_PARSE_BUDGET: Duration = Duration::from_millis(1000);
+pub(crate) const TREE_PARSE_BUDGET: Duration = Duration::from_millis(1000);
 
 /// Time budget for each throwaway parse done by the query/check functions.
 /// These run on the completion path, so they get less than a document parse.
-pub const ONE_SHOT_PARSE_BUDGET: Duration = Duration::from_millis(300);
+pub(crate) const ONE_SHOT_PARSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// True when `text` is within the size/line-length bounds we agree to parse.
 pub(crate) fn within_limits_str(text: &str) -> bool {
@@ -162,7 +162,7 @@ fn advance_point(start: Point, text: impl Iterator<Item = u8>) -> Point {
 
 /// Builds the tree-sitter edit for replacing chars `char_start..char_end` of
 /// `rope_before` with `new_text`. Out-of-range char indices are clamped.
-pub fn edit_for_change(rope_before: &Rope, char_start: usize, char_end: usize, new_text: &str) -> InputEdit {
+pub(crate) fn edit_for_change(rope_before: &Rope, char_start: usize, char_end: usize, new_text: &str) -> InputEdit {
     let n = rope_before.len_chars();
     let char_start = char_start.min(n);
     let char_end = char_end.clamp(char_start, n);
@@ -186,9 +186,8 @@ pub fn edit_for_change(rope_before: &Rope, char_start: usize, char_end: usize, n
 /// `tree` is `None` when the text is over [`MAX_PARSE_BYTES`] /
 /// [`MAX_LINE_BYTES`], when parsing exceeded [`TREE_PARSE_BUDGET`], or when
 /// the grammar failed to load.
-pub struct SyntaxTree {
+pub(crate) struct SyntaxTree {
     lang: Lang,
-    parser: Option<Parser>,
     /// Last tree, with all edits since applied. Kept even when the latest
     /// reparse failed so the next reparse can still be incremental.
     tree: Option<Tree>,
@@ -200,16 +199,10 @@ pub struct SyntaxTree {
 }
 
 impl SyntaxTree {
-    pub fn new(lang: Lang, text: &Rope) -> Self {
-        let mut st = SyntaxTree { lang, parser: new_parser(lang), tree: None, fresh: false, failed: false };
-        st.reparse(text);
-        st
-    }
-
     /// A tree for `lang` not parsed yet: [`job`](Self::job) parses it off
     /// the caller's thread, [`install`](Self::install) takes the result.
-    pub fn unparsed(lang: Lang) -> Self {
-        SyntaxTree { lang, parser: None, tree: None, fresh: false, failed: false }
+    pub(crate) fn unparsed(lang: Lang) -> Self {
+        SyntaxTree { lang, tree: None, fresh: false, failed: false }
     }
 
     pub fn lang(&self) -> Lang {
@@ -218,7 +211,7 @@ impl SyntaxTree {
 
     /// Whether there is a tree (fresh or waiting for a reparse) that edits
     /// must be recorded in.
-    pub fn has_tree(&self) -> bool {
+    pub(crate) fn has_tree(&self) -> bool {
         self.tree.is_some()
     }
 
@@ -226,7 +219,7 @@ impl SyntaxTree {
     /// (it owns copies); None when the tree is fresh, or when this text
     /// already failed to parse (a 10 MB file is not parsed again on every
     /// keystroke's snapshot, only after its next edit).
-    pub fn job(&self, text: &Rope) -> Option<ParseJob> {
+    pub(crate) fn job(&self, text: &Rope) -> Option<ParseJob> {
         (!self.fresh && !self.failed).then(|| ParseJob { lang: self.lang, rope: text.clone(), old: self.tree.clone() })
     }
 
@@ -256,7 +249,7 @@ impl SyntaxTree {
 
     /// Records one edit without reparsing. Several edits (e.g. the content
     /// changes of one LSP notification) may be recorded before a single
-    /// [`reparse`](Self::reparse).
+    /// parse ([`job`](Self::job)).
     pub fn edit(&mut self, edit: &InputEdit) {
         self.changed();
         if let Some(tree) = &mut self.tree {
@@ -270,48 +263,12 @@ impl SyntaxTree {
         self.fresh = false;
         self.failed = false;
     }
-
-    /// Applies the change "replace chars `char_start..char_end` of
-    /// `rope_before` with `new_text`" and reparses against `rope_after`
-    /// (the rope with the change applied).
-    pub fn apply_edit(
-        &mut self,
-        rope_before: &Rope,
-        char_start: usize,
-        char_end: usize,
-        new_text: &str,
-        rope_after: &Rope,
-    ) {
-        self.edit(&edit_for_change(rope_before, char_start, char_end, new_text));
-        self.reparse(rope_after);
-    }
-
-    /// Reparses `text`, reusing the (edited) previous tree when there is one.
-    pub fn reparse(&mut self, text: &Rope) {
-        self.fresh = false;
-        if self.parser.is_none() {
-            self.parser = new_parser(self.lang);
-        }
-        let Some(parser) = &mut self.parser else {
-            return;
-        };
-        if !within_limits_rope(text) {
-            // Drop the old tree: an incremental base for text we no longer
-            // parse would just be stale memory.
-            self.tree = None;
-            return;
-        }
-        if let Some(tree) = parse_rope(parser, text, self.tree.as_ref(), TREE_PARSE_BUDGET) {
-            self.tree = Some(tree);
-            self.fresh = true;
-        }
-    }
 }
 
 /// A parse of one document version, detached from the document: a copy of
 /// its text and of its edited old tree (for an incremental parse).
 #[derive(Clone)]
-pub struct ParseJob {
+pub(crate) struct ParseJob {
     pub lang: Lang,
     rope: Rope,
     old: Option<Tree>,

@@ -1,5 +1,6 @@
 use ropey::Rope;
 
+use super::context::CursorContext;
 use super::*;
 
 /// Splits a fixture at the `$0` cursor marker: (text without marker, offset).
@@ -8,8 +9,26 @@ fn fixture(src: &str) -> (String, usize) {
     (src.replacen("$0", "", 1), at)
 }
 
+fn parsed(lang: Lang, text: &str) -> Parsed {
+    Parsed::parse(lang, text).expect("parse")
+}
+
+/// The tree of `rope` parsed as the server does it: a job run off the
+/// document, its result installed.
+fn tree_of(lang: Lang, rope: &Rope) -> SyntaxTree {
+    let mut st = SyntaxTree::unparsed(lang);
+    reparse(&mut st, rope);
+    st
+}
+
+fn reparse(st: &mut SyntaxTree, rope: &Rope) {
+    if let Some(job) = st.job(rope) {
+        st.install(job.run());
+    }
+}
+
 fn full_sexp(lang: Lang, rope: &Rope) -> String {
-    SyntaxTree::new(lang, rope).tree().expect("parse").root_node().to_sexp()
+    tree_of(lang, rope).tree().expect("parse").root_node().to_sexp()
 }
 
 // ---------------------------------------------------------------- registry
@@ -27,7 +46,7 @@ fn language_registry() {
     assert_eq!(Lang::from_path("Makefile"), None);
     assert_eq!(Lang::from_path("dir.rs/Makefile"), None);
     for lang in Lang::ALL {
-        assert!(SyntaxTree::new(lang, &Rope::from_str("x")).tree().is_some(), "{lang:?}");
+        assert!(tree_of(lang, &Rope::from_str("x")).tree().is_some(), "{lang:?}");
     }
 }
 
@@ -82,7 +101,7 @@ fn random_edits(lang: Lang, sample: &str, seed: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
     for _seq in 0..200 {
         let mut rope = Rope::from_str(sample);
-        let mut st = SyntaxTree::new(lang, &rope);
+        let mut st = tree_of(lang, &rope);
         for _ in 0..20 {
             let len = rope.len_chars();
             let start = rng.below(len + 1);
@@ -91,12 +110,13 @@ fn random_edits(lang: Lang, sample: &str, seed: u64) {
             let before = rope.clone();
             rope.remove(start..start + del);
             rope.insert(start, ins);
-            st.apply_edit(&before, start, start + del, ins, &rope);
+            st.edit(&edit_for_change(&before, start, start + del, ins));
+            reparse(&mut st, &rope);
         }
         let inc = st.tree().expect("incremental tree").root_node().to_sexp();
         assert_eq!(inc, full_sexp(lang, &rope), "text: {:?}", rope.to_string());
         // Positions must match too, not just shape (byte columns, '\n' rows).
-        let (a, b) = (st.tree().unwrap().root_node(), SyntaxTree::new(lang, &rope));
+        let (a, b) = (st.tree().unwrap().root_node(), tree_of(lang, &rope));
         assert_eq!(a.end_position(), b.tree().unwrap().root_node().end_position());
     }
 }
@@ -126,14 +146,14 @@ fn edit_points_use_byte_columns() {
 #[test]
 fn batched_edits_then_one_reparse() {
     let mut rope = Rope::from_str("def f():\n    return 1\n");
-    let mut st = SyntaxTree::new(Lang::Python, &rope);
+    let mut st = tree_of(Lang::Python, &rope);
     for (s, e, t) in [(4, 5, "gé"), (0, 0, "# 🦀\n")] {
         st.edit(&edit_for_change(&rope, s, e, t));
         rope.remove(s..e);
         rope.insert(s, t);
     }
     assert!(st.tree().is_none(), "stale tree must not be exposed");
-    st.reparse(&rope);
+    reparse(&mut st, &rope);
     assert_eq!(st.tree().unwrap().root_node().to_sexp(), full_sexp(Lang::Python, &rope));
 }
 
@@ -215,40 +235,6 @@ fn accept_windows_large_files() {
     assert_eq!(got.as_deref(), Some("1"));
 }
 
-// ---------------------------------------------------------------- scopes
-
-#[test]
-fn scopes_python() {
-    let (t, o) = fixture("class A:\n    def m(self):\n        x = 1$0\n\ndef g():\n    pass\n");
-    let scopes = enclosing_scopes(Lang::Python, &t, o);
-    assert_eq!(scopes.len(), 2);
-    assert!(t[scopes[0].0..scopes[0].1].starts_with("def m"));
-    assert!(t[scopes[1].0..scopes[1].1].starts_with("class A"));
-    let (t, o) = fixture("def g():\n    pass\n$0");
-    assert_eq!(enclosing_scope(Lang::Python, &t, o), None);
-}
-
-#[test]
-fn scopes_brace_languages() {
-    let cases = [
-        (Lang::Rust, "impl S {\n    fn m(&self) {\n        $0\n    }\n}\n", "fn m"),
-        (Lang::JavaScript, "class A {\n  m() {\n    const f = () => { $0 };\n  }\n}\n", "() =>"),
-        (Lang::TypeScript, "function f(a: number) {\n  return a$0;\n}\n", "function f"),
-        (Lang::Go, "package p\nfunc (s *S) M() {\n\t$0\n}\n", "func (s *S)"),
-        (Lang::C, "int main(void) {\n  return 0;$0\n}\n", "int main"),
-        (Lang::Cpp, "class A {\n  int x;$0\n};\n", "class A"),
-        (Lang::Java, "class A {\n  void m() {\n    $0\n  }\n}\n", "void m"),
-    ];
-    for (lang, src, head) in cases {
-        let (t, o) = fixture(src);
-        let (s, e) = enclosing_scope(lang, &t, o).unwrap_or_else(|| panic!("{lang:?}"));
-        assert!(t[s..e].starts_with(head), "{lang:?}: {:?}", &t[s..e]);
-    }
-    // Right after the closing brace is outside.
-    let (t, o) = fixture("fn f() {}$0\n");
-    assert_eq!(enclosing_scope(Lang::Rust, &t, o), None);
-}
-
 // ---------------------------------------------------------------- imports
 
 #[test]
@@ -271,7 +257,7 @@ fn imports_per_language() {
         (Lang::Java, "package p;\nimport a.b.C;\nimport static a.D.e;\nimport x.y.*;\n", &["a.b.C", "a.D.e", "x.y"]),
     ];
     for (lang, src, want) in cases {
-        assert_eq!(imports(*lang, src), *want, "{lang:?}");
+        assert_eq!(parsed(*lang, src).imports(src), *want, "{lang:?}");
     }
 }
 
@@ -352,15 +338,15 @@ fn definitions_other_languages() {
 #[test]
 fn identifiers_nearest_first() {
     let (t, o) = fixture("far = 1\nalpha = 2\nbeta = alpha + $0gamma\nzeta = 3\n");
-    let ids = identifiers_near(Lang::Python, &t, o, 1000);
+    let ids = parsed(Lang::Python, &t).identifiers_near(&t, o, 1000);
     assert_eq!(ids[0], "gamma");
     assert_eq!(ids[1], "alpha");
     assert!(ids.contains(&"far".to_string()) && ids.contains(&"zeta".to_string()));
     assert_eq!(ids.iter().filter(|s| *s == "alpha").count(), 1);
-    let narrow = identifiers_near(Lang::Python, &t, o, 8);
+    let narrow = parsed(Lang::Python, &t).identifiers_near(&t, o, 8);
     assert!(!narrow.contains(&"far".to_string()));
     let (t, o) = fixture("struct S { field: Ty }\nfn f(s: S) { s.$0 }");
-    let ids = identifiers_near(Lang::Rust, &t, o, 100);
+    let ids = parsed(Lang::Rust, &t).identifiers_near(&t, o, 100);
     for want in ["S", "field", "Ty", "f", "s"] {
         assert!(ids.contains(&want.to_string()), "{want} in {ids:?}");
     }
@@ -370,7 +356,7 @@ fn identifiers_nearest_first() {
 
 fn ctx(lang: Lang, src: &str) -> CursorContext {
     let (t, o) = fixture(src);
-    cursor_context(lang, &t, o)
+    parsed(lang, &t).cursor_context(&t, o)
 }
 
 #[test]
@@ -409,9 +395,9 @@ fn mid_expression() {
 fn offsets_are_clamped_and_rounded() {
     let t = "é🦀 = 1";
     for o in 0..t.len() + 5 {
-        let _ = cursor_context(Lang::Python, t, o);
-        let _ = enclosing_scopes(Lang::Python, t, o);
-        let _ = identifiers_near(Lang::Python, t, o, usize::MAX);
+        let p = parsed(Lang::Python, t);
+        let _ = p.cursor_context(t, o);
+        let _ = p.identifiers_near(t, o, usize::MAX);
     }
 }
 
@@ -420,11 +406,13 @@ fn offsets_are_clamped_and_rounded() {
 fn exercise_everything(lang: Lang, text: &str) {
     let mid = text.len() / 2;
     let _ = error_count(lang, text);
-    let _ = imports(lang, text);
     let _ = definitions(lang, text);
-    let _ = enclosing_scopes(lang, text, mid);
-    let _ = identifiers_near(lang, text, mid, 2000);
-    let _ = cursor_context(lang, text, mid);
+    // A text too large or too slow to parse has no tree: nothing to ask.
+    if let Some(p) = Parsed::parse(lang, text) {
+        let _ = p.imports(text);
+        let _ = p.identifiers_near(text, mid, 2000);
+        let _ = p.cursor_context(text, mid);
+    }
     let cut = floor(text, mid);
     let _ = accept_completion(lang, &text[..cut], "foo(bar)\nbaz", &text[cut..]);
 }
@@ -440,7 +428,7 @@ fn floor(t: &str, mut i: usize) -> usize {
 fn bad_input_huge_file_is_not_parsed() {
     let text = "def f(x):\n    return x + 1\n".repeat(10 * 1024 * 1024 / 28 + 1);
     assert!(text.len() > MAX_PARSE_BYTES);
-    let st = SyntaxTree::new(Lang::Python, &Rope::from_str(&text));
+    let st = tree_of(Lang::Python, &Rope::from_str(&text));
     assert!(st.tree().is_none());
     assert_eq!(error_count(Lang::Python, &text), 0);
     assert!(definitions(Lang::Python, &text).is_empty());
@@ -451,7 +439,7 @@ fn bad_input_huge_file_is_not_parsed() {
 fn bad_input_long_single_line() {
     let text = "a = [".to_string() + &"1, ".repeat(350_000) + "]";
     assert!(text.len() > 1_000_000);
-    assert!(SyntaxTree::new(Lang::JavaScript, &Rope::from_str(&text)).tree().is_none());
+    assert!(tree_of(Lang::JavaScript, &Rope::from_str(&text)).tree().is_none());
     exercise_everything(Lang::JavaScript, &text);
     exercise_everything(Lang::Python, &text);
 }
@@ -462,7 +450,7 @@ fn bad_input_random_bytes() {
     let bytes: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     for lang in Lang::ALL {
-        let st = SyntaxTree::new(lang, &Rope::from_str(&text));
+        let st = tree_of(lang, &Rope::from_str(&text));
         assert!(st.tree().is_some(), "{lang:?}");
         exercise_everything(lang, &text);
     }
@@ -474,7 +462,7 @@ fn bad_input_thousands_of_errors() {
     for lang in [Lang::Python, Lang::Rust, Lang::Cpp] {
         let n = error_count(lang, &text);
         // Either parsed (with errors) or given up within budget (0).
-        let parsed = SyntaxTree::new(lang, &Rope::from_str(&text)).tree().is_some();
+        let parsed = tree_of(lang, &Rope::from_str(&text)).tree().is_some();
         assert!(!parsed || n > 0, "{lang:?}");
         exercise_everything(lang, &text);
     }

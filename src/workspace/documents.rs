@@ -35,7 +35,7 @@ pub enum DocError {
     LineOutOfRange { line: u32, lines: usize },
 }
 
-pub struct Document {
+pub(crate) struct Document {
     pub rope: Rope,
     pub version: i32,
     pub language: String,
@@ -54,7 +54,7 @@ pub struct Document {
 
 /// A cheap copy of a document for work outside the store's lock.
 #[derive(Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub uri: String,
     pub rope: Rope,
     pub version: i32,
@@ -69,27 +69,12 @@ pub struct Snapshot {
 }
 
 impl Document {
-    pub fn new(text: &str, version: i32, language: &str) -> Self {
-        Self::with_uri("", text, version, language)
-    }
-
-    pub fn with_uri(uri: &str, text: &str, version: i32, language: &str) -> Self {
+    pub(crate) fn with_uri(uri: &str, text: &str, version: i32, language: &str) -> Self {
         let rope = Rope::from_str(text);
         let lang = Lang::from_language_id(language).or_else(|| Lang::from_path(uri));
         // Parsed later, off the protocol thread: opening costs the copy only.
         let syntax = lang.map(SyntaxTree::unparsed);
         Document { rope, version, language: language.to_string(), syntax, edits: 0, pending: BTreeMap::new() }
-    }
-
-    /// Character index of a client position. A column past the end of its
-    /// line is clamped to the line end (clients do send those); a line past
-    /// the end of the document is an error.
-    pub fn char_at(&self, pos: Pos, enc: Encoding) -> Result<usize, DocError> {
-        char_at(&self.rope, pos, enc)
-    }
-
-    pub fn pos_of(&self, char_idx: usize, enc: Encoding) -> Pos {
-        pos_of(&self.rope, char_idx, enc)
     }
 
     fn apply_one(&mut self, c: &Change, enc: Encoding) {
@@ -121,6 +106,9 @@ impl Document {
     }
 }
 
+/// Character index of a client position. A column past the end of its
+/// line is clamped to the line end (clients do send those); a line past
+/// the end of the document is an error.
 pub fn char_at(rope: &Rope, pos: Pos, enc: Encoding) -> Result<usize, DocError> {
     let lines = rope.len_lines();
     let line = pos.line as usize;
@@ -170,7 +158,7 @@ pub fn pos_of(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
 }
 
 #[derive(Default)]
-pub struct DocumentStore {
+pub(crate) struct DocumentStore {
     docs: HashMap<String, Document>,
     /// Edits received so far, in arrival order.
     arrivals: u64,
@@ -179,7 +167,7 @@ pub struct DocumentStore {
 /// How far into the edits received a snapshot may look: those that arrived
 /// before the request it is for ([`DocumentStore::mark`]), or all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AsOf {
+pub(crate) enum AsOf {
     Arrival(u64),
     Now,
 }
@@ -215,7 +203,7 @@ impl DocumentStore {
     /// not be consecutive), and leaves those received after it waiting. A
     /// request handled late (after an `await`) must not force an edit that
     /// arrived after it ahead of the missing version sent just behind it.
-    pub fn mark(&self) -> AsOf {
+    pub(crate) fn mark(&self) -> AsOf {
         AsOf::Arrival(self.arrivals)
     }
 
@@ -265,7 +253,7 @@ impl DocumentStore {
     /// A copy to work on without the lock, for a request with the arrival
     /// mark `as_of`: edits waiting for a missing version that arrived before
     /// the request are applied first (it comes after the edits it sees).
-    pub fn snapshot_as_of(&mut self, uri: &str, enc: Encoding, as_of: AsOf) -> Result<Snapshot, DocError> {
+    pub(crate) fn snapshot_as_of(&mut self, uri: &str, enc: Encoding, as_of: AsOf) -> Result<Snapshot, DocError> {
         let doc = self.docs.get_mut(uri).ok_or_else(|| DocError::Unknown(uri.to_string()))?;
         Self::flush(doc, enc, as_of);
         Ok(Snapshot {
@@ -291,7 +279,7 @@ impl DocumentStore {
 
     /// [`snapshot`](Self::snapshot) with its parse run here, on the
     /// caller's thread (tools and tests; the server parses off its thread).
-    pub fn snapshot_parsed(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
+    pub(crate) fn snapshot_parsed(&mut self, uri: &str, enc: Encoding) -> Result<Snapshot, DocError> {
         let mut snap = self.snapshot(uri, enc)?;
         if let Some((edits, job)) = snap.parse.take() {
             let lang = job.lang;
@@ -303,7 +291,7 @@ impl DocumentStore {
     }
 
     /// The latest version known, counting edits not yet applied.
-    pub fn latest_version(&self, uri: &str) -> Option<i32> {
+    pub(crate) fn latest_version(&self, uri: &str) -> Option<i32> {
         self.docs.get(uri).map(|d| d.pending.keys().next_back().copied().unwrap_or(d.version).max(d.version))
     }
 }
@@ -318,16 +306,16 @@ mod tests {
 
     #[test]
     fn utf16_columns_after_astral_characters() {
-        let d = Document::new("a🦀b\nx", 1, "rust");
+        let d = Document::with_uri("", "a🦀b\nx", 1, "rust");
         // 🦀 is two UTF-16 units and four UTF-8 bytes.
-        assert_eq!(d.char_at(p(0, 3), Encoding::Utf16).unwrap(), 2);
-        assert_eq!(d.char_at(p(0, 5), Encoding::Utf8).unwrap(), 2);
-        assert_eq!(d.pos_of(2, Encoding::Utf16), p(0, 3));
-        assert_eq!(d.pos_of(2, Encoding::Utf8), p(0, 5));
+        assert_eq!(char_at(&d.rope, p(0, 3), Encoding::Utf16).unwrap(), 2);
+        assert_eq!(char_at(&d.rope, p(0, 5), Encoding::Utf8).unwrap(), 2);
+        assert_eq!(pos_of(&d.rope, 2, Encoding::Utf16), p(0, 3));
+        assert_eq!(pos_of(&d.rope, 2, Encoding::Utf8), p(0, 5));
         // Past the end of a line: clamped. Past the end of the file: error.
-        assert_eq!(d.char_at(p(0, 99), Encoding::Utf16).unwrap(), 3);
-        assert!(d.char_at(p(7, 0), Encoding::Utf16).is_err());
-        assert_eq!(d.char_at(p(1, 1), Encoding::Utf16).unwrap(), 5);
+        assert_eq!(char_at(&d.rope, p(0, 99), Encoding::Utf16).unwrap(), 3);
+        assert!(char_at(&d.rope, p(7, 0), Encoding::Utf16).is_err());
+        assert_eq!(char_at(&d.rope, p(1, 1), Encoding::Utf16).unwrap(), 5);
     }
 
     /// A text that failed to parse (here: one line over the parser's
@@ -360,15 +348,15 @@ mod tests {
             let edit = Change { range: Some((p(1, 0), p(1, 4))), text: "LINE".into() };
             s.change("u", 2, vec![edit], Encoding::Utf16).unwrap();
             assert_eq!(s.get("u").unwrap().rope.to_string(), format!("a{sep}b\nLINE two\n"), "{:?}", sep);
-            let d = Document::new(&text, 1, "python");
-            assert_eq!(d.pos_of(3, Encoding::Utf16), p(0, 3), "{:?}", sep);
+            let d = Document::with_uri("", &text, 1, "python");
+            assert_eq!(pos_of(&d.rope, 3, Encoding::Utf16), p(0, 3), "{:?}", sep);
         }
     }
 
     #[test]
     fn crlf_line_ends_are_not_columns() {
-        let d = Document::new("ab\r\ncd", 1, "c");
-        assert_eq!(d.char_at(p(0, 9), Encoding::Utf16).unwrap(), 2);
+        let d = Document::with_uri("", "ab\r\ncd", 1, "c");
+        assert_eq!(char_at(&d.rope, p(0, 9), Encoding::Utf16).unwrap(), 2);
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Files kept at most by default (then the store starts over).
-pub const FILES_KEPT: usize = 256;
+pub(crate) const FILES_KEPT: usize = 256;
 
-pub struct PerFile<T> {
+pub(crate) struct PerFile<T> {
     kept: Mutex<HashMap<String, (String, Arc<T>)>>,
     cap: usize,
 }
@@ -30,7 +30,7 @@ impl<T> PerFile<T> {
     /// The value for `key` as of `stamp`: kept, or computed and kept (None:
     /// `compute` could not, e.g. the file could not be read; nothing is
     /// kept then). `compute` runs without the lock held.
-    pub fn get_or(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
+    pub(crate) fn get_or(&self, key: &str, stamp: &str, compute: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
         if let Some((s, v)) = self.lock().get(key) {
             if s == stamp {
                 return Some(v.clone());
@@ -48,10 +48,6 @@ impl<T> PerFile<T> {
     /// Files with a value kept.
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<T>)>> {

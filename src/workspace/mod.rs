@@ -10,7 +10,7 @@
 pub mod documents;
 mod kept;
 
-pub use kept::PerFile;
+pub(crate) use kept::PerFile;
 
 use crate::syntax::Lang;
 use std::io::Read;
@@ -18,17 +18,8 @@ use std::path::{Path, PathBuf};
 
 /// The folders the server may read, canonicalized.
 #[derive(Debug, Clone, Default)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     roots: Vec<PathBuf>,
-}
-
-/// A file read from the workspace, with what identifies its version.
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    pub path: PathBuf,
-    pub text: String,
-    /// Modification time and length: the same stamp, the same text.
-    pub stamp: String,
 }
 
 impl Workspace {
@@ -37,7 +28,7 @@ impl Workspace {
         Workspace { roots: roots.into_iter().filter_map(|r| r.canonicalize().ok()).collect() }
     }
 
-    pub fn roots(&self) -> &[PathBuf] {
+    pub(crate) fn roots(&self) -> &[PathBuf] {
         &self.roots
     }
 
@@ -55,26 +46,26 @@ impl Workspace {
     }
 
     /// The version stamp of a workspace file (cheap: no read).
-    pub fn stamp(&self, path: &Path) -> Option<String> {
+    pub(crate) fn stamp(&self, path: &Path) -> Option<String> {
         self.file(path).map(|(_, stamp)| stamp)
     }
 
     /// Reads a workspace file of at most `max_bytes` as UTF-8; None when it
     /// is outside every root, not a regular file, larger, or not text.
-    pub fn read(&self, path: &Path, max_bytes: usize) -> Option<SourceFile> {
-        let (real, stamp) = self.file(path)?;
+    pub fn read(&self, path: &Path, max_bytes: usize) -> Option<String> {
+        let (real, _) = self.file(path)?;
         let mut buf = Vec::new();
         std::fs::File::open(&real).ok()?.take(max_bytes as u64 + 1).read_to_end(&mut buf).ok()?;
         if buf.len() > max_bytes {
             return None;
         }
-        Some(SourceFile { path: real, text: String::from_utf8(buf).ok()?, stamp })
+        String::from_utf8(buf).ok()
     }
 }
 
 /// A workspace file that an import names.
 #[derive(Debug, Clone)]
-pub struct Import {
+pub(crate) struct Import {
     pub path: PathBuf,
     /// The path as the prompt shows it (relative to the root).
     pub rel: String,
@@ -86,7 +77,7 @@ impl Workspace {
     /// The workspace files that `imports` (as the syntax tree lists them,
     /// in order) name from the file `current`: for each import, its first
     /// candidate inside the roots. At most `max`, each once.
-    pub fn resolve_imports(
+    pub(crate) fn resolve_imports(
         &self,
         lang: Lang,
         imports: &[String],
@@ -115,7 +106,7 @@ impl Workspace {
 
 /// A path as the prompt shows it: relative to the root, or the file's name
 /// when there is no root.
-pub fn relative(path: &Path, root: Option<&Path>) -> String {
+pub(crate) fn relative(path: &Path, root: Option<&Path>) -> String {
     match root {
         Some(r) => path.strip_prefix(r).map(|x| x.display().to_string()).unwrap_or_else(|_| path.display().to_string()),
         None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -123,7 +114,7 @@ pub fn relative(path: &Path, root: Option<&Path>) -> String {
 }
 
 /// Where an import may live, in order of preference.
-pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<&Path>) -> Vec<PathBuf> {
+pub(crate) fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<&Path>) -> Vec<PathBuf> {
     let dir = current.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let mut bases = vec![dir.clone()];
     if let Some(r) = root {
@@ -135,7 +126,7 @@ pub fn import_candidates(lang: Lang, import: &str, current: &Path, root: Option<
 
 /// The statistics file: `$WICK_DATA_DIR/stats.jsonl` if that is set, else
 /// `$XDG_DATA_HOME/wick/stats.jsonl`, else `~/.local/share/wick/stats.jsonl`.
-pub fn stats_path() -> Option<PathBuf> {
+pub(crate) fn stats_path() -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(d) = var("WICK_DATA_DIR") {
         return Some(d.join("stats.jsonl"));
@@ -149,13 +140,13 @@ pub fn stats_path() -> Option<PathBuf> {
 /// a temporary file and a rename, so a crash leaves the old or the new file,
 /// never a mix). What the lines mean is not known here.
 #[derive(Debug, Clone)]
-pub struct CappedLog {
+pub(crate) struct CappedLog {
     pub path: PathBuf,
     pub cap: u64,
 }
 
 /// The statistics file's cap.
-pub const STATS_CAP: u64 = 4 << 20;
+pub(crate) const STATS_CAP: u64 = 4 << 20;
 
 impl CappedLog {
     pub fn new(path: PathBuf, cap: u64) -> CappedLog {
@@ -165,7 +156,7 @@ impl CappedLog {
     /// Appends `lines` (each ending in a newline), creating the file and its
     /// directory if needed. A last line cut short (a crash mid-write) is
     /// ended first, so it stays one bad line and never swallows a new one.
-    pub fn append(&self, lines: &str) -> std::io::Result<()> {
+    pub(crate) fn append(&self, lines: &str) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
         if lines.is_empty() {
             return Ok(());
@@ -238,7 +229,7 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), ws_dir.join("link.py")).unwrap();
         let ws = Workspace::new([ws_dir.clone()]);
-        assert_eq!(ws.read(&ws_dir.join("src/a.py"), 1000).unwrap().text, "def a(): pass\n");
+        assert_eq!(ws.read(&ws_dir.join("src/a.py"), 1000).unwrap(), "def a(): pass\n");
         assert!(ws.read(&ws_dir.join("src/../src/a.py"), 1000).is_some());
         // Escaping paths, absolute paths elsewhere, symlinks out, directories.
         assert!(ws.read(&ws_dir.join("../secret.txt"), 1000).is_none());
@@ -252,7 +243,7 @@ mod tests {
         assert!(ws.read(&ws_dir.join("big.py"), 2000).is_some());
         // A file that reports length 0 but has no end is read to the cap only.
         let proc_ws = Workspace::new([PathBuf::from("/proc/self")]);
-        assert!(proc_ws.read(Path::new("/proc/self/status"), 1 << 20).is_some_and(|f| f.text.len() < 1 << 20));
+        assert!(proc_ws.read(Path::new("/proc/self/status"), 1 << 20).is_some_and(|f| f.len() < 1 << 20));
         // No roots: nothing is readable.
         assert!(Workspace::default().read(&ws_dir.join("src/a.py"), 1000).is_none());
     }

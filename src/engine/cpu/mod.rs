@@ -27,6 +27,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use pool::{set_threads, threads};
-pub use q8::Q8Matrix;
-pub use select::kernel_name;
+pub(crate) use pool::set_threads;
+pub use pool::threads;
+pub(crate) use q8::Q8Matrix;
+pub(crate) use select::kernel_name;

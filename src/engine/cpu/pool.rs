@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 pub(super) static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the number of threads used by `matmul` (including the calling thread).
-pub fn set_threads(n: usize) {
+pub(crate) fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 

@@ -39,7 +39,7 @@ pub(super) fn wofs(nb: usize) -> usize {
 pub(super) struct Line(pub(super) [u8; 64]);
 
 /// Q8_0 weights repacked for fast decode (values exactly as in the input).
-pub struct Q8Matrix {
+pub(crate) struct Q8Matrix {
     pub(super) n: usize,
     pub(super) k: usize,
     pub(super) nb: usize,
@@ -147,7 +147,7 @@ impl Q8Matrix {
     }
 
     /// `bytes`: GGUF Q8_0 data for an n x k matrix (n rows of k/32 blocks of 34 bytes).
-    pub fn from_q8_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_q8_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
         Self::build(
             n,
             k,
@@ -177,7 +177,7 @@ impl Q8Matrix {
     /// `j` has its fifth bit; as planes, byte `4j + c` has bit `t` set. A
     /// dot product over `u` then needs `-16 * sum(x)` added: the
     /// activations' 8-bit correction divided by 8, exactly.
-    pub fn from_q5_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_q5_0(n: usize, k: usize, bytes: &[u8]) -> Result<Self, String> {
         let pack = match kernel() {
             _ if std::env::var_os("WICK_Q5_REPACK").is_some() => Pack::Q8,
             #[cfg(target_arch = "x86_64")]
@@ -253,7 +253,7 @@ impl Q8Matrix {
         }
     }
 
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.n
     }
     pub fn cols(&self) -> usize {
@@ -266,7 +266,7 @@ impl Q8Matrix {
     }
 
     /// Dequantize to f32, row-major n x k.
-    pub fn dequantize(&self) -> Vec<f32> {
+    pub(crate) fn dequantize(&self) -> Vec<f32> {
         let (nb, k) = (self.nb, self.k);
         let mut out = vec![0f32; self.n * k];
         let bytes = self.bytes();

@@ -67,7 +67,7 @@ pub(super) fn kernel_name_of(k: Kind) -> &'static str {
 }
 
 /// Name of the kernel in use ("scalar", "avx2", "avxvnni", "avx512").
-pub fn kernel_name() -> &'static str {
+pub(crate) fn kernel_name() -> &'static str {
     kernel_name_of(kernel())
 }
 

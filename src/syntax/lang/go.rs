@@ -12,7 +12,6 @@ pub(super) static RULES: Rules = Rules {
     default_indent: "\t",
     line_comment: "//",
     import_prefixes: &["package ", "import "],
-    scope_kinds: &["function_declaration", "method_declaration", "func_literal", "type_declaration"],
     function_kinds: &["function_declaration", "method_declaration", "func_literal"],
     keywords: &[
         "func",

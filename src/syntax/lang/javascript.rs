@@ -26,22 +26,6 @@ const BASE: Rules = Rules {
     line_comment: "//",
     // `const x = require(...)` too.
     import_prefixes: &["import ", "require(", "const "],
-    scope_kinds: &[
-        "function_declaration",
-        "function_expression",
-        "function",
-        "generator_function_declaration",
-        "generator_function",
-        "method_definition",
-        "class_declaration",
-        "class",
-        "abstract_class_declaration",
-        "arrow_function",
-        "interface_declaration",
-        "enum_declaration",
-        "internal_module",
-        "module",
-    ],
     function_kinds: &[
         "function_declaration",
         "method_definition",

@@ -42,8 +42,6 @@ pub(crate) struct Rules {
     pub line_comment: &'static str,
     /// How the lines of a file's import header start.
     pub import_prefixes: &'static [&'static str],
-    /// Node kinds that are scopes (definitions around the cursor).
-    pub scope_kinds: &'static [&'static str],
     /// Function-like node kinds with a `body` (empty bodies to fill).
     pub function_kinds: &'static [&'static str],
     /// Keywords a misspelling of which the diagnostics look for.
@@ -101,7 +99,7 @@ impl Lang {
     }
 
     /// Maps an LSP `languageId` (plus a few common aliases) to a grammar.
-    pub fn from_language_id(id: &str) -> Option<Lang> {
+    pub(crate) fn from_language_id(id: &str) -> Option<Lang> {
         let id = id.trim().to_ascii_lowercase();
         Lang::ALL.into_iter().find(|l| l.rules().ids.contains(&id.as_str()))
     }
@@ -109,7 +107,7 @@ impl Lang {
     /// Guesses the language from a path or URI by its extension.
     /// `.h` is treated as C: a C++ header parses mostly fine as C, the reverse
     /// is not true for C code using C++ keywords as identifiers.
-    pub fn from_path(path: &str) -> Option<Lang> {
+    pub(crate) fn from_path(path: &str) -> Option<Lang> {
         let file = path.rsplit(['/', '\\']).next().unwrap_or(path);
         let (_, ext) = file.rsplit_once('.')?;
         let ext = ext.to_ascii_lowercase();
@@ -121,7 +119,7 @@ impl Lang {
         self.rules().ids[0]
     }
 
-    pub fn ts_language(self) -> Language {
+    pub(crate) fn ts_language(self) -> Language {
         (self.rules().grammar)()
     }
 

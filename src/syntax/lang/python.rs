@@ -12,7 +12,6 @@ pub(super) static RULES: Rules = Rules {
     default_indent: "    ",
     line_comment: "#",
     import_prefixes: &["import ", "from "],
-    scope_kinds: &["function_definition", "class_definition"],
     function_kinds: &["function_definition"],
     keywords: &[
         "def", "return", "for", "while", "if", "elif", "else", "import", "from", "class", "with", "try", "except",

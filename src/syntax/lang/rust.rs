@@ -12,17 +12,6 @@ pub(super) static RULES: Rules = Rules {
     default_indent: "    ",
     line_comment: "//",
     import_prefixes: &["use ", "extern crate"],
-    scope_kinds: &[
-        "function_item",
-        "impl_item",
-        "trait_item",
-        "mod_item",
-        "struct_item",
-        "enum_item",
-        "union_item",
-        "closure_expression",
-        "macro_definition",
-    ],
     function_kinds: &["function_item"],
     keywords: &[
         "fn", "let", "mut", "for", "while", "loop", "if", "else", "match", "return", "struct", "enum", "impl", "trait",
