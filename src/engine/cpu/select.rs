@@ -86,8 +86,10 @@ pub(super) unsafe fn run_kernel(kind: Kind, w: &Q8Matrix, g0: usize, g1: usize, 
     UNPACKED.with(|cell| {
         let mut buf = cell.borrow_mut();
         let len = (wofs(w.nb) + w.nb * BLK).div_ceil(64);
-        buf.clear();
-        buf.resize(len, Line([0u8; 64]));
+        // Every group is unpacked whole before it is read: no zeroing per call.
+        if buf.len() < len {
+            buf.resize(len, Line([0u8; 64]));
+        }
         let dst = std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, len * 64);
         run_groups(kind, w, g0..g1, qx, m, y, |g| {
             #[cfg(target_arch = "x86_64")]
