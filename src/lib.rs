@@ -44,15 +44,8 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> Option<usize> {
     for _ in 1..line {
         start += text[start..].find('\n')? + 1;
     }
-    let line_text = &text[start..];
-    let line_end = line_text.find('\n').map(|i| start + i).unwrap_or(text.len());
-    let mut off = start;
-    for (n, (i, _)) in text[start..line_end].char_indices().enumerate() {
-        if n + 1 == col {
-            return Some(start + i);
-        }
-        off = start + i;
-    }
-    let _ = off;
-    Some(line_end)
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    // Column `col` is the character at index `col - 1`.
+    let at = col.checked_sub(1).and_then(|c| text[start..line_end].char_indices().nth(c));
+    Some(at.map_or(line_end, |(i, _)| start + i))
 }

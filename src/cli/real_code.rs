@@ -293,8 +293,10 @@ pub fn run_case(engine: &Engine, set: &CaseSet, c: &Case, v: &Variant) -> Scored
     };
     let out = complete::suggest_blocking(engine, &req);
     let generation = out.generation.as_ref();
-    let generated =
-        generation.map_or(0, |g| g.generated_tokens + g.alternatives.iter().map(|a| a.tokens.len()).sum::<usize>());
+    // An alternative's tokens begin with the main answer's first `at`,
+    // generated once.
+    let generated = generation
+        .map_or(0, |g| g.generated_tokens + g.alternatives.iter().map(|a| a.tokens.len() - a.at).sum::<usize>());
     let first = score(set, c, &out.text, out.empty.map(Empty::name), out.total_ms, generated);
     let want = first_line(set.expected(c)).to_string();
     Scored {

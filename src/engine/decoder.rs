@@ -7,7 +7,7 @@ use super::cpu::attention::{self, Shape};
 use super::linear::{qtensor_from_raw, Linear};
 use crate::models::gguf::{GgufError, GgufFile};
 use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Result as CResult, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result as CResult, Storage, StorageRef, Tensor};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,76 +103,108 @@ pub(crate) struct CacheSlot {
     pos: usize,
 }
 
-/// A preallocated, growable, truncatable KV cache for one layer: tensors
-/// on the device, or with the CPU's fused attention plain host memory
-/// (`[n_kv_head, cap, head_dim]` each) that the kernel reads in place.
+/// A preallocated, growable, truncatable KV cache for one layer: plain
+/// host memory (`[n_kv_head, cap, head_dim]` each) that the CPU's fused
+/// attention reads in place, or tensors on the device for candle's
+/// attention. Which one follows the decoder's attention; `cap` positions
+/// are allocated, the first `len` hold entries.
 struct KvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
-    hk: Vec<f32>,
-    hv: Vec<f32>,
+    store: KvStore,
     len: usize,
     cap: usize,
 }
 
+enum KvStore {
+    Empty,
+    Host { k: Vec<f32>, v: Vec<f32> },
+    Device { k: Tensor, v: Tensor },
+}
+
 impl KvCache {
     fn empty() -> Self {
-        KvCache { k: None, v: None, hk: Vec::new(), hv: Vec::new(), len: 0, cap: 0 }
+        KvCache { store: KvStore::Empty, len: 0, cap: 0 }
+    }
+
+    /// The capacity after growing to hold `need` positions: doubling, at
+    /// least 256, at most `max` unless `need` is more.
+    fn grown(&self, need: usize, max: usize) -> usize {
+        need.max(self.cap * 2).max(256).min(max.max(need))
     }
 
     /// Appends `t` positions of `k` and `v` (`[heads, t, d]`, contiguous) to
-    /// the host cache, growing it (doubling, at most to `max` positions). A
-    /// cache the machine has no memory for is an error, not an abort; the
-    /// cache is unchanged then.
-    fn append_host(&mut self, k: &[f32], v: &[f32], heads: usize, d: usize, max: usize) -> Result<(), DecoderError> {
+    /// the host cache, growing it, and returns the whole host cache (k, v,
+    /// and the positions allocated per head). A cache
+    /// the machine has no memory for is an error, not an abort; the cache is
+    /// unchanged then.
+    fn append_host(
+        &mut self,
+        k: &[f32],
+        v: &[f32],
+        heads: usize,
+        d: usize,
+        max: usize,
+    ) -> Result<(&[f32], &[f32], usize), DecoderError> {
+        if !matches!(self.store, KvStore::Host { .. }) {
+            // Entries held in the other attention's store are not carried
+            // over: switching attention empties the cache.
+            *self = KvCache::empty();
+        }
         let t = k.len() / (heads * d);
         let need = self.len + t;
-        if need > self.cap || self.hk.is_empty() {
-            let cap = need.max(self.cap * 2).max(256).min(max.max(need));
+        if need > self.cap {
+            let cap = self.grown(need, max);
             let oom = || DecoderError::OutOfMemory { positions: cap, mib: (2 * heads * cap * d * 4) >> 20 };
             let grow = |old: &[f32]| -> Result<Vec<f32>, DecoderError> {
                 let size = heads.checked_mul(cap).and_then(|x| x.checked_mul(d)).ok_or_else(oom)?;
                 let mut new = Vec::new();
                 new.try_reserve_exact(size).map_err(|_| oom())?;
                 new.resize(size, 0f32);
+                let n = self.len * d;
                 for h in 0..heads {
-                    let n = self.len * d;
                     new[h * cap * d..][..n].copy_from_slice(&old[h * self.cap * d..][..n]);
                 }
                 Ok(new)
             };
-            let (nk, nv) = (grow(&self.hk)?, grow(&self.hv)?);
-            self.hk = nk;
-            self.hv = nv;
+            let (nk, nv) = match &self.store {
+                KvStore::Host { k, v } => (grow(k)?, grow(v)?),
+                _ => (grow(&[])?, grow(&[])?),
+            };
+            self.store = KvStore::Host { k: nk, v: nv };
             self.cap = cap;
         }
+        let KvStore::Host { k: hk, v: hv } = &mut self.store else { unreachable!("the host store was just set") };
         for h in 0..heads {
             let at = (h * self.cap + self.len) * d;
-            self.hk[at..][..t * d].copy_from_slice(&k[h * t * d..][..t * d]);
-            self.hv[at..][..t * d].copy_from_slice(&v[h * t * d..][..t * d]);
+            hk[at..][..t * d].copy_from_slice(&k[h * t * d..][..t * d]);
+            hv[at..][..t * d].copy_from_slice(&v[h * t * d..][..t * d]);
         }
-        self.len = need;
-        Ok(())
+        self.len += t;
+        Ok((hk, hv, self.cap))
     }
 
+    /// Appends `k` and `v` (`[b, heads, t, d]`) to the device cache, growing
+    /// it, and returns the cached positions so far.
     fn append(&mut self, k: &Tensor, v: &Tensor, max: usize) -> CResult<(Tensor, Tensor)> {
         let (b, h, t, d) = k.dims4()?;
+        if !matches!(self.store, KvStore::Device { .. }) {
+            // As in `append_host`: nothing carried over from the other store.
+            *self = KvCache::empty();
+        }
         let need = self.len + t;
-        if need > self.cap || self.k.is_none() {
-            let cap = need.max(self.cap * 2).max(256).min(max.max(need));
+        if need > self.cap {
+            let cap = self.grown(need, max);
             let nk = Tensor::zeros((b, h, cap, d), k.dtype(), k.device())?;
             let nv = Tensor::zeros((b, h, cap, d), v.dtype(), v.device())?;
-            if let (Some(ok), Some(ov)) = (&self.k, &self.v) {
+            if let KvStore::Device { k: ok, v: ov } = &self.store {
                 if self.len > 0 {
                     nk.slice_set(&ok.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
                     nv.slice_set(&ov.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
                 }
             }
-            self.k = Some(nk);
-            self.v = Some(nv);
+            self.store = KvStore::Device { k: nk, v: nv };
             self.cap = cap;
         }
-        let (ck, cv) = (self.k.as_ref().unwrap(), self.v.as_ref().unwrap());
+        let KvStore::Device { k: ck, v: cv } = &self.store else { unreachable!("the device store was just set") };
         ck.slice_set(&k.contiguous()?, 2, self.len)?;
         cv.slice_set(&v.contiguous()?, 2, self.len)?;
         self.len = need;
@@ -436,19 +468,15 @@ impl Decoder {
                 }
             };
             let y = if fused {
-                let host = |x: &Tensor| x.flatten_all().and_then(|x| x.to_vec1::<f32>());
-                let (qh, kh, vh) = (host(&q)?, host(&k)?, host(&v)?);
-                layer.cache.append_host(&kh, &vh, cfg.n_kv_head, cfg.head_dim, max)?;
-                let shape = Shape {
-                    n_head: cfg.n_head,
-                    n_kv_head: cfg.n_kv_head,
-                    head_dim: cfg.head_dim,
-                    t,
-                    pos,
-                    stride: layer.cache.cap,
-                };
+                // q, k and v read in place (they are contiguous f32 on the
+                // CPU): k and v are copied once, into the cache.
+                let (qh, kh, vh) = (HostF32::of(&q)?, HostF32::of(&k)?, HostF32::of(&v)?);
+                let (ck, cv, stride) =
+                    layer.cache.append_host(kh.slice(), vh.slice(), cfg.n_kv_head, cfg.head_dim, max)?;
+                let shape =
+                    Shape { n_head: cfg.n_head, n_kv_head: cfg.n_kv_head, head_dim: cfg.head_dim, t, pos, stride };
                 let mut y = vec![0f32; t * cfg.hidden];
-                attention::causal(&qh, &layer.cache.hk, &layer.cache.hv, shape, scale.unwrap_or(1.0) as f32, &mut y);
+                attention::causal(qh.slice(), ck, cv, shape, scale.unwrap_or(1.0) as f32, &mut y);
                 Tensor::from_vec(y, (1, t, cfg.hidden), &self.device)?
             } else {
                 let (k_all, v_all) = layer.cache.append(&k, &v, max)?;
@@ -493,6 +521,31 @@ impl Decoder {
         let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
         let logits = self.output.forward(&last)?;
         Ok(logits.flatten_all()?)
+    }
+}
+
+/// The elements of a contiguous f32 tensor in host memory, borrowed in
+/// place (candle's `to_vec1` would copy them).
+struct HostF32<'a> {
+    storage: StorageRef<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> HostF32<'a> {
+    fn of(x: &'a Tensor) -> CResult<Self> {
+        let (storage, layout) = x.storage_and_layout();
+        let range = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(_)), Some((start, end))) => start..end,
+            _ => return Err(candle_core::Error::Msg(format!("expected a contiguous f32 CPU tensor, got {x:?}"))),
+        };
+        Ok(HostF32 { storage, range })
+    }
+
+    fn slice(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(all)) => &all[self.range.clone()],
+            _ => unreachable!("checked by HostF32::of"),
+        }
     }
 }
 

@@ -101,6 +101,20 @@ pub struct Remote {
     vocab: Option<Arc<Vocab>>,
 }
 
+/// At least as many as the tokens `prompt` encodes to, without encoding it:
+/// a token spells at least one byte, a special piece is one token, and a
+/// tokenizer may add one (a leading space marker) per piece of text.
+fn tokens_at_most(prompt: &Prompt) -> usize {
+    prompt
+        .pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) | Piece::Control(t) => t.len() + 1,
+            Piece::Special(_) => 1,
+        })
+        .sum()
+}
+
 /// A tokenizer for counting: the GGUF's (our own) or a `tokenizer.json`.
 pub enum Vocab {
     Gguf(Box<crate::models::tokenizer::Tokenizer>),
@@ -609,7 +623,11 @@ impl Generator for Remote {
                 return Err(EngineError::Remote(e.clone()));
             }
         }
-        let counted = self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt));
+        // The prompt is encoded only when it might not fit: the pipeline
+        // sized its window in these tokens already.
+        let might_overflow = tokens_at_most(&req.prompt) + req.max_tokens > self.opts.context;
+        let counted =
+            if might_overflow { self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt)) } else { None };
         if let Some(n) = counted {
             if n + req.max_tokens > self.opts.context {
                 return Err(EngineError::PromptTooLong {
@@ -631,7 +649,9 @@ impl Generator for Remote {
         match r {
             Ok(mut g) => {
                 if g.prompt_tokens == 0 {
-                    g.prompt_tokens = counted.unwrap_or(0);
+                    // The server did not say.
+                    let count = || self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt));
+                    g.prompt_tokens = counted.or_else(count).unwrap_or(0);
                 }
                 self.failures = 0;
                 self.retry_at = None;

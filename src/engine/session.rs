@@ -517,14 +517,19 @@ impl Session {
         let spent = decode_start.elapsed().mul_f32(1.5).max(Duration::from_millis(250));
         let alt_deadline = Some(deadline.map_or(Instant::now() + spent, |d| d.min(Instant::now() + spent)));
         if main.stop != StopReason::Cancelled {
-            // The earliest unsure steps first, the likelier token first.
-            let branches = main.others.iter().enumerate().flat_map(|(at, o)| o.iter().map(move |&(t, p)| (at, t, p)));
-            // A token that spells what the main answer goes on with (" range"
+            // The earliest unsure steps first, the likelier token first. A
+            // token that spells what the main answer goes on with (" range"
             // or " range(2" where it took " range(") writes the same answer
-            // in other tokens: not an alternative.
-            let tk = self.tokenizer.clone();
-            let ahead = |at: usize| tk.decode_bytes(&main.tokens[at..]);
-            let branches = branches.filter(|&(at, t, _)| !ahead(at).starts_with(tk.bytes_of(t)));
+            // in other tokens: not an alternative. What the answer goes on
+            // with is decoded once per unsure step, and only for the steps
+            // reached.
+            // (A handle of its own: the loop below borrows `self` mutably.)
+            let tokenizer = self.tokenizer.clone();
+            let tk = &*tokenizer;
+            let branches = main.others.iter().enumerate().filter(|(_, o)| !o.is_empty()).flat_map(|(at, o)| {
+                let ahead = tk.decode_bytes(&main.tokens[at..]);
+                o.iter().filter(move |&&(t, _)| !ahead.starts_with(tk.bytes_of(t))).map(move |&(t, p)| (at, t, p))
+            });
             for (at, tok, p) in branches.take(req.alternatives) {
                 if interrupted() || alt_deadline.is_some_and(|d| Instant::now() >= d) {
                     break;

@@ -52,7 +52,7 @@ pub(super) fn causal_with(kind: Simd, q: &[f32], k: &[f32], v: &[f32], s: Shape,
     assert!(k.len() >= s.n_kv_head * s.stride * d && v.len() >= s.n_kv_head * s.stride * d, "attention cache {s:?}");
     let blocks = s.t.div_ceil(BQ);
     let units = s.n_kv_head * blocks;
-    let out_p = SendPtr(out.as_mut_ptr());
+    let call = Call { q, k, v, s, scale, out: SendPtr(out.as_mut_ptr()) };
     let work = |u: usize| {
         let (h, b) = (u / blocks, u % blocks);
         let i0 = b * BQ;
@@ -60,7 +60,7 @@ pub(super) fn causal_with(kind: Simd, q: &[f32], k: &[f32], v: &[f32], s: Shape,
         // SAFETY: unit (h, b) writes only rows i0..i1 of the query heads of
         // KV head h, disjoint from every other unit's; `out` outlives the
         // parallel region (run_parallel returns when all units are done).
-        unsafe { unit(kind, q, k, v, s, scale, h, i0, i1, out_p) }
+        unsafe { unit(kind, &call, Unit { h, i0, i1 }) }
     };
     // Decode (one query) has as many units as KV heads: spread them anyway.
     run_parallel(units, threads().min(units), &work);
@@ -111,60 +111,45 @@ fn simd() -> Simd {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn unit(
-    kind: Simd,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+/// One call's inputs, shared by all its units.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
     s: Shape,
     scale: f32,
+    out: SendPtr,
+}
+
+/// One unit of work: KV head `h`, queries `i0..i1`.
+#[derive(Clone, Copy)]
+struct Unit {
     h: usize,
     i0: usize,
     i1: usize,
-    out: SendPtr,
-) {
+}
+
+unsafe fn unit(kind: Simd, c: &Call, u: Unit) {
     match kind {
-        Simd::Scalar => unit_body::<1, 64, false>(q, k, v, s, scale, h, i0, i1, out),
+        Simd::Scalar => unit_body::<1, 64, false>(c, u),
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unit_avx2(q, k, v, s, scale, h, i0, i1, out),
+        Simd::Avx2 => unit_avx2(c, u),
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unit_avx512(q, k, v, s, scale, h, i0, i1, out),
+        Simd::Avx512 => unit_avx512(c, u),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn unit_avx2(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: Shape,
-    scale: f32,
-    h: usize,
-    i0: usize,
-    i1: usize,
-    out: SendPtr,
-) {
-    unit_body::<2, 32, true>(q, k, v, s, scale, h, i0, i1, out)
+unsafe fn unit_avx2(c: &Call, u: Unit) {
+    unit_body::<2, 32, true>(c, u)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn unit_avx512(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: Shape,
-    scale: f32,
-    h: usize,
-    i0: usize,
-    i1: usize,
-    out: SendPtr,
-) {
-    unit_body::<2, 64, true>(q, k, v, s, scale, h, i0, i1, out)
+unsafe fn unit_avx512(c: &Call, u: Unit) {
+    unit_body::<2, 64, true>(c, u)
 }
 
 /// One KV head `h`, queries `i0..i1` of every query head in its group.
@@ -175,18 +160,9 @@ unsafe fn unit_avx512(
 /// registers (AVX-512: 32 of 16 lanes; AVX2: 16 of 8). `FMA`: fused
 /// multiply-adds (the SIMD wrappers, compiled with the feature).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn unit_body<const R: usize, const W: usize, const FMA: bool>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: Shape,
-    scale: f32,
-    h: usize,
-    i0: usize,
-    i1: usize,
-    out: SendPtr,
-) {
+unsafe fn unit_body<const R: usize, const W: usize, const FMA: bool>(c: &Call, u: Unit) {
+    let Call { q, k, v, s, scale, out } = *c;
+    let Unit { h, i0, i1 } = u;
     let d = s.head_dim;
     let group = s.n_head / s.n_kv_head;
     let nq = i1 - i0;

@@ -9,6 +9,14 @@ unsafe fn xb(qx: &QX, i: usize, b: usize, t: usize) -> i32 {
     (qx.q.as_ptr().add(i * qx.k + b * QK + t * 4) as *const i32).read_unaligned()
 }
 
+/// Where a group kernel reads: the group's scales (as `T` vectors) and
+/// weights (`grp` is a group of `nb` blocks), and activation row `i`'s
+/// block scales and corrections.
+#[inline(always)]
+unsafe fn group_ptrs<T>(nb: usize, grp: *const u8, qx: &QX, i: usize) -> (*const T, *const u8, *const f32, *const i32) {
+    (grp as *const T, grp.add(wofs(nb)), qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb))
+}
+
 /// Same results as `super::quantize_block` (round-half-even of x * (1/d), same d).
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; 32]) -> (f32, i32) {
@@ -43,9 +51,7 @@ pub(super) unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; 32]) -> (f32, i
 
 #[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
 pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
-    let sc = grp as *const __m256i;
-    let ws = grp.add(wofs(nb));
-    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let (sc, ws, dx, corr) = group_ptrs::<__m256i>(nb, grp, qx, i);
     let mut sum0 = _mm512_setzero_ps();
     let mut sum1 = _mm512_setzero_ps();
     let mut b = 0;
@@ -88,9 +94,7 @@ pub(super) unsafe fn group_avx512(nb: usize, grp: *const u8, qx: &QX, i: usize, 
 /// and the accumulator starts at `-16 * sum(x)` (the 8-bit correction / 8).
 #[target_feature(enable = "avx512f,avx512vnni,avx512bw,f16c,fma")]
 pub(super) unsafe fn group_avx512_q5(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
-    let sc = grp as *const __m256i;
-    let ws = grp.add(wofs(nb));
-    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let (sc, ws, dx, corr) = group_ptrs::<__m256i>(nb, grp, qx, i);
     let low = _mm512_set1_epi8(0x0f);
     let fifth = _mm512_set1_epi8(0x10);
     let mut sum0 = _mm512_setzero_ps();
@@ -134,9 +138,7 @@ unsafe fn group256<F: Fn(__m256i, __m256i, __m256i) -> __m256i>(
     init: bool,
     dot: F,
 ) {
-    let sc = grp as *const __m128i;
-    let ws = grp.add(wofs(nb));
-    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let (sc, ws, dx, corr) = group_ptrs::<__m128i>(nb, grp, qx, i);
     let mut sum0 = _mm256_setzero_ps();
     let mut sum1 = _mm256_setzero_ps();
     for b in 0..nb {
@@ -195,9 +197,7 @@ pub(super) unsafe fn group_avx2_narrow(
     out: &mut [f32; G],
     prefetch: bool,
 ) {
-    let sc = grp as *const __m128i;
-    let ws = grp.add(wofs(nb));
-    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let (sc, ws, dx, corr) = group_ptrs::<__m128i>(nb, grp, qx, i);
     // Stored bytes are q ^ 0x80 = q + 128; minus 112 gives q + 16.
     let shift = _mm256_set1_epi8(112);
     let ones = _mm256_set1_epi16(1);
@@ -263,9 +263,7 @@ unsafe fn unpack_pair(v: __m256i, f: &[__m256i; 8], t: usize) -> (__m256i, __m25
 /// `group_avx2_narrow` on the unpacked group, so the same bits.
 #[target_feature(enable = "avx2,f16c,fma")]
 pub(super) unsafe fn group_avx2_q5(nb: usize, grp: *const u8, qx: &QX, i: usize, out: &mut [f32; G]) {
-    let sc = grp as *const __m128i;
-    let ws = grp.add(wofs(nb));
-    let (dx, corr) = (qx.d.as_ptr().add(i * qx.nb), qx.corr.as_ptr().add(i * qx.nb));
+    let (sc, ws, dx, corr) = group_ptrs::<__m128i>(nb, grp, qx, i);
     let ones = _mm256_set1_epi16(1);
     let mut sum = [_mm256_setzero_ps(); 2];
     for b in 0..nb {
