@@ -76,13 +76,12 @@ impl Backend {
     pub(super) fn schedule_diagnostics(&self, uri: Uri, delay_ms: u64) {
         let key = uri.as_str().to_string();
         // A task publishes only while it is the document's latest.
-        let n = self.st.diag_latest.arrive(&key);
-        lock(&self.st.diag).entry(key.clone()).or_default();
+        let n = self.st.diag.arrive(&key);
         let st = self.st.clone();
         let client = self.client.clone();
         let enc = self.encoding();
         let as_of = lock(&self.st.docs).mark();
-        let latest = move |st: &State| st.diag_latest.is_latest(&key, n);
+        let latest = move |st: &State| st.diag.is_latest(&key, n);
         tokio::spawn(async move {
             if delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -108,13 +107,13 @@ impl Backend {
             if !latest(&st) {
                 return;
             }
-            let typing = match lock(&st.diag).get_mut(uri.as_str()) {
-                Some(d) => {
-                    let typing = d.typing.filter(|(_, at)| at.elapsed() < typing_pause());
-                    d.withheld = typing.is_some_and(|(line, _)| diags.iter().any(|x| on_line(x, line)));
-                    typing.filter(|_| d.withheld)
-                }
-                _ => return,
+            // Closed meanwhile: nothing to publish.
+            let Some(typing) = st.diag.with(uri.as_str(), |d| {
+                let typing = d.typing.filter(|(_, at)| at.elapsed() < typing_pause());
+                d.withheld = typing.is_some_and(|(line, _)| diags.iter().any(|x| on_line(x, line)));
+                typing.filter(|_| d.withheld)
+            }) else {
+                return;
             };
             let Some((line, at)) = typing else {
                 client.publish_diagnostics(uri, diags, Some(version)).await;
@@ -124,13 +123,7 @@ impl Backend {
             client.publish_diagnostics(uri.clone(), shown, Some(version)).await;
             tokio::time::sleep_until((at + typing_pause()).into()).await;
             // No edit since (an edit schedules anew), so `diags` still hold.
-            let still = match lock(&st.diag).get_mut(uri.as_str()) {
-                Some(d) if latest(&st) => {
-                    d.withheld = false;
-                    true
-                }
-                _ => false,
-            };
+            let still = latest(&st) && st.diag.with(uri.as_str(), |d| d.withheld = false).is_some();
             if still {
                 client.publish_diagnostics(uri, diags, Some(version)).await;
             }
@@ -140,21 +133,20 @@ impl Backend {
     /// Notes the line an edit left the cursor on (None: unknown, as after a
     /// whole-document change).
     pub(super) fn typed_at(&self, uri: &str, line: Option<u32>) {
-        let mut states = lock(&self.st.diag);
-        states.entry(uri.to_string()).or_default().typing = line.map(|l| (l, Instant::now()));
+        self.st.diag.with_or_default(uri, |d| d.typing = line.map(|l| (l, Instant::now())));
     }
 
     /// A request at `line` (completion, code actions): when the cursor has
     /// left the line being typed, the errors held back there are published.
     pub(super) fn cursor_moved(&self, uri: &Uri, line: u32) {
-        let republish = match lock(&self.st.diag).get_mut(uri.as_str()) {
-            Some(d) if d.typing.is_some_and(|(l, _)| l != line) => {
+        let republish = self.st.diag.with(uri.as_str(), |d| {
+            let left = d.typing.is_some_and(|(l, _)| l != line);
+            if left {
                 d.typing = None;
-                d.withheld
             }
-            _ => false,
-        };
-        if republish {
+            left && d.withheld
+        });
+        if republish == Some(true) {
             self.schedule_diagnostics(uri.clone(), 0);
         }
     }
@@ -168,7 +160,7 @@ impl Backend {
             let Ok(uri) = u.parse::<Uri>() else { continue };
             if mode == DiagnosticsMode::Off {
                 // Pending publishes are superseded, then the list cleared.
-                self.st.diag_latest.supersede(&u);
+                self.st.diag.supersede(&u);
                 self.client.publish_diagnostics(uri, Vec::new(), None).await;
             } else {
                 self.schedule_diagnostics(uri, 0);
@@ -354,7 +346,7 @@ impl Backend {
         if snap.version != version {
             return Err(FixError::Stale);
         }
-        let engine = lock(&self.st.engine).clone().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
+        let engine = self.st.model.engine().ok_or_else(|| FixError::NoModel("no model is configured".into()))?;
         // The user asked for this fix: one asked for while the model loads
         // (just after start or a restart) waits for it instead of failing;
         // a cancelled resolve drops this wait.

@@ -77,7 +77,7 @@ impl Backend {
             return None;
         }
         let cursor = proto::from_position(&snap.rope, pos, enc).map_err(|e| tracing::debug!("{e}")).ok()?;
-        let Some(engine) = lock(&self.st.engine).clone() else {
+        let Some(engine) = self.st.model.engine() else {
             tracing::debug!(uri, "no completion: no engine");
             return None;
         };

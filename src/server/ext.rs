@@ -51,23 +51,20 @@ impl Backend {
     /// nothing may grow with documents that are closed or were never open).
     pub(super) async fn server_state(&self, _: serde_json::Value) -> RpcResult<serde_json::Value> {
         guard("wick/serverState", async move {
-            Ok(serde_json::json!({
+            let mut state = serde_json::json!({
                 "documents": lock(&self.st.docs).uris().count(),
                 "last": lock(&self.st.last).len(),
                 "seq": self.st.completions.len(),
-                "diagSeq": self.st.diag_latest.len().max(lock(&self.st.diag).len()),
+                "diagSeq": self.st.diag.len(),
                 "inflight": lock(&self.st.inflight).values().filter(|(_, _, f)| f.upgrade().is_some()).count(),
                 "analyses": lock(&self.st.analyses).len(),
                 "definitions": self.st.definitions.len(),
-                "engineKeys": lock(&self.st.engine).as_ref().map_or(0, |e| e.tracked_keys()),
-                "loads": self.st.loads.load(Ordering::SeqCst),
                 "prefetches": self.st.prefetches.load(Ordering::SeqCst),
-                "loading": self.st.load_gate.try_lock().is_err(),
-                "loaded": lock(&self.st.loaded).as_ref().map(|(p, _)| p.display().to_string()),
-                "backend": lock(&self.st.engine).as_ref().and_then(|e| e.info()).map(|i| i.path),
-                "backendProblem": lock(&self.st.engine).as_ref().and_then(|e| e.health().borrow().problem.clone())
-                    .map(|p| serde_json::json!({"kind": p.kind.name(), "message": p.message})),
-            }))
+            });
+            if let (Some(all), serde_json::Value::Object(model)) = (state.as_object_mut(), self.st.model.state()) {
+                all.extend(model);
+            }
+            Ok(state)
         })
         .await
     }

@@ -1,6 +1,79 @@
 //! Loading the model the settings name (local or a team server), one load at a time, with progress and one message per failure.
 
 use super::*;
+use std::sync::atomic::AtomicU64;
+
+/// The model the settings name: the engine running it, which model and
+/// device that is, the last error shown and the one-load-at-a-time gate.
+/// One owner, so a load replaces all of it together.
+#[derive(Default)]
+pub(super) struct ModelSlot {
+    current: Mutex<Current>,
+    /// Held while a model loads: one load at a time.
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Models loaded so far (for `wick/serverState`).
+    loads: AtomicU64,
+}
+
+#[derive(Default)]
+struct Current {
+    engine: Option<Engine>,
+    /// The model (path, or the team server) and device the engine runs,
+    /// to reload on change; None once its load failed, so that the same
+    /// settings try again.
+    identity: Option<(PathBuf, String)>,
+    /// The last model error shown, not to repeat it on every settings change.
+    shown_error: Option<String>,
+}
+
+impl ModelSlot {
+    /// The engine to ask (None: no model is configured or it failed).
+    pub(super) fn engine(&self) -> Option<Engine> {
+        lock(&self.current).engine.clone()
+    }
+
+    fn runs(&self, identity: &(PathBuf, String)) -> bool {
+        lock(&self.current).identity.as_ref() == Some(identity)
+    }
+
+    /// `engine` (loading) replaces the current one.
+    fn install(&self, engine: Engine, identity: (PathBuf, String)) {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.current) = Current { engine: Some(engine), identity: Some(identity), shown_error: None };
+    }
+
+    /// `engine`'s load failed: the same settings load again next time
+    /// (unless another engine replaced it meanwhile).
+    fn failed(&self, engine: u64) {
+        let mut c = lock(&self.current);
+        if c.engine.as_ref().is_some_and(|e| e.id() == engine) {
+            c.identity = None;
+        }
+    }
+
+    /// No model can be loaded (`error`): completions are off. Whether
+    /// `error` is news (not the error shown last).
+    fn none(&self, error: &str) -> bool {
+        let mut c = lock(&self.current);
+        c.engine = None;
+        c.shown_error.replace(error.to_string()).as_deref() != Some(error)
+    }
+
+    /// The slot's figures for `wick/serverState`.
+    pub(super) fn state(&self) -> serde_json::Value {
+        let c = lock(&self.current);
+        let engine = c.engine.as_ref();
+        serde_json::json!({
+            "engineKeys": engine.map_or(0, |e| e.tracked_keys()),
+            "loads": self.loads.load(Ordering::SeqCst),
+            "loading": self.gate.try_lock().is_err(),
+            "loaded": c.identity.as_ref().map(|(p, _)| p.display().to_string()),
+            "backend": engine.and_then(|e| e.info()).map(|i| i.path),
+            "backendProblem": engine.and_then(|e| e.health().borrow().problem.clone())
+                .map(|p| serde_json::json!({"kind": p.kind.name(), "message": p.message})),
+        })
+    }
+}
 
 impl Backend {
     /// Starts (or restarts) the model load in the background, with
@@ -11,7 +84,7 @@ impl Backend {
     pub(super) async fn start_engine(&self) {
         let b = self.handle();
         tokio::spawn(async move {
-            let gate = b.st.load_gate.clone().lock_owned().await;
+            let gate = b.st.model.gate.clone().lock_owned().await;
             b.load_latest(gate).await;
         });
     }
@@ -35,10 +108,9 @@ impl Backend {
         let path = match resolved {
             Ok(p) => p,
             Err(e) => {
-                *lock(&self.st.engine) = None;
                 tracing::error!("{e}");
                 self.status("error", "", &e.to_string()).await;
-                if lock(&self.st.shown_error).replace(e.to_string()).as_deref() != Some(&e.to_string()) {
+                if self.st.model.none(&e) {
                     self.show(
                         MessageType::ERROR,
                         format!("wick: {e}. Completions are off until a model is available."),
@@ -48,7 +120,8 @@ impl Backend {
                 return;
             }
         };
-        if lock(&self.st.loaded).as_ref() == Some(&(path.clone(), device_spec.clone())) {
+        let identity = (path.clone(), device_spec.clone());
+        if self.st.model.runs(&identity) {
             return;
         }
         let (device, warning) = crate::device::open_or_cpu(&device_spec);
@@ -70,14 +143,11 @@ impl Backend {
                 crate::engine::Session::load(&path, &device, &opts)
             })
         };
-        self.st.loads.fetch_add(1, Ordering::SeqCst);
-        *lock(&self.st.engine) = Some(engine.clone());
-        *lock(&self.st.loaded) = Some((path.clone(), device_spec));
+        self.st.model.install(engine.clone(), identity);
         let client = self.client.clone();
         let progress = self.caps().progress;
         let st = self.st.clone();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        *lock(&self.st.shown_error) = None;
         self.status("loading", &name, "").await;
         tokio::spawn(async move {
             let token = ProgressToken::String(format!("wick/load/{}", std::process::id()));
@@ -96,7 +166,7 @@ impl Backend {
                     format!("{name} ready")
                 }
                 Ok(Err(e)) => {
-                    *lock(&st.loaded) = None;
+                    st.model.failed(engine.id());
                     send_status(&client, "error", &name, &e.to_string()).await;
                     client.show_message(MessageType::ERROR, format!("wick: {e}")).await;
                     "failed".into()
@@ -123,15 +193,12 @@ impl Backend {
         gate: tokio::sync::OwnedMutexGuard<()>,
     ) {
         let identity = (PathBuf::from(format!("remote:{remote:?}")), String::new());
-        if lock(&self.st.loaded).as_ref() == Some(&identity) {
+        if self.st.model.runs(&identity) {
             return;
         }
         let label = remote.label();
         let engine = Engine::remote(remote, model);
-        self.st.loads.fetch_add(1, Ordering::SeqCst);
-        *lock(&self.st.engine) = Some(engine.clone());
-        *lock(&self.st.loaded) = Some(identity);
-        *lock(&self.st.shown_error) = None;
+        self.st.model.install(engine.clone(), identity);
         self.status("loading", &label, "checking the server").await;
         let b = self.handle();
         tokio::spawn(async move {
@@ -144,7 +211,7 @@ impl Backend {
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = failed {
-                *lock(&b.st.loaded) = None;
+                b.st.model.failed(engine.id());
                 b.status("error", &label, &why).await;
                 b.show(MessageType::ERROR, format!("wick: {why}")).await;
                 return;
@@ -156,7 +223,7 @@ impl Backend {
             drop(engine);
             loop {
                 let now = health.borrow_and_update().clone();
-                let current = lock(&b.st.engine).as_ref().is_some_and(|e| e.id() == id);
+                let current = b.st.model.engine().is_some_and(|e| e.id() == id);
                 if !current {
                     return;
                 }

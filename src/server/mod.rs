@@ -46,30 +46,22 @@ struct State {
     /// What the client can do, as `initialize` said: set once.
     caps: std::sync::OnceLock<ClientCaps>,
     config: Mutex<Config>,
-    engine: Mutex<Option<Engine>>,
+    /// The model the settings name, and its loading.
+    model: loading::ModelSlot,
     last: Mutex<HashMap<String, LastSuggestion>>,
     /// Per document, the latest completion request (`debounceMs`).
     completions: latest::Latest,
     /// The command line's options: set when the server starts.
     cli: ServeOptions,
-    /// Identity of the loaded model (path and device), to reload on change.
-    loaded: Mutex<Option<(PathBuf, String)>>,
     /// The workspace folders, as `initialize` named them: set once.
     folders: std::sync::OnceLock<Folders>,
-    /// Per document, the latest diagnostics scheduling (debounce).
-    diag_latest: latest::Latest,
-    /// Per document: the line being typed, and what was held back there.
-    diag: Mutex<HashMap<String, code_actions::DiagState>>,
-    /// Held while a model loads: one load at a time.
-    load_gate: Arc<tokio::sync::Mutex<()>>,
-    /// Models loaded so far (for `wick/serverState`).
-    loads: std::sync::atomic::AtomicU64,
+    /// Per document, the latest diagnostics scheduling (debounce), with the
+    /// line being typed and what was held back there.
+    diag: latest::Latest<code_actions::DiagState>,
     /// The latest cursor position seen (one key): a prefetch runs only for it.
     prefetch_latest: latest::Latest,
     /// Prefetches that ran (for `wick/serverState`).
     prefetches: std::sync::atomic::AtomicU64,
-    /// The last model error shown, not to repeat it on every settings change.
-    shown_error: Mutex<Option<String>>,
     /// The suggestion being computed per document, by version and position:
     /// a completion and an inline completion for the same place share it
     /// instead of superseding each other.
@@ -530,8 +522,7 @@ impl LanguageServer for Backend {
             lock(&self.st.docs).close(&uri);
             lock(&self.st.last).remove(&uri);
             self.st.completions.forget(&uri);
-            self.st.diag_latest.forget(&uri);
-            lock(&self.st.diag).remove(&uri);
+            self.st.diag.forget(&uri);
             lock(&self.st.analyses).remove(&uri);
             lock(&self.st.inflight).remove(&uri);
             lock(&self.st.stats).end(&uri);
