@@ -200,9 +200,16 @@ pub fn vocabulary(family: Family, n_merges: usize) -> (Vec<String>, Vec<i32>, Ve
 
 /// Writes a model with random weights. Returns the tokenizer size.
 pub fn write_model(spec: &ModelSpec, path: &Path) -> anyhow::Result<usize> {
-    let (tokens, types, merges) = vocabulary(spec.family, spec.merges);
+    let (mut tokens, mut types, merges) = vocabulary(spec.family, spec.merges);
+    let vocab = spec.vocab_rows.max(tokens.len());
+    // Rows past the learned vocabulary get unused tokens (type 5): llama.cpp
+    // loads a model only when its vocabulary fills the embedding, and the
+    // shapes preset is measured against llama.cpp on the same file.
+    for i in tokens.len()..vocab {
+        tokens.push(format!("<|wick_unused_{i}|>"));
+        types.push(5);
+    }
     let n_tokens = tokens.len();
-    let vocab = spec.vocab_rows.max(n_tokens);
     let eos = family_eos(spec.family, &tokens);
     let a = spec.arch;
     let mut md: Vec<(String, Value)> = vec![
