@@ -283,7 +283,7 @@ local function main()
   sleep(100)
   type_slowly('count = len(primes_b')
   keys('<Cmd>lua vim.lsp.completion.get()<CR>')
-  local asked_at = uv.now()
+  asked_at = uv.now()
   wait_for('completion items', 60000, function()
     return #vim.fn.complete_info({ 'items' }).items > 0
   end)
@@ -361,7 +361,7 @@ local function main()
     triggerKind = vim.lsp.protocol.CodeActionTriggerKind.Invoked,
     diagnostics = vim.lsp.diagnostic.from(vim.diagnostic.get(buf, { namespace = vim.lsp.diagnostic.get_namespace(client.id, false), lnum = 0 })),
   }
-  local asked_at = uv.now()
+  asked_at = uv.now()
   local actions = request(client, 'textDocument/codeAction', params, buf, 10000) or {}
   timings.code_action_list_ms = uv.now() - asked_at
   local fix, known
