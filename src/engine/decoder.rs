@@ -104,7 +104,8 @@ pub(crate) struct CacheSlot {
 }
 
 /// A preallocated, growable, truncatable KV cache for one layer: plain
-/// host memory (`[n_kv_head, cap, head_dim]` each) that the CPU's fused
+/// host memory (values `[n_kv_head, cap, head_dim]`, keys in the fused
+/// attention's tiles, [`attention::store_key`]) that the CPU's fused
 /// attention reads in place, or tensors on the device for candle's
 /// attention. Which one follows the decoder's attention; `cap` positions
 /// are allocated, the first `len` hold entries.
@@ -152,30 +153,35 @@ impl KvCache {
         let t = k.len() / (heads * d);
         let need = self.len + t;
         if need > self.cap {
-            let cap = self.grown(need, max);
+            // Whole key tiles: then keys (tiled) and values (rows) take
+            // `cap * d` floats a head each.
+            let cap = self.grown(need, max).next_multiple_of(attention::BK);
             let oom = || DecoderError::OutOfMemory { positions: cap, mib: (2 * heads * cap * d * 4) >> 20 };
-            let grow = |old: &[f32]| -> Result<Vec<f32>, DecoderError> {
+            // Each head's first `kept` floats move to the new capacity.
+            let grow = |old: &[f32], kept: usize| -> Result<Vec<f32>, DecoderError> {
                 let size = heads.checked_mul(cap).and_then(|x| x.checked_mul(d)).ok_or_else(oom)?;
                 let mut new = Vec::new();
                 new.try_reserve_exact(size).map_err(|_| oom())?;
                 new.resize(size, 0f32);
-                let n = self.len * d;
                 for h in 0..heads {
-                    new[h * cap * d..][..n].copy_from_slice(&old[h * self.cap * d..][..n]);
+                    new[h * cap * d..][..kept].copy_from_slice(&old[h * self.cap * d..][..kept]);
                 }
                 Ok(new)
             };
+            let (kept_k, kept_v) = (self.len.next_multiple_of(attention::BK) * d, self.len * d);
             let (nk, nv) = match &self.store {
-                KvStore::Host { k, v } => (grow(k)?, grow(v)?),
-                _ => (grow(&[])?, grow(&[])?),
+                KvStore::Host { k, v } => (grow(k, kept_k)?, grow(v, kept_v)?),
+                _ => (grow(&[], 0)?, grow(&[], 0)?),
             };
             self.store = KvStore::Host { k: nk, v: nv };
             self.cap = cap;
         }
         let KvStore::Host { k: hk, v: hv } = &mut self.store else { unreachable!("the host store was just set") };
         for h in 0..heads {
+            for (tt, row) in k[h * t * d..][..t * d].chunks_exact(d).enumerate() {
+                attention::store_key(hk, self.cap, h, self.len + tt, row);
+            }
             let at = (h * self.cap + self.len) * d;
-            hk[at..][..t * d].copy_from_slice(&k[h * t * d..][..t * d]);
             hv[at..][..t * d].copy_from_slice(&v[h * t * d..][..t * d]);
         }
         self.len += t;

@@ -17,7 +17,7 @@ use super::pool::{run_parallel, threads};
 use super::q8::SendPtr;
 
 /// Keys per tile: a transposed tile of head_dim 64 is 16 KB.
-const BK: usize = 64;
+pub(crate) const BK: usize = 64;
 /// Queries per unit of work.
 const BQ: usize = 16;
 
@@ -37,9 +37,12 @@ pub struct Shape {
 
 /// `out[i, h, :] = softmax(scale * q[h, i, :] . k[h / group, ..=pos+i, :]) v[..]`.
 ///
-/// Layouts: `q` is `[n_head, t, d]`, `k` and `v` are `[n_kv_head, stride,
-/// d]` with the first `pos + t` rows of each head filled, `out` is `[t,
-/// n_head, d]` (the layout the output projection reads).
+/// Layouts: `q` is `[n_head, t, d]`; `v` is `[n_kv_head, stride, d]`; `k`
+/// holds each KV head's keys in tiles of [`BK`] positions, each tile
+/// transposed (`[c][j % BK]`, see [`store_key`]), the layout the kernel
+/// reads, so no unit transposes keys again; the first `pos + t` positions
+/// of each head are filled. `out` is `[t, n_head, d]` (the layout the
+/// output projection reads).
 pub fn causal(q: &[f32], k: &[f32], v: &[f32], s: Shape, scale: f32, out: &mut [f32]) {
     causal_with(simd(), q, k, v, s, scale, out)
 }
@@ -49,7 +52,10 @@ pub(super) fn causal_with(kind: Simd, q: &[f32], k: &[f32], v: &[f32], s: Shape,
     assert!(s.n_kv_head > 0 && s.n_head.is_multiple_of(s.n_kv_head) && d > 0 && s.t > 0, "attention shape {s:?}");
     assert!(s.stride >= s.pos + s.t, "attention cache stride {s:?}");
     assert!(q.len() >= s.n_head * s.t * d && out.len() >= s.t * s.n_head * d, "attention buffers {s:?}");
-    assert!(k.len() >= s.n_kv_head * s.stride * d && v.len() >= s.n_kv_head * s.stride * d, "attention cache {s:?}");
+    assert!(
+        k.len() >= s.n_kv_head * key_head_len(s.stride, d) && v.len() >= s.n_kv_head * s.stride * d,
+        "attention cache {s:?}"
+    );
     let blocks = s.t.div_ceil(BQ);
     let units = s.n_kv_head * blocks;
     let call = Call { q, k, v, s, scale, out: SendPtr(out.as_mut_ptr()) };
@@ -64,6 +70,21 @@ pub(super) fn causal_with(kind: Simd, q: &[f32], k: &[f32], v: &[f32], s: Shape,
     };
     // Decode (one query) has as many units as KV heads: spread them anyway.
     run_parallel(units, threads().min(units), &work);
+}
+
+/// Floats one KV head takes in the tiled key layout for `stride` positions.
+pub(crate) fn key_head_len(stride: usize, d: usize) -> usize {
+    stride.div_ceil(BK) * BK * d
+}
+
+/// Writes the key of position `j` of KV head `h` (`row`, `d` values) into
+/// `k`, the tiled layout of [`causal`] for `stride` positions per head.
+pub(crate) fn store_key(k: &mut [f32], stride: usize, h: usize, j: usize, row: &[f32]) {
+    let d = row.len();
+    let at = h * key_head_len(stride, d) + (j / BK) * BK * d + j % BK;
+    for (c, &x) in row.iter().enumerate() {
+        k[at + c * BK] = x;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -189,31 +210,27 @@ unsafe fn unit_body<const R: usize, const W: usize, const FMA: bool>(c: &Call, u
             }
         }
     }
-    let kh = &k[h * s.stride * d..][..s.stride * d];
+    let kh = &k[h * key_head_len(s.stride, d)..][..key_head_len(s.stride, d)];
     let vh = &v[h * s.stride * d..][..s.stride * d];
     // Keys this block needs: up to the last query's own position.
     let keys = s.pos + i1;
-    // The key tile transposed, kt[c][jj] = k[j0 + jj][c]; a value tile
-    // padded to dp columns.
-    let mut kt = vec![0f32; d * BK];
-    let mut vt = vec![0f32; BK * dp];
+    // Values are read in place when a row is whole blocks of W; else a
+    // tile is copied, padded to dp columns.
+    let mut vpad = if dp == d { Vec::new() } else { vec![0f32; BK * dp] };
     let mut sc = [[0f32; BK]; R];
     for j0 in (0..keys).step_by(BK) {
         let n = BK.min(keys - j0);
-        for jj in 0..BK {
-            if jj < n {
-                let row = &kh[(j0 + jj) * d..][..d];
-                for c in 0..d {
-                    kt[c * BK + jj] = row[c];
-                }
-                vt[jj * dp..][..d].copy_from_slice(&vh[(j0 + jj) * d..][..d]);
-            } else {
-                for c in 0..d {
-                    kt[c * BK + jj] = 0.0;
-                }
-                vt[jj * dp..][..d].fill(0.0);
+        // The key tile, kt[c * BK + jj] = k[j0 + jj][c]: as stored. Lanes
+        // past `n` hold other positions or zeros; their scores are masked.
+        let kt = &kh[(j0 / BK) * BK * d..][..BK * d];
+        let vt: &[f32] = if dp == d {
+            &vh[j0 * d..][..n * d]
+        } else {
+            for jj in 0..n {
+                vpad[jj * dp..][..d].copy_from_slice(&vh[(j0 + jj) * d..][..d]);
             }
-        }
+            &vpad
+        };
         for r0 in (0..rows_p).step_by(R) {
             // Keys visible to each row of the block in this tile.
             let nv: [usize; R] = std::array::from_fn(|x| (at[r0 + x] + 1).saturating_sub(j0).min(n));
