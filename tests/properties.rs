@@ -2,7 +2,7 @@
 //! documents, syntax analysis and code-action planning, prompt building and
 //! post-processing, GGUF headers, on arbitrary input. The checks
 //! themselves are `wick::testing`'s, which the cargo-fuzz targets in
-//! `fuzz/` run for longer (README: Reliability).
+//! `fuzz/` run for longer (docs/reliability.md).
 
 mod common;
 
