@@ -134,9 +134,8 @@ impl KvCache {
 
     /// Appends `t` positions of `k` and `v` (`[heads, t, d]`, contiguous) to
     /// the host cache, growing it, and returns the whole host cache (k, v,
-    /// and the positions allocated per head). A cache
-    /// the machine has no memory for is an error, not an abort; the cache is
-    /// unchanged then.
+    /// and the positions allocated per head). A cache the machine has no
+    /// memory for is an error, not an abort; the cache is unchanged then.
     fn append_host(
         &mut self,
         k: &[f32],

@@ -623,11 +623,13 @@ impl Generator for Remote {
                 return Err(EngineError::Remote(e.clone()));
             }
         }
-        // The prompt is encoded only when it might not fit: the pipeline
-        // sized its window in these tokens already.
+        // The prompt is encoded only when it might not fit (the pipeline
+        // sized its window in these tokens already) or, below, when the
+        // server does not say how many it took.
+        let vocab = self.vocab.clone();
+        let count = || vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt));
         let might_overflow = tokens_at_most(&req.prompt) + req.max_tokens > self.opts.context;
-        let counted =
-            if might_overflow { self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt)) } else { None };
+        let counted = if might_overflow { count() } else { None };
         if let Some(n) = counted {
             if n + req.max_tokens > self.opts.context {
                 return Err(EngineError::PromptTooLong {
@@ -649,8 +651,6 @@ impl Generator for Remote {
         match r {
             Ok(mut g) => {
                 if g.prompt_tokens == 0 {
-                    // The server did not say.
-                    let count = || self.vocab.as_ref().and_then(|v| v.prompt_tokens(&req.prompt));
                     g.prompt_tokens = counted.or_else(count).unwrap_or(0);
                 }
                 self.failures = 0;
