@@ -187,3 +187,53 @@ fn real_code_subset_runs_and_scores() {
         assert!(report.contains("exact=") && report.contains("empty reasons"), "{report}");
     }
 }
+
+/// Typing four lines into large real files (one per language of the
+/// real-code set, windows cut blind, as for a language without a grammar):
+/// each keystroke's prompt, in the model's own tokens, shares all but what
+/// was typed with the one before, except where the window's start moved a
+/// grid step. A start cut at a character budget moved every line or two,
+/// and each move is a cold prefill of the whole prompt.
+#[test]
+fn typing_keeps_the_prompt_start_on_real_files() {
+    use wick::cli::real_code::{default_cases, load};
+    let set = load(&default_cases()).unwrap();
+    let s = session();
+    let info = s.info();
+    let cfg = wick::config::Config { prompt: wick::config::PromptMode::Prefix, ..Default::default() };
+    let typed = "    let value = compute(&input, options.limit);\n    if value > 3 {\n        return Err(Error::TooLarge(value));\n    }\n";
+    let mut langs = std::collections::BTreeSet::new();
+    for c in &set.cases {
+        let text = &set.files[c.file].text;
+        if c.kind != "line_start" || c.cursor < 20_000 || !langs.insert(c.lang.clone()) {
+            continue;
+        }
+        let mut rope = ropey::Rope::from_str(&set.document(c));
+        let mut prev: Vec<u32> = Vec::new();
+        let mut cold = 0;
+        for (at, ch) in (rope.byte_to_char(c.cursor)..).zip(typed.chars()) {
+            rope.insert_char(at, ch);
+            let cursor = at + 1;
+            let input = wick::complete::Input {
+                rope: &rope,
+                cursor,
+                lang: None,
+                parsed: None,
+                path: "",
+                repo_name: "",
+                others: &[],
+            };
+            let stages = wick::complete::Stages::default();
+            let plan = wick::complete::plan(&input, &cfg, info.family, info.tokens.as_ref(), stages).unwrap();
+            let ids = s.encode_prompt(&plan.request.prompt).unwrap();
+            assert!(ids.len() <= cfg.context_tokens, "{}: {} tokens", c.id, ids.len());
+            let shared = ids.iter().zip(&prev).take_while(|(a, b)| a == b).count();
+            if !prev.is_empty() && ids.len() - shared > 32 {
+                cold += 1;
+            }
+            prev = ids;
+        }
+        assert!(cold <= 1, "{} ({} bytes): {cold} cold prompts in {} keystrokes", c.id, text.len(), typed.len());
+    }
+    assert!(langs.len() >= 5, "{langs:?}");
+}

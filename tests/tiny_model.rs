@@ -546,3 +546,104 @@ fn idle_work_gives_way_to_a_request() {
     let r = idle_rx.blocking_recv().unwrap();
     assert!(matches!(r, Ok(_) | Err(EngineError::Cancelled)), "{r:?}");
 }
+
+/// Types `typed` at the end of line `line` of a large file, a keystroke at a
+/// time, each through the pipeline; returns the prompt tokens each keystroke
+/// had to prefill (those not reused from the cache). With `prefetch`, the
+/// server's prefetch runs at the line's end first.
+fn prefilled_while_typing(
+    engine: &Engine,
+    path: &str,
+    text: &str,
+    line: usize,
+    typed: &str,
+    prefetch: bool,
+) -> Vec<usize> {
+    let lang = path.ends_with(".py").then_some(wick::syntax::Lang::Python);
+    let mut rope = ropey::Rope::from_str(text);
+    let cfg = wick::config::Config { max_tokens: 1, context_tokens: 512, ..Default::default() };
+    let run = |rope: &ropey::Rope, cursor: usize, prefetch: bool| {
+        let s = rope.to_string();
+        let parsed = lang.and_then(|l| wick::syntax::Parsed::parse(l, &s));
+        let req = wick::complete::SuggestRequest {
+            input: wick::complete::Input {
+                rope,
+                cursor,
+                lang,
+                parsed: parsed.as_ref(),
+                path,
+                repo_name: "",
+                others: &[],
+            },
+            config: &cfg,
+            stages: wick::complete::Stages::default(),
+            last: None,
+            arrived: 0,
+            candidates: 1,
+            key: Some(format!("file:///{path}")),
+        };
+        if prefetch {
+            futures::executor::block_on(wick::complete::prefetch(engine, &req))
+        } else {
+            wick::complete::suggest_blocking(engine, &req).generation
+        }
+    };
+    let first = rope.line_to_char(line) - 1;
+    if prefetch {
+        run(&rope, first, true).expect("the prefetch ran");
+    }
+    let mut fresh = Vec::new();
+    for (at, ch) in (first..).zip(typed.chars()) {
+        rope.insert_char(at, ch);
+        if let Some(g) = run(&rope, at + 1, false) {
+            fresh.push(g.prompt_tokens - g.reused_tokens);
+        }
+    }
+    fresh
+}
+
+#[test]
+fn typing_in_a_large_file_keeps_the_prompt_start_and_its_cache() {
+    let engine = Engine::load(tiny_model(Family::QwenCoder), Device::Cpu, LoadOptions::default());
+    engine.wait_ready().unwrap();
+    let body: String = (0..400).map(|i| format!("    total_{i} = compute(values[{i}], limit={i})\n")).collect();
+    let text = format!("def run(values):\n{body}    return total_0\n");
+    let lines = "\n    extra = compute(values[1], limit=2)\n    again = extra + total_3\n    print(again)\n    more = again * 2\n    print(more, extra)\n    x = 1";
+    let typed = lines.repeat(2);
+    // A language with a grammar and one without (the window is cut blind).
+    for path in ["a.py", "a.rb"] {
+        let fresh = prefilled_while_typing(&engine, path, &text, 300, &typed, false);
+        assert!(fresh.len() > 200, "{path}: the model ran on every keystroke: {}", fresh.len());
+        // 12 lines typed: a cold prompt only where the start moved a grid
+        // step (4 lines at 512 tokens) as they grew the window, else the
+        // keystroke prefills what was typed and little more. (A start cut
+        // at a character budget moved with every line or two typed.)
+        let cold = fresh.iter().skip(1).filter(|&&n| n > 24).count();
+        assert!(cold <= 12 / 4 + 1, "{path}: {cold} cold prompts: {fresh:?}");
+    }
+}
+
+#[test]
+fn a_prefetch_prepares_the_prompt_typing_moves_to() {
+    let load = || {
+        let e = Engine::load(tiny_model(Family::QwenCoder), Device::Cpu, LoadOptions::default());
+        e.wait_ready().unwrap();
+        e
+    };
+    let body: String = (0..400).map(|i| format!("    total_{i} = compute(values[{i}], limit={i})\n")).collect();
+    let text = format!("def run(values):\n{body}    return total_0\n");
+    // Six lines typed: the start moves one grid step (4 lines at 512 tokens).
+    let typed = "\n    extra = compute(values[1], limit=2)\n    again = extra + total_3\n    print(again)\n    more = again * 2\n    print(more, extra)\n    x = 1";
+    for path in ["a.py", "a.rb"] {
+        let without = prefilled_while_typing(&load(), path, &text, 300, typed, false);
+        let moved = without[1..].iter().max().copied().unwrap_or(0);
+        assert!(moved > 300, "{path}: the start moved while typing, a cold prompt: {without:?}");
+        // With the prefetch first (the cursor settled at the line's end):
+        // the first keystroke finds its prompt cached, and the one that
+        // moves the start prefills only what was typed since the prefetch.
+        let with = prefilled_while_typing(&load(), path, &text, 300, typed, true);
+        assert!(with[0] <= 4, "{path}: {with:?}");
+        let most = with.iter().max().copied().unwrap_or(0);
+        assert!(most > 24 && most < typed.len(), "{path}: the move reused the prompt prefetched ahead: {with:?}");
+    }
+}

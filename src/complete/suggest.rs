@@ -3,9 +3,10 @@
 //! eval` and `wick bench` all call [`suggest`], so what is measured is what
 //! users get.
 
-use super::{clean, plan, tail, Input, LastSuggestion, Plan, Stages};
+use super::window::Start;
+use super::{clean, plan, plan_window, tail, Input, LastSuggestion, Plan, Stages};
 use crate::config::{Config, PromptMode};
-use crate::engine::{Engine, EngineError, Generation, ModelInfo, StopReason};
+use crate::engine::{Engine, EngineError, Generation, ModelInfo, Request, StopReason};
 use std::time::Instant;
 
 /// What one completion asks for, besides the document.
@@ -256,14 +257,38 @@ pub(crate) const PREFETCH_KEY: &str = "\u{0}prefetch";
 /// generating. Any other request interrupts it between small chunks; what
 /// was prefilled stays cached, so the first keystroke there reuses it.
 /// None when nothing ran (no model, a quiet position, interrupted first).
+///
+/// Then, in a file larger than the window, it prefills the prompt whose
+/// window starts a grid step later, where typing on will move the start
+/// (the engine keeps it in a spare cache): the keystroke that moves it
+/// finds that prompt cached instead of prefilling it cold. Not on a team
+/// server: its slots keep one prompt each, and the second would evict the
+/// first.
 pub async fn prefetch(engine: &Engine, req: &SuggestRequest<'_>) -> Option<Generation> {
     let info = engine.info()?;
     let cfg = resolved(req.config, &info);
-    let mut plan = plan(&req.input, &cfg, info.family, info.tokens.as_ref(), req.stages)?;
-    plan.request.max_tokens = 0;
-    plan.request.idle = true;
-    plan.request.key = Some(PREFETCH_KEY.into());
-    match engine.generate(plan.request).await {
+    let tokens = info.tokens.as_ref();
+    let now = plan(&req.input, &cfg, info.family, tokens, req.stages)?;
+    let g = prefill_idle(engine, now.request.clone()).await?;
+    if info.remote {
+        return Some(g);
+    }
+    if let Some(next) = plan_window(&req.input, &cfg, info.family, tokens, req.stages, Start::Next) {
+        if next.prefix != now.prefix {
+            if let Some(a) = prefill_idle(engine, next.request).await {
+                tracing::debug!(prompt_tokens = a.prompt_tokens, reused_tokens = a.reused_tokens, "prefetched ahead");
+            }
+        }
+    }
+    Some(g)
+}
+
+/// Prefills `request`'s prompt at idle priority, generating nothing.
+async fn prefill_idle(engine: &Engine, mut request: Request) -> Option<Generation> {
+    request.max_tokens = 0;
+    request.idle = true;
+    request.key = Some(PREFETCH_KEY.into());
+    match engine.generate(request).await {
         Ok((g, _)) => Some(g),
         Err(e) => {
             tracing::debug!("prefetch: {e}");
