@@ -473,24 +473,32 @@ fn another_prompt_does_not_evict_the_cache_of_the_first() {
 /// idle priority) when `prefetch`, else a completion.
 fn at(engine: &Engine, text: &str, cursor: usize, prefetch: bool) -> (Option<wick::engine::Generation>, String) {
     let rope = ropey::Rope::from_str(text);
-    let parsed = wick::syntax::Parsed::parse(wick::syntax::Lang::Python, text);
     let cfg = wick::config::Config { max_tokens: 12, ..Default::default() };
+    let cursor = rope.byte_to_char(cursor);
+    run_at(engine, &rope, cursor, Some(wick::syntax::Lang::Python), "a.py", &cfg, prefetch)
+}
+
+/// Through the pipeline at char `cursor` of `rope`: a prefetch when
+/// `prefetch`, else a completion (its generation and raw text).
+fn run_at(
+    engine: &Engine,
+    rope: &ropey::Rope,
+    cursor: usize,
+    lang: Option<wick::syntax::Lang>,
+    path: &str,
+    cfg: &wick::config::Config,
+    prefetch: bool,
+) -> (Option<wick::engine::Generation>, String) {
+    let text = rope.to_string();
+    let parsed = lang.and_then(|l| wick::syntax::Parsed::parse(l, &text));
     let req = wick::complete::SuggestRequest {
-        input: wick::complete::Input {
-            rope: &rope,
-            cursor: rope.byte_to_char(cursor),
-            lang: Some(wick::syntax::Lang::Python),
-            parsed: parsed.as_ref(),
-            path: "a.py",
-            repo_name: "",
-            others: &[],
-        },
-        config: &cfg,
+        input: wick::complete::Input { rope, cursor, lang, parsed: parsed.as_ref(), path, repo_name: "", others: &[] },
+        config: cfg,
         stages: wick::complete::Stages::default(),
         last: None,
         arrived: 0,
         candidates: 1,
-        key: Some("file:///a.py".into()),
+        key: Some(format!("file:///{path}")),
     };
     if prefetch {
         (futures::executor::block_on(wick::complete::prefetch(engine, &req)), String::new())
@@ -562,32 +570,8 @@ fn prefilled_while_typing(
     let lang = path.ends_with(".py").then_some(wick::syntax::Lang::Python);
     let mut rope = ropey::Rope::from_str(text);
     let cfg = wick::config::Config { max_tokens: 1, context_tokens: 512, ..Default::default() };
-    let run = |rope: &ropey::Rope, cursor: usize, prefetch: bool| {
-        let s = rope.to_string();
-        let parsed = lang.and_then(|l| wick::syntax::Parsed::parse(l, &s));
-        let req = wick::complete::SuggestRequest {
-            input: wick::complete::Input {
-                rope,
-                cursor,
-                lang,
-                parsed: parsed.as_ref(),
-                path,
-                repo_name: "",
-                others: &[],
-            },
-            config: &cfg,
-            stages: wick::complete::Stages::default(),
-            last: None,
-            arrived: 0,
-            candidates: 1,
-            key: Some(format!("file:///{path}")),
-        };
-        if prefetch {
-            futures::executor::block_on(wick::complete::prefetch(engine, &req))
-        } else {
-            wick::complete::suggest_blocking(engine, &req).generation
-        }
-    };
+    let run =
+        |rope: &ropey::Rope, cursor: usize, prefetch: bool| run_at(engine, rope, cursor, lang, path, &cfg, prefetch).0;
     let first = rope.line_to_char(line) - 1;
     if prefetch {
         run(&rope, first, true).expect("the prefetch ran");
